@@ -1,0 +1,53 @@
+"""Configuration of the Twilio sandbox: which account, numbers and webhook it plays against."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+
+def _path_and_query(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    """What the fake Twilio account looks like; mirrors the settings our Functions read."""
+
+    account_sid: str
+    auth_token: str
+    from_number: str | None
+    messaging_service_sid: str | None
+    service_numbers: tuple[str, ...] = ()
+    webhook_url: str = ""
+    public_base_url: str | None = None
+    status_delay_seconds: float = 0.05
+
+    @property
+    def pool(self) -> tuple[str, ...]:
+        """Numbers a Messaging Service may send from; falls back to from_number when the pool is empty."""
+        if self.service_numbers:
+            return self.service_numbers
+        return (self.from_number,) if self.from_number else ()
+
+    @property
+    def our_numbers(self) -> tuple[str, ...]:
+        """Every number this account owns, from_number first, so defaults are predictable."""
+        numbers = [self.from_number] if self.from_number else []
+        numbers += [n for n in self.service_numbers if n not in numbers]
+        return tuple(numbers)
+
+    def signed_url(self, local_url: str) -> str:
+        """The URL Twilio would have called for a local one: behind a tunnel it signs the public address."""
+        if not self.public_base_url:
+            return local_url
+        return self.public_base_url.rstrip("/") + _path_and_query(local_url)
+
+    def reachable_url(self, callback_url: str) -> str:
+        """Where to POST a callback our app gave as a public URL: the same path on the webhook's local origin."""
+        base = (self.public_base_url or "").rstrip("/")
+        if not base or not self.webhook_url or not callback_url.startswith(base + "/"):
+            return callback_url
+        local = urlsplit(self.webhook_url)
+        return f"{local.scheme}://{local.netloc}" + callback_url[len(base) :]

@@ -1,0 +1,98 @@
+"""Outbound message lifecycle: sender choice, status progression and signed status callbacks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import mimetypes
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from .config import SandboxConfig
+from .numbers import segment_count
+from .state import Media, Message, SandboxState, new_sid, utcnow
+from .webhooks import CALLBACK_TIMEOUT, post_signed, status_params
+
+log = logging.getLogger(__name__)
+
+# Reserved destinations that fail after being sent, keyed by the number's last four digits.
+FAILURES: dict[str, tuple[str, int, str]] = {
+    "0199": ("failed", 30003, "Unreachable destination handset"),
+    "0198": ("undelivered", 30005, "Unknown destination handset"),
+}
+
+
+def _content_type(url: str) -> str:
+    return mimetypes.guess_type(urlsplit(url).path)[0] or "application/octet-stream"
+
+
+def send_outbound(
+    state: SandboxState,
+    config: SandboxConfig,
+    *,
+    to: str,
+    from_: str | None,
+    body: str,
+    direction: str,
+    media_urls: tuple[str, ...] = (),
+    messaging_service_sid: str | None = None,
+    status_callback: str | None = None,
+) -> Message:
+    """Accept a message from us to a phone and let it progress in the background like Twilio's queue."""
+    message = state.add_message(
+        sid=new_sid("SM"),
+        from_=from_,
+        to=to,
+        body=body,
+        direction=direction,
+        status="queued" if from_ else "accepted",
+        num_segments=segment_count(body),
+        messaging_service_sid=messaging_service_sid,
+        status_callback=status_callback,
+        media=tuple(Media(new_sid("ME"), _content_type(url), url) for url in media_urls),
+    )
+    state.spawn(_progress(state, config, message.sid))
+    return message
+
+
+def _sticky_sender(state: SandboxState, config: SandboxConfig, phone: str) -> str:
+    """Twilio's sticky sender: the pool number this phone last talked to, else the first in the pool."""
+    partner = state.partner(phone)
+    return partner if partner in config.pool else config.pool[0]
+
+
+async def _progress(state: SandboxState, config: SandboxConfig, sid: str) -> None:
+    message = state.get_message(sid)
+    if message is None:
+        return
+    sender = message.from_ or _sticky_sender(state, config, message.to)
+    final, error_code, error_message = FAILURES.get(message.to[-4:], ("delivered", None, None))
+    for status in ("queued", "sent", final):
+        await asyncio.sleep(config.status_delay_seconds)
+        changes: dict[str, Any] = {"status": status, "from_": sender}
+        if status == "sent":
+            changes["date_sent"] = utcnow()
+        if status == final and error_code is not None:
+            changes.update(error_code=error_code, error_message=error_message)
+        message = state.update_message(sid, **changes)
+        if message.status_callback:
+            await _status_callback(config, message, message.status_callback)
+
+
+async def _status_callback(config: SandboxConfig, message: Message, url: str) -> None:
+    """One signed callback; our app being down or slow must not break the sandbox."""
+    try:
+        response = await post_signed(
+            config.reachable_url(url),
+            url,
+            status_params(message, config.account_sid),
+            config.auth_token,
+            CALLBACK_TIMEOUT,
+        )
+    except httpx.HTTPError as exc:
+        log.warning("status callback %s for %s failed: %r", message.status, message.sid, exc)
+        return
+    if response.status_code >= 400:
+        log.warning("status callback %s for %s answered %s", message.status, message.sid, response.status_code)

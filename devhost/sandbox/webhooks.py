@@ -1,0 +1,108 @@
+"""Signed delivery to our app, as Twilio does it: form posts with X-Twilio-Signature, and TwiML answers."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+
+import httpx
+from twilio.request_validator import RequestValidator
+
+from .numbers import place_of
+from .shapes import API_VERSION
+from .state import Message
+
+WEBHOOK_TIMEOUT = httpx.Timeout(10.0)
+CALLBACK_TIMEOUT = httpx.Timeout(5.0)
+_MAX_TWIML_CHARS = 64_000
+
+
+async def post_signed(
+    url: str, signed_url: str, params: dict[str, str], auth_token: str, timeout: httpx.Timeout
+) -> httpx.Response:
+    """POST form params to url, signed for signed_url (the address Twilio believes it is calling)."""
+    signature = RequestValidator(auth_token).compute_signature(signed_url, params)
+    headers = {"X-Twilio-Signature": signature, "User-Agent": "TwilioProxy/1.1", "Accept": "*/*"}
+    async with httpx.AsyncClient(timeout=timeout) as client:
+        return await client.post(url, data=params, headers=headers)
+
+
+def inbound_params(message: Message, account_sid: str, messaging_service_sid: str | None) -> dict[str, str]:
+    """Every field of Twilio's incoming-SMS webhook for a message a phone sent us."""
+    sender, receiver = place_of(message.from_ or ""), place_of(message.to)
+    params = {
+        "ToCountry": receiver.country,
+        "ToState": receiver.state,
+        "SmsMessageSid": message.sid,
+        "NumMedia": str(len(message.media)),
+        "ToCity": receiver.city,
+        "FromZip": sender.zip,
+        "SmsSid": message.sid,
+        "FromState": sender.state,
+        "SmsStatus": "received",
+        "FromCity": sender.city,
+        "Body": message.body,
+        "FromCountry": sender.country,
+        "To": message.to,
+        "ToZip": receiver.zip,
+        "NumSegments": str(message.num_segments),
+        "MessageSid": message.sid,
+        "AccountSid": account_sid,
+        "From": message.from_ or "",
+        "ApiVersion": API_VERSION,
+    }
+    if messaging_service_sid:
+        params["MessagingServiceSid"] = messaging_service_sid
+    for index, media in enumerate(message.media):
+        params[f"MediaUrl{index}"] = media.url
+        params[f"MediaContentType{index}"] = media.content_type
+    return params
+
+
+def status_params(message: Message, account_sid: str) -> dict[str, str]:
+    """The status-callback form for the message's current status."""
+    params = {
+        "MessageSid": message.sid,
+        "SmsSid": message.sid,
+        "AccountSid": account_sid,
+        "From": message.from_ or "",
+        "To": message.to,
+        "MessageStatus": message.status,
+        "SmsStatus": message.status,
+        "ApiVersion": API_VERSION,
+    }
+    if message.messaging_service_sid:
+        params["MessagingServiceSid"] = message.messaging_service_sid
+    if message.error_code is not None:
+        params["ErrorCode"] = str(message.error_code)
+        params["ErrorMessage"] = message.error_message or ""
+    return params
+
+
+@dataclass(frozen=True)
+class TwimlMessage:
+    body: str
+    media_urls: tuple[str, ...]
+
+
+def twiml_messages(text: str) -> list[TwimlMessage]:
+    """The <Message> verbs of a TwiML answer; anything that is not plain TwiML (DTDs, entities) is ignored."""
+    upper = text.upper()
+    if not text.strip() or len(text) > _MAX_TWIML_CHARS or "<!DOCTYPE" in upper or "<!ENTITY" in upper:
+        return []
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError:
+        return []
+    if root.tag != "Response":
+        return []
+    found = []
+    for verb in root.iter("Message"):
+        body_nouns, media_nouns = verb.findall("Body"), verb.findall("Media")
+        if body_nouns or media_nouns:
+            body = "".join("".join(noun.itertext()) for noun in body_nouns)
+        else:
+            body = "".join(verb.itertext())
+        media = tuple((noun.text or "").strip() for noun in media_nouns if (noun.text or "").strip())
+        found.append(TwimlMessage(body.strip(), media))
+    return found

@@ -1,0 +1,1 @@
+"""One blueprint per function: thin HTTP and timer adapters over the relay core."""

@@ -1,0 +1,61 @@
+"""The desk's reading endpoints: conversations, history, unrouted, claim, read marks, catch-up feed."""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from functions.http import adapter, bearer, json_response
+from relay.runtime import Runtime, get_runtime
+
+bp = func.Blueprint()
+
+
+def _desk(req: func.HttpRequest) -> tuple[Runtime, str]:
+    rt = get_runtime()
+    return rt, rt.sessions.authenticate(bearer(req))
+
+
+@bp.route(route="conversations", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@adapter
+def list_conversations(req: func.HttpRequest) -> func.HttpResponse:
+    rt, desk = _desk(req)
+    return json_response({"conversations": rt.conversations.list(desk)})
+
+
+@bp.route(route="conversations/{phone}/messages", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@adapter
+def conversation_messages(req: func.HttpRequest) -> func.HttpResponse:
+    rt, desk = _desk(req)
+    page = rt.conversations.messages(
+        desk, req.route_params.get("phone", ""), req.params.get("before"), req.params.get("limit")
+    )
+    return json_response(page)
+
+
+@bp.route(route="conversations/{phone}/claim", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@adapter
+def claim_conversation(req: func.HttpRequest) -> func.HttpResponse:
+    rt, desk = _desk(req)
+    return json_response(rt.conversations.claim(desk, req.route_params.get("phone", "")))
+
+
+@bp.route(route="conversations/{phone}/read", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@adapter
+def mark_conversation_read(req: func.HttpRequest) -> func.HttpResponse:
+    rt, desk = _desk(req)
+    rt.conversations.mark_read(desk, req.route_params.get("phone", ""))
+    return func.HttpResponse(status_code=204)
+
+
+@bp.route(route="unrouted", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@adapter
+def unrouted(req: func.HttpRequest) -> func.HttpResponse:
+    rt, _ = _desk(req)
+    return json_response({"conversations": rt.conversations.unrouted()})
+
+
+@bp.route(route="messages", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@adapter
+def catch_up(req: func.HttpRequest) -> func.HttpResponse:
+    rt, desk = _desk(req)
+    return json_response(rt.conversations.feed(desk, req.params.get("after")))

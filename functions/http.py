@@ -1,0 +1,118 @@
+"""Shared HTTP adapter pieces: JSON in, JSON out, errors mapped in one place, never a 500 for bad input."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qsl
+
+import azure.functions as func
+
+from relay.errors import (
+    BadRequest,
+    PayloadTooLarge,
+    RelayError,
+    StoreUnavailable,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+from relay.logs import correlation
+from relay.store import StoreError
+from relay.webhooks import WebhookRequest, forwarded
+
+log = logging.getLogger("relay.http")
+
+MAX_JSON_BYTES = 64 * 1024
+MAX_FORM_BYTES = 64 * 1024
+SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> func.HttpResponse:
+    return func.HttpResponse(
+        json.dumps(body, ensure_ascii=False),
+        status_code=status,
+        mimetype="application/json",
+        charset="utf-8",
+        headers={**SECURITY_HEADERS, **(headers or {})},
+    )
+
+
+def error_response(error: RelayError) -> func.HttpResponse:
+    return json_response(error.to_json(), error.status, error.headers)
+
+
+Handler = Callable[[func.HttpRequest], func.HttpResponse]
+
+
+def adapter(handler: Handler) -> Handler:
+    """Turn our errors into their status and JSON; tag every log line of the request."""
+
+    @functools.wraps(handler)
+    def run(req: func.HttpRequest) -> func.HttpResponse:
+        token = correlation.set(req.headers.get("x-request-id") or uuid.uuid4().hex[:12])
+        try:
+            return handler(req)
+        except RelayError as exc:
+            return error_response(exc)
+        except StoreError as exc:
+            log.error("store unavailable: %s", exc)
+            return error_response(StoreUnavailable("The message store is unavailable."))
+        finally:
+            correlation.reset(token)
+
+    return run
+
+
+def read_json(req: func.HttpRequest, *, required: bool = True) -> dict[str, Any]:
+    raw = req.get_body() or b""
+    if not raw and not required:
+        return {}
+    content_type = (req.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        raise UnsupportedMediaType("Send the body as application/json.", code="unsupported_media_type")
+    if len(raw) > MAX_JSON_BYTES:
+        raise PayloadTooLarge(f"The body is larger than {MAX_JSON_BYTES} bytes.", code="payload_too_large")
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise BadRequest("The body is not valid UTF-8 JSON.", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise BadRequest("The body must be a JSON object.", code="invalid_json")
+    return body
+
+
+def bearer(req: func.HttpRequest) -> str:
+    value = req.headers.get("authorization") or ""
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("Send the session token as 'Authorization: Bearer <token>'.", code="missing_token")
+    return token.strip()
+
+
+def webhook_request(req: func.HttpRequest) -> WebhookRequest:
+    """The form Twilio posted, decoded strictly: a webhook we cannot read is refused, not guessed at."""
+    content_type = (req.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if content_type != "application/x-www-form-urlencoded":
+        raise UnsupportedMediaType("Twilio webhooks are form-encoded.", code="unsupported_media_type")
+    raw = req.get_body() or b""
+    if len(raw) > MAX_FORM_BYTES:
+        raise PayloadTooLarge(f"The form is larger than {MAX_FORM_BYTES} bytes.", code="payload_too_large")
+    try:
+        pairs = parse_qsl(raw.decode("ascii"), keep_blank_values=True, errors="strict", max_num_fields=500)
+    except (UnicodeDecodeError, ValueError):
+        raise BadRequest("The form is not valid URL-encoded UTF-8.", code="invalid_form") from None
+    params: dict[str, str] = {}
+    for name, value in pairs:
+        params.setdefault(name, value)
+    headers = {k.lower(): v for k, v in req.headers.items()}
+    return WebhookRequest(url=req.url, headers=headers, params=params)
+
+
+def client_address(req: func.HttpRequest, trusted_hops: int) -> str:
+    """X-Forwarded-For as far as trusted proxies vouch for it, else the address the host saw."""
+    headers = {k.lower(): v for k, v in req.headers.items()}
+    return forwarded(headers, "x-forwarded-for", trusted_hops) or headers.get("x-client-ip", "") or "unknown"

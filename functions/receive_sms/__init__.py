@@ -1,0 +1,17 @@
+"""POST /api/receive_sms: Twilio's inbound-SMS webhook."""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from functions.http import adapter, webhook_request
+from relay.runtime import get_runtime
+
+bp = func.Blueprint()
+
+
+@bp.route(route="receive_sms", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@adapter
+def receive_sms(req: func.HttpRequest) -> func.HttpResponse:
+    result = get_runtime().inbound.receive(webhook_request(req))
+    return func.HttpResponse(result.twiml, status_code=200, mimetype="text/xml", charset="utf-8")

@@ -1,0 +1,53 @@
+"""POST /api/session opens or renews a desk session; DELETE signs the desk out."""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from functions.http import adapter, bearer, client_address, json_response, read_json
+from relay.clock import iso
+from relay.runtime import get_runtime
+from relay.sessions import SessionRequest
+
+bp = func.Blueprint()
+
+
+def _text(body: dict[str, object], name: str) -> str | None:
+    value = body.get(name)
+    return value if isinstance(value, str) and len(value) <= 4096 else None
+
+
+@bp.route(route="session", methods=["POST", "DELETE"], auth_level=func.AuthLevel.ANONYMOUS)
+@adapter
+def session(req: func.HttpRequest) -> func.HttpResponse:
+    rt = get_runtime()
+    if req.method == "DELETE":
+        rt.sessions.sign_out(bearer(req))
+        return func.HttpResponse(status_code=204)
+    has_bearer = bool(req.headers.get("authorization"))
+    body = read_json(req, required=not has_bearer)
+    grant = rt.sessions.open(
+        SessionRequest(
+            access_code=_text(body, "accessCode"),
+            web_app_id=_text(body, "webAppId"),
+            previous_token=_text(body, "token"),
+            bearer=bearer(req) if has_bearer else None,
+            client_address=client_address(req, rt.settings.trusted_proxy_hops),
+            principal=req.headers.get("x-ms-client-principal-id") if rt.settings.relay_auth == "appservice" else None,
+        )
+    )
+    return json_response(
+        {
+            "webAppId": grant.web_app_id,
+            "alias": grant.alias,
+            "token": grant.token,
+            "expiresAt": iso(grant.expires_at),
+            "mqtt": {
+                "url": rt.settings.mqtt_browser_url,
+                "clientId": grant.client_id,
+                "username": grant.web_app_id,
+                "password": grant.token,
+                "topics": rt.topics.filters_for(grant.web_app_id),
+            },
+        }
+    )

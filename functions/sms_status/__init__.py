@@ -1,0 +1,17 @@
+"""POST /api/sms_status: Twilio's StatusCallback for messages we sent."""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from functions.http import adapter, webhook_request
+from relay.runtime import get_runtime
+
+bp = func.Blueprint()
+
+
+@bp.route(route="sms_status", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@adapter
+def sms_status(req: func.HttpRequest) -> func.HttpResponse:
+    get_runtime().delivery.receive(webhook_request(req))
+    return func.HttpResponse(status_code=204)

@@ -1,0 +1,1 @@
+"""The relay's domain: nothing in this package knows about Azure or HTTP."""

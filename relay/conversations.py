@@ -1,0 +1,120 @@
+"""What a desk reads: its conversations, paged history with statuses, the unrouted list, the catch-up feed."""
+
+from __future__ import annotations
+
+
+from typing import Any
+
+from relay.clock import Clock, iso
+from relay.errors import BadRequest, Conflict, NotFound
+from relay.outbox import Outbox
+from relay.phones import normalise
+from relay.settings import Settings
+from relay.statuses import latest
+from relay.store import UNROUTED, Conversation, Event, MessageRecord, Store
+from relay.topics import Topics
+from relay.twilio_gateway import Media, TwilioGateway
+
+MAX_PAGE = 100
+FEED_PAGE = 500
+
+
+class Conversations:
+    def __init__(
+        self, settings: Settings, store: Store, outbox: Outbox, gateway: TwilioGateway, clock: Clock
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._outbox = outbox
+        self._gateway = gateway
+        self._clock = clock
+        self._topics = Topics(settings.mqtt_topic_prefix)
+
+    def list(self, web_app_id: str) -> list[dict[str, Any]]:
+        return [_conversation(c) for c in self._store.conversations(web_app_id)]
+
+    def unrouted(self) -> list[dict[str, Any]]:
+        return self.list(UNROUTED)
+
+    def messages(self, web_app_id: str, phone_raw: str, before: str | None, limit_raw: str | None) -> dict[str, Any]:
+        phone = normalise(phone_raw, field="phone")
+        limit = _limit(limit_raw)
+        page, cursor = self._store.history(web_app_id, phone, before or None, limit)
+        return {"messages": [self._message(m) for m in page], "next": cursor}
+
+    def mark_read(self, web_app_id: str, phone_raw: str) -> None:
+        self._store.mark_read(web_app_id, normalise(phone_raw, field="phone"))
+
+    def claim(self, web_app_id: str, phone_raw: str) -> dict[str, Any]:
+        phone = normalise(phone_raw, field="phone")
+        now = self._clock.now()
+        payload = {"phone": phone, "webAppId": web_app_id, "at": iso(now)}
+        event = self._store.claim(phone, self._our_side(phone), web_app_id, now, Event(UNROUTED, "claimed", payload, now))
+        if event is None:
+            raise Conflict("That conversation is not waiting to be claimed.", code="already_claimed")
+        self._outbox.publish(event)
+        return {"phone": phone, "webAppId": web_app_id}
+
+    def feed(self, web_app_id: str, after: str | None) -> dict[str, Any]:
+        if after is not None and (len(after) > 64 or not after.replace("-", "").isalnum()):
+            raise BadRequest("'after' is not a cursor this API gave out.", code="invalid_cursor")
+        events = self._store.events_after([web_app_id, UNROUTED], after or None, FEED_PAGE)
+        return {
+            "events": [
+                {"id": e.key, "topic": self._topics.of(e.audience, e.kind), "kind": e.kind, "payload": e.payload}
+                for e in events
+            ],
+            "cursor": events[-1].key if events else (after or None),
+        }
+
+    def media(self, web_app_id: str, sid: str, index_raw: str) -> Media:
+        message = self._store.get_message(sid) if len(sid) <= 64 else None
+        if message is None or message.web_app_id != web_app_id or not index_raw.isdigit():
+            raise NotFound("No such media for this desk.", code="media_not_found")
+        url = message.payload.get(f"MediaUrl{int(index_raw)}")
+        if not isinstance(url, str) or not url:
+            raise NotFound("No such media for this desk.", code="media_not_found")
+        return self._gateway.fetch_media(url)
+
+    def _our_side(self, phone: str) -> str:
+        page, _ = self._store.history(UNROUTED, phone, None, 1)
+        return page[0].our_side if page else self._settings.our_side
+
+    def _message(self, m: MessageRecord) -> dict[str, Any]:
+        status = latest(self._store.statuses(m.sid)) if m.direction == "outbound" else None
+        p = m.payload
+        ours = str(p.get("To" if m.direction == "inbound" else "From") or m.our_side)
+        reminder = self._store.kv_get("reminder-state", m.sid, self._clock.now())
+        return {
+            "sid": m.sid,
+            "direction": m.direction,
+            "from": m.phone if m.direction == "inbound" else ours,
+            "to": ours if m.direction == "inbound" else m.phone,
+            "body": m.body,
+            "displayBody": p.get("displayBody", m.body),
+            "at": iso(m.created_at),
+            "status": status.status if status else p.get("Status", p.get("SmsStatus")),
+            "errorCode": status.error_code if status else None,
+            "errorMessage": status.error_message if status else None,
+            "media": p.get("media", []),
+            "reminder": reminder["state"] if reminder else p.get("reminder"),
+        }
+
+
+def _limit(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return 50
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        raise BadRequest(f"'limit' must be a whole number from 1 to {MAX_PAGE}.", code="invalid_limit")
+    return int(raw)
+
+
+def _conversation(c: Conversation) -> dict[str, Any]:
+    return {
+        "phone": c.phone,
+        "lastMessage": {"sid": c.last_sid, "direction": c.last_direction, "body": c.last_body, "at": iso(c.last_at)},
+        "unread": c.unread,
+        "lastAt": iso(c.last_at),
+    }
+
+

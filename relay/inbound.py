@@ -1,0 +1,123 @@
+"""The inbound pipeline, shared by the webhook and the poller: validate, store once, route, publish."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+
+from relay.clock import Clock, iso
+from relay.errors import BadRequest, StoreUnavailable
+from relay.outbox import Outbox
+from relay.phones import mask
+from relay.routing import Router
+from relay.store import UNROUTED, Event, MessageRecord, Store, StoreError
+from relay.webhooks import WebhookRequest, WebhookValidator
+
+log = logging.getLogger("relay.inbound")
+
+SID = re.compile(r"^[A-Z]{2}[0-9a-zA-Z]{32}$")
+OPT_OUT_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"})
+OPT_IN_WORDS = frozenset({"START", "YES", "UNSTOP"})
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
+
+
+@dataclass(frozen=True)
+class InboundResult:
+    sid: str
+    audience: str
+    duplicate: bool
+    twiml: str = EMPTY_TWIML
+
+
+def keyword(body: str) -> str:
+    return body.strip().upper()
+
+
+class Inbound:
+    def __init__(
+        self,
+        store: Store,
+        router: Router,
+        outbox: Outbox,
+        validator: WebhookValidator,
+        clock: Clock,
+        ttl: timedelta,
+    ) -> None:
+        self._store = store
+        self._router = router
+        self._outbox = outbox
+        self._validator = validator
+        self._clock = clock
+        self._ttl = ttl
+
+    def receive(self, request: WebhookRequest) -> InboundResult:
+        self._validator.validate(request)
+        return self.ingest(request.params)
+
+    def ingest(self, params: Mapping[str, str]) -> InboundResult:
+        """Durable write first; a failed publish leaves the event in the outbox and still succeeds."""
+        sid = params.get("MessageSid", "")
+        phone = params.get("From", "")
+        if not SID.match(sid) or not phone:
+            raise BadRequest("A Twilio message webhook needs MessageSid and From.", code="invalid_webhook")
+        now = self._clock.now()
+        body = params.get("Body", "")
+        our_sides = [params.get("MessagingServiceSid", ""), params.get("To", "")]
+        our_side = next((s for s in our_sides if s), "")
+        try:
+            self._record_opt_out(phone, body, params.get("OptOutType", ""), now)
+            resolution = self._router.resolve(phone, our_sides, body, now)
+            payload: dict[str, object] = dict(params)
+            payload.update(
+                webAppId=resolution.audience,
+                receivedAt=iso(now),
+                displayBody=resolution.display_body,
+                media=media_entries(sid, params),
+            )
+            message = MessageRecord(
+                sid=sid,
+                direction="inbound",
+                phone=phone,
+                our_side=our_side,
+                web_app_id=resolution.audience,
+                body=body,
+                created_at=now,
+                payload=payload,
+            )
+            event = self._store.save_message(message, Event(resolution.audience, "inbound", payload, now))
+            if event is None:
+                log.info("duplicate webhook ignored: sid=%s", sid)
+                return InboundResult(sid, resolution.audience, duplicate=True)
+            if resolution.audience != UNROUTED:
+                self._store.touch_route(phone, our_side, resolution.audience, now, chosen=resolution.by_alias)
+        except StoreError as exc:
+            log.error("inbound not stored: sid=%s from=%s reason=%s", sid, mask(phone), exc)
+            raise StoreUnavailable("The message store is unavailable; Twilio should retry.") from None
+        log.info("inbound stored: sid=%s from=%s audience=%s", sid, mask(phone), _who(resolution.audience))
+        self._outbox.publish(event)
+        return InboundResult(sid, resolution.audience, duplicate=False)
+
+    def _record_opt_out(self, phone: str, body: str, opt_out_type: str, now: object) -> None:
+        word = keyword(body)
+        kind = opt_out_type.upper()
+        if kind == "STOP" or word in OPT_OUT_WORDS:
+            self._store.kv_put("optout", phone, {"keyword": word or kind}, None)
+        elif kind == "START" or word in OPT_IN_WORDS:
+            self._store.kv_delete("optout", phone)
+
+
+def media_entries(sid: str, params: Mapping[str, str]) -> list[dict[str, str]]:
+    count = params.get("NumMedia", "0")
+    n = int(count) if count.isdigit() else 0
+    return [
+        {"url": f"/api/media/{sid}/{i}", "contentType": params.get(f"MediaContentType{i}", "")}
+        for i in range(min(n, 10))
+        if params.get(f"MediaUrl{i}")
+    ]
+
+
+def _who(audience: str) -> str:
+    return audience if audience == UNROUTED else audience[:6] + "…"

@@ -1,0 +1,160 @@
+"""Sending: every check before Twilio is called, one Twilio call per request, and a record of the route."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from relay.clock import Clock, iso
+from relay.errors import BadRequest, Conflict, TooManyRequests
+from relay.outbox import Outbox
+from relay.phones import mask, normalise, require_allowed_region
+from relay.settings import Settings
+from relay.store import Event, MessageRecord, Store, StoreError
+from relay.twilio_gateway import TwilioGateway
+
+log = logging.getLogger("relay.outbound")
+
+MAX_BODY = 1600
+MAX_MEDIA = 10
+IDEMPOTENCY_TTL = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class SendRequest:
+    web_app_id: str
+    to: object
+    body: object
+    media_urls: object = None
+    confirm: object = False
+    idempotency_key: str | None = None
+    base_url: str = ""
+
+
+@dataclass(frozen=True)
+class SendResult:
+    sid: str
+    status: str
+    to: str
+    from_: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"sid": self.sid, "status": self.status, "to": self.to, "from": self.from_}
+
+
+def validate_body(body: object) -> str:
+    if not isinstance(body, str) or not body.strip():
+        raise BadRequest("'body' must be a non-empty string.", code="invalid_body")
+    if len(body) > MAX_BODY:
+        raise BadRequest(f"'body' is {len(body)} characters; the limit is {MAX_BODY}.", code="invalid_body")
+    return body
+
+
+def validate_media(media: object) -> list[str]:
+    if media is None:
+        return []
+    if not isinstance(media, list) or len(media) > MAX_MEDIA:
+        raise BadRequest(f"'mediaUrl' must be a list of at most {MAX_MEDIA} https URLs.", code="invalid_media")
+    for url in media:
+        if not isinstance(url, str) or not url.startswith("https://") or len(url) > 2000:
+            raise BadRequest("'mediaUrl' entries must be https URLs.", code="invalid_media")
+    return list(media)
+
+
+class Outbound:
+    def __init__(self, settings: Settings, store: Store, gateway: TwilioGateway, outbox: Outbox, clock: Clock) -> None:
+        self._settings = settings
+        self._store = store
+        self._gateway = gateway
+        self._outbox = outbox
+        self._clock = clock
+
+    def send(self, request: SendRequest) -> SendResult:
+        to = normalise(request.to)
+        body = validate_body(request.body)
+        media = validate_media(request.media_urls)
+        if not isinstance(request.confirm, bool):
+            raise BadRequest("'confirm' must be true or false.", code="invalid_confirm")
+        require_allowed_region(to, self._settings.allowed_countries)
+        now = self._clock.now()
+        if self._store.kv_get("optout", to, now) is not None:
+            raise Conflict("This number has opted out (replied STOP); it must text START first.", code="opted_out")
+        idem_key = f"{request.web_app_id}:{request.idempotency_key}" if request.idempotency_key else None
+        if idem_key:
+            earlier = self._claim_idempotency(idem_key, now)
+            if earlier is not None:
+                return earlier
+        self._check_rate(request.web_app_id, now)
+        callback = f"{request.base_url}/api/sms_status" if request.base_url else None
+        try:
+            sent = self._gateway.send(to, body, media, callback)
+        except Exception:
+            if idem_key:
+                self._store.kv_delete("idem", idem_key)
+            raise
+        result = SendResult(sent.sid, sent.status, sent.to, sent.from_)
+        log.info("sent: sid=%s to=%s", sent.sid, mask(to))
+        self._after_send(request, result, sent.messaging_service_sid, body, media, now, idem_key)
+        return result
+
+    def _claim_idempotency(self, idem_key: str, now: datetime) -> SendResult | None:
+        if self._store.kv_insert("idem", idem_key, {"state": "pending"}, now + IDEMPOTENCY_TTL, now):
+            return None
+        earlier = self._store.kv_get("idem", idem_key, now) or {}
+        if earlier.get("state") != "done":
+            raise Conflict("A request with this Idempotency-Key is still in progress.", code="request_in_progress")
+        return SendResult(earlier["sid"], earlier["status"], earlier["to"], earlier.get("from"))
+
+    def _check_rate(self, web_app_id: str, now: datetime) -> None:
+        for window, limit, label in (
+            (timedelta(minutes=1), self._settings.send_limit_per_minute, "minute"),
+            (timedelta(days=1), self._settings.send_limit_per_day, "day"),
+        ):
+            count, oldest = self._store.count_hits("send", web_app_id, now - window)
+            if count >= limit:
+                retry = int(((oldest or now) + window - now).total_seconds()) + 1
+                raise TooManyRequests(f"This desk has sent {limit} messages in the last {label}.", retry_after=retry)
+        self._store.record_hit("send", web_app_id, now)
+
+    def _after_send(
+        self,
+        request: SendRequest,
+        result: SendResult,
+        service_sid: str | None,
+        body: str,
+        media: list[str],
+        now: datetime,
+        idem_key: str | None,
+    ) -> None:
+        """Twilio has accepted the message: from here on nothing may turn into an error for the caller."""
+        our_side = service_sid or result.from_ or self._settings.our_side
+        payload: dict[str, Any] = {
+            "MessageSid": result.sid,
+            "From": result.from_,
+            "To": result.to,
+            "Body": body,
+            "Status": result.status,
+            "webAppId": request.web_app_id,
+            "sentAt": iso(now),
+            "direction": "outbound",
+            "media": [{"url": url, "contentType": ""} for url in media],
+            "reminder": "pending" if request.confirm else None,
+        }
+        message = MessageRecord(result.sid, "outbound", result.to, our_side, request.web_app_id, body, now, payload)
+        try:
+            event = self._store.save_message(message, Event(request.web_app_id, "outbound", payload, now))
+            self._store.touch_route(result.to, our_side, request.web_app_id, now, chosen=True)
+            if request.confirm:
+                self._store.kv_put(
+                    "reminder", f"{our_side}|{result.to}", {"sid": result.sid, "webAppId": request.web_app_id}, None
+                )
+            if idem_key:
+                self._store.kv_put("idem", idem_key, {"state": "done", **result.to_json()}, now + IDEMPOTENCY_TTL)
+        except StoreError:
+            log.exception("sent message not recorded: sid=%s", result.sid)
+            return
+        if event is not None:
+            self._outbox.publish(event)
+

@@ -1,0 +1,70 @@
+"""Persist first, publish after: every event is stored before it is published, and retried until acked."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from datetime import timedelta
+
+from relay.clock import Clock
+from relay.errors import PublishFailed
+from relay.publisher import Publisher
+from relay.store import Event, Store, StoreError
+from relay.topics import Topics
+
+log = logging.getLogger("relay.outbox")
+
+
+def encode(event: Event) -> bytes:
+    return json.dumps(event.payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+class Outbox:
+    def __init__(self, store: Store, publisher: Publisher, topics: Topics, clock: Clock) -> None:
+        self._store = store
+        self._publisher = publisher
+        self._topics = topics
+        self._clock = clock
+        self._drain_lock = threading.Lock()
+
+    def topic(self, event: Event) -> str:
+        return self._topics.of(event.audience, event.kind)
+
+    def publish(self, event: Event) -> bool:
+        """Publish now; on failure the event stays pending for the next drain. True when acked."""
+        try:
+            self._publisher.publish(
+                self.topic(event), encode(event), key=event.key, on_acked=lambda: self._acked(event)
+            )
+        except PublishFailed as exc:
+            log.warning("publish deferred to the outbox: event=%s reason=%s", event.key, exc.message)
+            return False
+        return True
+
+    def _acked(self, event: Event) -> None:
+        try:
+            self._store.mark_published(event)
+        except StoreError:
+            log.exception("could not mark event %s published; it may be published again", event.key)
+
+    def drain(self, min_age: timedelta = timedelta(0), limit: int = 500) -> int:
+        """Publish pending events older than `min_age`, oldest first; stops at the first failure."""
+        if not self._drain_lock.acquire(blocking=False):
+            return 0
+        try:
+            sent = 0
+            while True:
+                batch = self._store.pending_events(self._clock.now() - min_age, limit)
+                todo = [e for e in batch if not self._publisher.is_inflight(e.key)]
+                for event in todo:
+                    if not self.publish(event):
+                        return sent
+                    sent += 1
+                if len(batch) < limit or not todo:
+                    return sent
+        except StoreError:
+            log.exception("outbox drain stopped: the store is unavailable")
+            return 0
+        finally:
+            self._drain_lock.release()

@@ -1,0 +1,131 @@
+"""The composition root: builds every collaborator once per process from the settings, lazily."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from relay.clock import Clock, SystemClock
+from relay.conversations import Conversations
+from relay.delivery import Delivery
+from relay.inbound import Inbound
+from relay.logs import configure
+from relay.outbound import Outbound
+from relay.outbox import Outbox
+from relay.publisher import Publisher
+from relay.routing import Router
+from relay.sessions import Sessions
+from relay.settings import Settings
+from relay.store import Store, StoreError, open_store
+from relay.tokens import SERVICE_USER, TokenIssuer
+from relay.topics import Topics
+from relay.twilio_gateway import TwilioGateway
+from relay.webhooks import WebhookValidator
+
+OUTBOX_TIMER_MIN_AGE = timedelta(seconds=15)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    clock: Clock
+    store: Store
+    publisher: Publisher
+    gateway: TwilioGateway
+    issuer: TokenIssuer
+    outbox: Outbox
+    sessions: Sessions
+    router: Router
+    inbound: Inbound
+    delivery: Delivery
+    outbound: Outbound
+    conversations: Conversations
+    topics: Topics
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        try:
+            self.store.ping()
+            store_ok = True
+        except StoreError:
+            store_ok = False
+        broker_ok = self.publisher.connected
+        healthy = store_ok and broker_ok
+        return healthy, {
+            "status": "ok" if healthy else "unavailable",
+            "broker": {"connected": broker_ok},
+            "store": {"ok": store_ok},
+        }
+
+    def close(self) -> None:
+        self.publisher.stop()
+        self.store.close()
+
+
+def build(settings: Settings, clock: Clock | None = None) -> Runtime:
+    clock = clock or SystemClock()
+    configure(settings.log_level)
+    topics = Topics(settings.mqtt_topic_prefix)
+    issuer = TokenIssuer(settings.relay_signing_key, topics)
+    store = open_store(settings.relay_store)
+
+    def broker_password() -> str | None:
+        return settings.mqtt_password or issuer.service_token(clock.now(), timedelta(days=1))
+
+    holder: dict[str, Outbox] = {}
+    publisher = Publisher(
+        settings.mqtt_url,
+        client_id=f"{SERVICE_USER}-{secrets.token_hex(6)}",
+        username=settings.mqtt_username or SERVICE_USER,
+        password=broker_password,
+        timeout_seconds=settings.mqtt_publish_timeout_seconds,
+        on_connected=lambda: holder["outbox"].drain(),
+    )
+    outbox = Outbox(store, publisher, topics, clock)
+    holder["outbox"] = outbox
+    gateway = TwilioGateway(settings)
+    validator = WebhookValidator(settings)
+    sessions = Sessions(settings, store, issuer, clock, publisher)
+    ttl = timedelta(hours=settings.conversation_ttl_hours)
+    router = Router(store, sessions, ttl)
+    runtime = Runtime(
+        settings=settings,
+        clock=clock,
+        store=store,
+        publisher=publisher,
+        gateway=gateway,
+        issuer=issuer,
+        outbox=outbox,
+        sessions=sessions,
+        router=router,
+        inbound=Inbound(store, router, outbox, validator, clock, ttl),
+        delivery=Delivery(store, outbox, validator, clock),
+        outbound=Outbound(settings, store, gateway, outbox, clock),
+        conversations=Conversations(settings, store, outbox, gateway, clock),
+        topics=topics,
+    )
+    publisher.start()
+    return runtime
+
+
+_lock = threading.Lock()
+_current: Runtime | None = None
+
+
+def get_runtime() -> Runtime:
+    """The process-wide runtime, built on first use so importing function_app stays fast."""
+    global _current
+    if _current is None:
+        with _lock:
+            if _current is None:
+                _current = build(Settings.load())
+    return _current
+
+
+def install(runtime: Runtime | None) -> None:
+    """For hosts that build the runtime themselves (the local host validates settings at start-up)."""
+    global _current
+    with _lock:
+        _current = runtime

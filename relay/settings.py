@@ -1,0 +1,245 @@
+"""Every setting, read once into a frozen object and validated; errors name the setting."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import phonenumbers
+
+from relay.errors import SettingsError
+
+MQTT_SCHEMES = ("mqtt", "mqtts", "ws", "wss")
+INBOUND_MODES = ("push", "poll", "both")
+AUTH_MODES = ("accesscode", "appservice")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+_SID = re.compile(r"^[A-Z]{2}[0-9a-fA-F]{32}$")
+_PREFIX = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    twilio_account_sid: str
+    twilio_auth_token: str = field(repr=False)
+    relay_signing_key: str = field(repr=False)
+    relay_access_code: str = field(repr=False)
+    twilio_from_number: str | None = None
+    twilio_messaging_service_sid: str | None = None
+    twilio_api_base_url: str | None = None
+    twilio_webhook_shared_key: str | None = field(default=None, repr=False)
+    public_base_url: str | None = None
+    mqtt_url: str = "mqtt://127.0.0.1:1883"
+    mqtt_username: str | None = None
+    mqtt_password: str | None = field(default=None, repr=False)
+    mqtt_browser_url: str = "ws://127.0.0.1:9001"
+    mqtt_topic_prefix: str = "sms"
+    mqtt_publish_timeout_seconds: float = 5.0
+    relay_store: str = ".data/relay.sqlite3"
+    conversation_ttl_hours: float = 4.0
+    retention_days: int = 90
+    session_ttl_hours: float = 12.0
+    session_resume_days: float = 7.0
+    login_max_failures: int = 10
+    send_limit_per_minute: int = 30
+    send_limit_per_day: int = 1000
+    allowed_countries: frozenset[str] = frozenset()
+    trusted_proxy_hops: int = 0
+    relay_auth: str = "accesscode"
+    log_level: str = "INFO"
+    relay_inbound_mode: str = "push"
+    poll_schedule: str = "*/30 * * * * *"
+    keyword_handlers: tuple[str, ...] = ()
+    help_text: str = "Reply STOP to opt out. For help, call the clinic."
+    autoreply_text: str = "Thanks, we'll get back to you during opening hours."
+
+    @property
+    def our_side(self) -> str:
+        """Our side of a conversation: the Messaging Service when there is one, else the number."""
+        return self.twilio_messaging_service_sid or self.twilio_from_number or ""
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None, local_settings: Path | None = None) -> Settings:
+        """Build from the environment; `local.settings.json` Values fill what it leaves unset."""
+        env = dict(os.environ if environ is None else environ)
+        path = local_settings if local_settings is not None else Path("local.settings.json")
+        for name, value in local_values(path).items():
+            env.setdefault(name, value)
+        return cls.from_mapping(env)
+
+    @classmethod
+    def from_mapping(cls, env: Mapping[str, str]) -> Settings:
+        r = _Reader(env)
+        from_number = r.e164("TWILIO_FROM_NUMBER")
+        service_sid = r.sid("TWILIO_MESSAGING_SERVICE_SID", "MG")
+        if not from_number and not service_sid:
+            raise SettingsError("TWILIO_FROM_NUMBER", "set it (E.164) or TWILIO_MESSAGING_SERVICE_SID")
+        countries = r.countries("ALLOWED_COUNTRIES")
+        if not countries:
+            if from_number:
+                region = phonenumbers.region_code_for_number(phonenumbers.parse(from_number))
+                countries = frozenset({region})
+            else:
+                raise SettingsError("ALLOWED_COUNTRIES", "required when only a Messaging Service is configured")
+        store = r.text("RELAY_STORE")
+        if not store:
+            if env.get("WEBSITE_INSTANCE_ID"):
+                raise SettingsError("RELAY_STORE", "required on Azure: set it to the storage connection string")
+            store = ".data/relay.sqlite3"
+        prefix = r.text("MQTT_TOPIC_PREFIX") or "sms"
+        if not _PREFIX.match(prefix):
+            raise SettingsError("MQTT_TOPIC_PREFIX", "must be topic levels of letters, digits, - or _")
+        return cls(
+            twilio_account_sid=r.required_sid("TWILIO_ACCOUNT_SID", "AC"),
+            twilio_auth_token=r.required("TWILIO_AUTH_TOKEN"),
+            relay_signing_key=r.signing_key("RELAY_SIGNING_KEY"),
+            relay_access_code=r.text("RELAY_ACCESS_CODE") or _required_unless_appservice(r),
+            twilio_from_number=from_number,
+            twilio_messaging_service_sid=service_sid,
+            twilio_api_base_url=r.url("TWILIO_API_BASE_URL", ("http", "https")),
+            twilio_webhook_shared_key=r.text("TWILIO_WEBHOOK_SHARED_KEY"),
+            public_base_url=r.url("PUBLIC_BASE_URL", ("http", "https")),
+            mqtt_url=r.url("MQTT_URL", MQTT_SCHEMES) or "mqtt://127.0.0.1:1883",
+            mqtt_username=r.text("MQTT_USERNAME"),
+            mqtt_password=r.text("MQTT_PASSWORD"),
+            mqtt_browser_url=r.url("MQTT_BROWSER_URL", ("ws", "wss")) or "ws://127.0.0.1:9001",
+            mqtt_topic_prefix=prefix,
+            mqtt_publish_timeout_seconds=r.number("MQTT_PUBLISH_TIMEOUT_SECONDS", 5.0, 0.1, 10.0),
+            relay_store=store,
+            conversation_ttl_hours=r.number("CONVERSATION_TTL_HOURS", 4.0, 0.01, 24 * 365),
+            retention_days=int(r.number("RETENTION_DAYS", 90, 1, 3650)),
+            session_ttl_hours=r.number("SESSION_TTL_HOURS", 12.0, 0.01, 24 * 30),
+            session_resume_days=r.number("SESSION_RESUME_DAYS", 7.0, 0, 365),
+            login_max_failures=int(r.number("LOGIN_MAX_FAILURES", 10, 1, 10_000)),
+            send_limit_per_minute=int(r.number("SEND_LIMIT_PER_MINUTE", 30, 1, 100_000)),
+            send_limit_per_day=int(r.number("SEND_LIMIT_PER_DAY", 1000, 1, 10_000_000)),
+            allowed_countries=countries,
+            trusted_proxy_hops=int(r.number("TRUSTED_PROXY_HOPS", 0, 0, 10)),
+            relay_auth=r.choice("RELAY_AUTH", AUTH_MODES, "accesscode"),
+            log_level=r.choice("LOG_LEVEL", LOG_LEVELS, "INFO", upper=True),
+            relay_inbound_mode=r.choice("RELAY_INBOUND_MODE", INBOUND_MODES, "push"),
+            poll_schedule=r.text("POLL_SCHEDULE") or "*/30 * * * * *",
+            keyword_handlers=r.names("KEYWORD_HANDLERS"),
+            help_text=r.text("HELP_TEXT") or Settings.help_text,
+            autoreply_text=r.text("AUTOREPLY_TEXT") or Settings.autoreply_text,
+        )
+
+
+def _required_unless_appservice(r: _Reader) -> str:
+    if r.choice("RELAY_AUTH", AUTH_MODES, "accesscode") == "appservice":
+        return ""
+    raise SettingsError("RELAY_ACCESS_CODE", "required unless RELAY_AUTH=appservice")
+
+
+def local_values(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SettingsError(str(path), f"unreadable: {exc}") from None
+    values = data.get("Values", {}) if isinstance(data, dict) else {}
+    if not isinstance(values, dict):
+        raise SettingsError(str(path), "Values must be an object")
+    return {str(k): str(v) for k, v in values.items() if v is not None and str(v) != ""}
+
+
+class _Reader:
+    """Typed accessors over the raw mapping; each failure names its setting."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def text(self, name: str) -> str | None:
+        value = self.env.get(name, "").strip()
+        return value or None
+
+    def required(self, name: str) -> str:
+        value = self.text(name)
+        if not value:
+            raise SettingsError(name, "required")
+        return value
+
+    def signing_key(self, name: str) -> str:
+        value = self.required(name)
+        if len(value) < 32:
+            raise SettingsError(name, "must be at least 32 characters")
+        return value
+
+    def sid(self, name: str, prefix: str) -> str | None:
+        value = self.text(name)
+        if value and not (_SID.match(value) and value.startswith(prefix)):
+            raise SettingsError(name, f"must be a Twilio SID starting with {prefix}")
+        return value
+
+    def required_sid(self, name: str, prefix: str) -> str:
+        value = self.sid(name, prefix)
+        if not value:
+            raise SettingsError(name, "required")
+        return value
+
+    def e164(self, name: str) -> str | None:
+        value = self.text(name)
+        if not value:
+            return None
+        try:
+            parsed = phonenumbers.parse(value)
+        except phonenumbers.NumberParseException:
+            raise SettingsError(name, "must be an E.164 number such as +14155550100") from None
+        formatted = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+        if formatted != value or not phonenumbers.is_possible_number(parsed):
+            raise SettingsError(name, "must be an E.164 number such as +14155550100")
+        return value
+
+    def url(self, name: str, schemes: tuple[str, ...]) -> str | None:
+        value = self.text(name)
+        if not value:
+            return None
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises on a malformed port
+        except ValueError:
+            raise SettingsError(name, "is not a valid URL") from None
+        if parts.scheme not in schemes or not parts.hostname:
+            raise SettingsError(name, f"must be a URL with scheme {', '.join(schemes)} and a host")
+        return value.rstrip("/")
+
+    def number(self, name: str, default: float, low: float, high: float) -> float:
+        value = self.text(name)
+        if value is None:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            raise SettingsError(name, "must be a number") from None
+        if not low <= number <= high:
+            raise SettingsError(name, f"must be between {low:g} and {high:g}")
+        return number
+
+    def choice(self, name: str, options: tuple[str, ...], default: str, *, upper: bool = False) -> str:
+        value = self.text(name)
+        if value is None:
+            return default
+        value = value.upper() if upper else value.lower()
+        if value not in options:
+            raise SettingsError(name, f"must be one of {', '.join(options)}")
+        return value
+
+    def names(self, name: str) -> tuple[str, ...]:
+        value = self.text(name) or ""
+        return tuple(part.strip().lower() for part in value.split(",") if part.strip())
+
+    def countries(self, name: str) -> frozenset[str]:
+        codes = {code.upper() for code in self.names(name)}
+        known = phonenumbers.SUPPORTED_REGIONS
+        unknown = sorted(codes - known)
+        if unknown:
+            raise SettingsError(name, f"unknown ISO 3166 region(s): {', '.join(unknown)}")
+        return frozenset(codes)

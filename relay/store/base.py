@@ -1,0 +1,133 @@
+"""The conversation store contract: one interface, an SQLite and an Azure Table implementation.
+
+Times are passed in, never read from a clock here, so tests control them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+UNROUTED = "unrouted"
+
+
+@dataclass(frozen=True)
+class MessageRecord:
+    sid: str
+    direction: str  # "inbound" or "outbound"
+    phone: str  # the other party, E.164
+    our_side: str  # our number, or the Messaging Service SID
+    web_app_id: str  # the desk, or UNROUTED
+    body: str
+    created_at: datetime
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StatusRecord:
+    sid: str
+    status: str
+    error_code: str | None
+    error_message: str | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Event:
+    """One thing a desk is told: stored first, published afterwards, replayed by the catch-up feed."""
+
+    audience: str  # webAppId or UNROUTED
+    kind: str  # inbound, outbound, status, claimed, reminder
+    payload: dict[str, Any]
+    created_at: datetime
+    key: str = ""  # the cursor, assigned by the store
+    published: bool = False
+
+
+@dataclass(frozen=True)
+class Route:
+    phone: str
+    our_side: str
+    web_app_id: str
+    chosen_at: datetime  # last outbound, claim or alias: the newest wins
+    active_at: datetime  # last message either way: expiry slides on it
+
+
+@dataclass(frozen=True)
+class Conversation:
+    web_app_id: str
+    phone: str
+    our_side: str
+    last_sid: str
+    last_body: str
+    last_direction: str
+    last_at: datetime
+    unread: int
+
+
+class StoreError(Exception):
+    """The store could not be reached or refused the operation."""
+
+
+class Store(Protocol):
+    def save_message(self, message: MessageRecord, event: Event) -> Event | None:
+        """Insert once per MessageSid (conditionally, never check-then-insert), with its pending event.
+
+        Returns the stored event (its key set), or None for a duplicate, which changes nothing."""
+
+    def get_message(self, sid: str) -> MessageRecord | None: ...
+
+    def add_status(self, status: StatusRecord, event: Event) -> Event | None:
+        """Insert once per (MessageSid, status) with its event; None for a duplicate."""
+
+    def statuses(self, sid: str) -> list[StatusRecord]:
+        """In the order they were recorded."""
+
+    def history(
+        self, web_app_id: str, phone: str, before: str | None, limit: int
+    ) -> tuple[list[MessageRecord], str | None]:
+        """Newest first, `limit` at most; returns the page and the cursor for the next older page."""
+
+    def conversations(self, web_app_id: str) -> list[Conversation]:
+        """Newest activity first."""
+
+    def mark_read(self, web_app_id: str, phone: str) -> None: ...
+
+    def claim(self, phone: str, our_side: str, web_app_id: str, at: datetime, event: Event) -> Event | None:
+        """Move an unrouted conversation to a desk; None when it was not unrouted (already claimed)."""
+
+    def touch_route(self, phone: str, our_side: str, web_app_id: str, at: datetime, *, chosen: bool) -> None: ...
+
+    def routes(self, phone: str, our_sides: list[str]) -> list[Route]: ...
+
+    def events_after(self, audiences: list[str], after: str | None, limit: int) -> list[Event]:
+        """Oldest first, strictly after the cursor."""
+
+    def pending_events(self, created_before: datetime, limit: int) -> list[Event]: ...
+
+    def mark_published(self, event: Event) -> None: ...
+
+    def kv_get(self, namespace: str, key: str, now: datetime) -> dict[str, Any] | None:
+        """None when absent or expired."""
+
+    def kv_put(self, namespace: str, key: str, value: dict[str, Any], expires_at: datetime | None) -> None: ...
+
+    def kv_insert(self, namespace: str, key: str, value: dict[str, Any], expires_at: datetime | None, now: datetime) -> bool:
+        """Conditional insert; an expired entry counts as absent. False when a live one exists."""
+
+    def kv_delete(self, namespace: str, key: str) -> None: ...
+
+    def record_hit(self, namespace: str, key: str, at: datetime) -> None:
+        """Append one attempt; counters are rows, so concurrent instances never lose an increment."""
+
+    def count_hits(self, namespace: str, key: str, since: datetime) -> tuple[int, datetime | None]:
+        """How many hits since `since`, and the oldest of them."""
+
+    def purge(self, before: datetime) -> int:
+        """Delete messages, statuses, events and hits older than `before`; returns messages deleted."""
+
+    def ping(self) -> None:
+        """Raise StoreError when the store is unreachable."""
+
+    def close(self) -> None: ...

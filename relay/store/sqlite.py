@@ -1,0 +1,379 @@
+"""The embedded store: one SQLite file in WAL mode, a connection per thread, writes in IMMEDIATE transactions."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from relay.store.base import (
+    UNROUTED,
+    Conversation,
+    Event,
+    MessageRecord,
+    Route,
+    StatusRecord,
+    StoreError,
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    sid TEXT PRIMARY KEY, direction TEXT NOT NULL, phone TEXT NOT NULL, our_side TEXT NOT NULL,
+    web_app_id TEXT NOT NULL, body TEXT NOT NULL, created_at REAL NOT NULL, payload TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS messages_by_desk ON messages (web_app_id, phone, created_at, sid);
+CREATE INDEX IF NOT EXISTS messages_by_age ON messages (created_at);
+CREATE TABLE IF NOT EXISTS statuses (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, sid TEXT NOT NULL, status TEXT NOT NULL,
+    error_code TEXT, error_message TEXT, at REAL NOT NULL, UNIQUE (sid, status));
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, audience TEXT NOT NULL, kind TEXT NOT NULL,
+    payload TEXT NOT NULL, created_at REAL NOT NULL, published INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS events_by_audience ON events (audience, seq);
+CREATE INDEX IF NOT EXISTS events_pending ON events (published, created_at);
+CREATE TABLE IF NOT EXISTS routes (
+    phone TEXT NOT NULL, our_side TEXT NOT NULL, web_app_id TEXT NOT NULL,
+    chosen_at REAL NOT NULL, active_at REAL NOT NULL, PRIMARY KEY (phone, our_side, web_app_id));
+CREATE TABLE IF NOT EXISTS conversations (
+    web_app_id TEXT NOT NULL, phone TEXT NOT NULL, our_side TEXT NOT NULL, last_sid TEXT NOT NULL,
+    last_body TEXT NOT NULL, last_direction TEXT NOT NULL, last_at REAL NOT NULL, unread INTEGER NOT NULL,
+    PRIMARY KEY (web_app_id, phone));
+CREATE TABLE IF NOT EXISTS kv (
+    namespace TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, expires_at REAL,
+    PRIMARY KEY (namespace, key));
+CREATE TABLE IF NOT EXISTS hits (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, namespace TEXT NOT NULL, key TEXT NOT NULL, at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS hits_by_key ON hits (namespace, key, at);
+"""
+
+
+def _ts(at: datetime) -> float:
+    return at.timestamp()
+
+
+def _dt(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+class SqliteStore:
+    def __init__(self, path: str, *, timeout_seconds: float = 5.0) -> None:
+        self._path = path
+        self._timeout = timeout_seconds
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        conn = self._conn()
+        try:
+            # executescript commits any open transaction first, so the script carries its own.
+            conn.executescript(f"BEGIN IMMEDIATE;{SCHEMA}COMMIT;")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StoreError(f"cannot create the SQLite schema: {exc}") from None
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(self._path, timeout=self._timeout, isolation_level=None, check_same_thread=False)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute(f"PRAGMA busy_timeout={int(self._timeout * 1000)}")
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot open the SQLite store: {exc}") from None
+            conn.row_factory = sqlite3.Row
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:  # a failed COMMIT would otherwise leave this thread's connection stuck
+                conn.execute("ROLLBACK")
+            raise StoreError(f"SQLite write failed: {exc}") from None
+
+    def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        try:
+            return self._conn().execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite read failed: {exc}") from None
+
+    @staticmethod
+    def _insert_event(db: sqlite3.Connection, event: Event) -> Event:
+        cursor = db.execute(
+            "INSERT INTO events (audience, kind, payload, created_at) VALUES (?, ?, ?, ?)",
+            (event.audience, event.kind, json.dumps(event.payload), _ts(event.created_at)),
+        )
+        return replace(event, key=str(cursor.lastrowid))
+
+    def save_message(self, message: MessageRecord, event: Event) -> Event | None:
+        with self._write() as db:
+            inserted = db.execute(
+                "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sid) DO NOTHING",
+                (
+                    message.sid,
+                    message.direction,
+                    message.phone,
+                    message.our_side,
+                    message.web_app_id,
+                    message.body,
+                    _ts(message.created_at),
+                    json.dumps(message.payload),
+                ),
+            ).rowcount
+            if not inserted:
+                return None
+            unread = 1 if message.direction == "inbound" else 0
+            db.execute(
+                """INSERT INTO conversations VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (web_app_id, phone) DO UPDATE SET
+                     our_side = excluded.our_side, last_sid = excluded.last_sid, last_body = excluded.last_body,
+                     last_direction = excluded.last_direction, last_at = excluded.last_at,
+                     unread = CASE WHEN excluded.unread = 0 THEN 0 ELSE conversations.unread + 1 END
+                   WHERE excluded.last_at >= conversations.last_at""",
+                (
+                    message.web_app_id,
+                    message.phone,
+                    message.our_side,
+                    message.sid,
+                    message.body,
+                    message.direction,
+                    _ts(message.created_at),
+                    unread,
+                ),
+            )
+            return self._insert_event(db, event)
+
+    def get_message(self, sid: str) -> MessageRecord | None:
+        rows = self._read("SELECT * FROM messages WHERE sid = ?", (sid,))
+        return _message(rows[0]) if rows else None
+
+    def add_status(self, status: StatusRecord, event: Event) -> Event | None:
+        with self._write() as db:
+            inserted = db.execute(
+                "INSERT INTO statuses (sid, status, error_code, error_message, at) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (sid, status) DO NOTHING",
+                (status.sid, status.status, status.error_code, status.error_message, _ts(status.at)),
+            ).rowcount
+            return self._insert_event(db, event) if inserted else None
+
+    def statuses(self, sid: str) -> list[StatusRecord]:
+        rows = self._read("SELECT * FROM statuses WHERE sid = ? ORDER BY seq", (sid,))
+        return [StatusRecord(r["sid"], r["status"], r["error_code"], r["error_message"], _dt(r["at"])) for r in rows]
+
+    def history(
+        self, web_app_id: str, phone: str, before: str | None, limit: int
+    ) -> tuple[list[MessageRecord], str | None]:
+        sql = "SELECT * FROM messages WHERE web_app_id = ? AND phone = ?"
+        args: tuple[Any, ...] = (web_app_id, phone)
+        if before:
+            ts, _, sid = before.partition(":")
+            sql += " AND (created_at < ? OR (created_at = ? AND sid < ?))"
+            args += (float(ts), float(ts), sid)
+        rows = self._read(sql + " ORDER BY created_at DESC, sid DESC LIMIT ?", (*args, limit + 1))
+        page = [_message(r) for r in rows[:limit]]
+        more = len(rows) > limit
+        return page, (f"{_ts(page[-1].created_at)!r}:{page[-1].sid}" if more and page else None)
+
+    def conversations(self, web_app_id: str) -> list[Conversation]:
+        rows = self._read("SELECT * FROM conversations WHERE web_app_id = ? ORDER BY last_at DESC", (web_app_id,))
+        return [
+            Conversation(
+                r["web_app_id"],
+                r["phone"],
+                r["our_side"],
+                r["last_sid"],
+                r["last_body"],
+                r["last_direction"],
+                _dt(r["last_at"]),
+                r["unread"],
+            )
+            for r in rows
+        ]
+
+    def mark_read(self, web_app_id: str, phone: str) -> None:
+        with self._write() as db:
+            db.execute("UPDATE conversations SET unread = 0 WHERE web_app_id = ? AND phone = ?", (web_app_id, phone))
+
+    def claim(self, phone: str, our_side: str, web_app_id: str, at: datetime, event: Event) -> Event | None:
+        with self._write() as db:
+            row = db.execute(
+                "SELECT * FROM conversations WHERE web_app_id = ? AND phone = ?", (UNROUTED, phone)
+            ).fetchone()
+            if row is None:
+                return None
+            db.execute(
+                "UPDATE messages SET web_app_id = ? WHERE web_app_id = ? AND phone = ?", (web_app_id, UNROUTED, phone)
+            )
+            db.execute("DELETE FROM conversations WHERE web_app_id = ? AND phone = ?", (UNROUTED, phone))
+            db.execute(
+                """INSERT INTO conversations VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (web_app_id, phone) DO UPDATE SET
+                     last_sid = excluded.last_sid, last_body = excluded.last_body,
+                     last_direction = excluded.last_direction, last_at = excluded.last_at,
+                     unread = conversations.unread + excluded.unread
+                   WHERE excluded.last_at >= conversations.last_at""",
+                (
+                    web_app_id,
+                    phone,
+                    row["our_side"],
+                    row["last_sid"],
+                    row["last_body"],
+                    row["last_direction"],
+                    row["last_at"],
+                    row["unread"],
+                ),
+            )
+            self._upsert_route(db, phone, our_side, web_app_id, at, chosen=True)
+            return self._insert_event(db, event)
+
+    @staticmethod
+    def _upsert_route(
+        db: sqlite3.Connection, phone: str, our_side: str, web_app_id: str, at: datetime, *, chosen: bool
+    ) -> None:
+        ts = _ts(at)
+        db.execute(
+            """INSERT INTO routes VALUES (?, ?, ?, ?, ?)
+               ON CONFLICT (phone, our_side, web_app_id) DO UPDATE SET
+                 chosen_at = CASE WHEN ? THEN max(routes.chosen_at, excluded.chosen_at) ELSE routes.chosen_at END,
+                 active_at = max(routes.active_at, excluded.active_at)""",
+            (phone, our_side, web_app_id, ts if chosen else 0.0, ts, int(chosen)),
+        )
+
+    def touch_route(self, phone: str, our_side: str, web_app_id: str, at: datetime, *, chosen: bool) -> None:
+        with self._write() as db:
+            self._upsert_route(db, phone, our_side, web_app_id, at, chosen=chosen)
+
+    def routes(self, phone: str, our_sides: list[str]) -> list[Route]:
+        marks = ",".join("?" for _ in our_sides) or "''"
+        rows = self._read(f"SELECT * FROM routes WHERE phone = ? AND our_side IN ({marks})", (phone, *our_sides))
+        return [
+            Route(r["phone"], r["our_side"], r["web_app_id"], _dt(r["chosen_at"]), _dt(r["active_at"])) for r in rows
+        ]
+
+    def events_after(self, audiences: list[str], after: str | None, limit: int) -> list[Event]:
+        marks = ",".join("?" for _ in audiences) or "''"
+        seq = int(after) if after and after.isdigit() else 0
+        rows = self._read(
+            f"SELECT * FROM events WHERE audience IN ({marks}) AND seq > ? ORDER BY seq LIMIT ?",
+            (*audiences, seq, limit),
+        )
+        return [_event(r) for r in rows]
+
+    def pending_events(self, created_before: datetime, limit: int) -> list[Event]:
+        rows = self._read(
+            "SELECT * FROM events WHERE published = 0 AND created_at < ? ORDER BY seq LIMIT ?",
+            (_ts(created_before), limit),
+        )
+        return [_event(r) for r in rows]
+
+    def mark_published(self, event: Event) -> None:
+        with self._write() as db:
+            db.execute("UPDATE events SET published = 1 WHERE seq = ?", (int(event.key),))
+
+    def kv_get(self, namespace: str, key: str, now: datetime) -> dict[str, Any] | None:
+        rows = self._read("SELECT value, expires_at FROM kv WHERE namespace = ? AND key = ?", (namespace, key))
+        if not rows or (rows[0]["expires_at"] is not None and rows[0]["expires_at"] <= _ts(now)):
+            return None
+        value: dict[str, Any] = json.loads(rows[0]["value"])
+        return value
+
+    def kv_put(self, namespace: str, key: str, value: dict[str, Any], expires_at: datetime | None) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO kv VALUES (?, ?, ?, ?)",
+                (namespace, key, json.dumps(value), _ts(expires_at) if expires_at else None),
+            )
+
+    def kv_insert(
+        self, namespace: str, key: str, value: dict[str, Any], expires_at: datetime | None, now: datetime
+    ) -> bool:
+        with self._write() as db:
+            return bool(
+                db.execute(
+                    """INSERT INTO kv VALUES (?, ?, ?, ?) ON CONFLICT (namespace, key) DO UPDATE SET
+                         value = excluded.value, expires_at = excluded.expires_at
+                       WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= ?""",
+                    (namespace, key, json.dumps(value), _ts(expires_at) if expires_at else None, _ts(now)),
+                ).rowcount
+            )
+
+    def kv_delete(self, namespace: str, key: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM kv WHERE namespace = ? AND key = ?", (namespace, key))
+
+    def record_hit(self, namespace: str, key: str, at: datetime) -> None:
+        with self._write() as db:
+            db.execute("INSERT INTO hits (namespace, key, at) VALUES (?, ?, ?)", (namespace, key, _ts(at)))
+
+    def count_hits(self, namespace: str, key: str, since: datetime) -> tuple[int, datetime | None]:
+        row = self._read(
+            "SELECT count(*) AS n, min(at) AS oldest FROM hits WHERE namespace = ? AND key = ? AND at >= ?",
+            (namespace, key, _ts(since)),
+        )[0]
+        return int(row["n"]), (_dt(row["oldest"]) if row["oldest"] is not None else None)
+
+    def purge(self, before: datetime) -> int:
+        ts = _ts(before)
+        with self._write() as db:
+            db.execute("DELETE FROM statuses WHERE sid IN (SELECT sid FROM messages WHERE created_at < ?)", (ts,))
+            n = db.execute("DELETE FROM messages WHERE created_at < ?", (ts,)).rowcount
+            # Orphans only when old too: a status callback can arrive before its message is saved.
+            db.execute("DELETE FROM statuses WHERE at < ? AND sid NOT IN (SELECT sid FROM messages)", (ts,))
+            db.execute("DELETE FROM events WHERE created_at < ? AND published = 1", (ts,))
+            db.execute("DELETE FROM conversations WHERE last_at < ?", (ts,))
+            db.execute("DELETE FROM hits WHERE at < ?", (ts,))
+            db.execute("DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at < ?", (ts,))
+            return n
+
+    def ping(self) -> None:
+        self._read("SELECT 1")
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+        self._local = threading.local()
+
+
+def _message(r: sqlite3.Row) -> MessageRecord:
+    return MessageRecord(
+        sid=r["sid"],
+        direction=r["direction"],
+        phone=r["phone"],
+        our_side=r["our_side"],
+        web_app_id=r["web_app_id"],
+        body=r["body"],
+        created_at=_dt(r["created_at"]),
+        payload=json.loads(r["payload"]),
+    )
+
+
+def _event(r: sqlite3.Row) -> Event:
+    return Event(
+        audience=r["audience"],
+        kind=r["kind"],
+        payload=json.loads(r["payload"]),
+        created_at=_dt(r["created_at"]),
+        key=str(r["seq"]),
+        published=bool(r["published"]),
+    )

@@ -1,0 +1,88 @@
+"""Session tokens: short-lived HS256 JWTs bound to a webAppId, also used as the MQTT password.
+
+They carry only the webAppId (`sub`) and the topic claims the broker enforces (`subs`, `pub`).
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import jwt
+
+from relay.errors import Unauthorized
+from relay.topics import Topics
+
+ALGORITHM = "HS256"
+SERVICE_USER = "relay-service"
+
+
+@dataclass(frozen=True)
+class TokenClaims:
+    web_app_id: str
+    issued_at: datetime
+    expires_at: datetime
+
+
+def new_web_app_id() -> str:
+    """128 random bits, URL-safe."""
+    return secrets.token_urlsafe(16)
+
+
+def new_client_id(web_app_id: str) -> str:
+    """Per connection and unguessable, prefixed so the broker can tie it to the token."""
+    return f"{web_app_id}-{secrets.token_hex(8)}"
+
+
+class TokenIssuer:
+    def __init__(self, signing_key: str, topics: Topics) -> None:
+        self._key = signing_key
+        self._topics = topics
+
+    def issue(self, web_app_id: str, now: datetime, ttl: timedelta) -> tuple[str, datetime]:
+        expires = now + ttl
+        claims = {
+            "sub": web_app_id,
+            "iat": int(now.timestamp()),
+            "exp": int(expires.timestamp()),
+            "subs": self._topics.filters_for(web_app_id),
+            "pub": [],
+        }
+        return jwt.encode(claims, self._key, algorithm=ALGORITHM), expires
+
+    def service_token(self, now: datetime, ttl: timedelta) -> str:
+        """The relay's own broker credential for the embedded broker: publish anywhere under the prefix."""
+        claims = {
+            "sub": SERVICE_USER,
+            "iat": int(now.timestamp()),
+            "exp": int((now + ttl).timestamp()),
+            "subs": [],
+            "pub": [self._topics.everything()],
+        }
+        return jwt.encode(claims, self._key, algorithm=ALGORITHM)
+
+    def verify(self, token: str, now: datetime, *, allow_expired_for: timedelta | None = None) -> TokenClaims:
+        """Check signature and expiry; `allow_expired_for` admits a recently expired token for resuming."""
+        leeway = allow_expired_for.total_seconds() if allow_expired_for else 0
+        try:
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=[ALGORITHM],
+                options={"require": ["sub", "exp", "iat"], "verify_exp": False},
+            )
+        except jwt.InvalidTokenError:
+            raise Unauthorized("The session token is invalid.", code="invalid_token") from None
+        exp = float(claims["exp"])
+        if now.timestamp() >= exp + leeway:
+            raise Unauthorized("The session token has expired.", code="token_expired")
+        sub = claims["sub"]
+        if not isinstance(sub, str) or not sub or sub == SERVICE_USER:
+            raise Unauthorized("The session token is invalid.", code="invalid_token")
+        tz = now.tzinfo
+        return TokenClaims(
+            web_app_id=sub,
+            issued_at=datetime.fromtimestamp(float(claims["iat"]), tz),
+            expires_at=datetime.fromtimestamp(exp, tz),
+        )

@@ -1,0 +1,172 @@
+"""Everything we ask of Twilio, through the twilio SDK, with its errors turned into ours."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.rest import Client
+
+from relay.errors import Conflict, NotFound, PayloadTooLarge, Unavailable, UpstreamRefused
+from relay.settings import Settings
+
+log = logging.getLogger("relay.twilio")
+
+TWILIO_MEDIA_HOSTS = frozenset({"api.twilio.com"})
+OPTED_OUT = 21610
+MEDIA_MAX_BYTES = 5 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    sid: str
+    status: str
+    to: str
+    from_: str | None
+    messaging_service_sid: str | None
+
+
+@dataclass(frozen=True)
+class Media:
+    content: bytes
+    content_type: str
+
+
+@dataclass(frozen=True)
+class InboundListing:
+    params: dict[str, str]
+    date_sent: datetime
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+class TwilioGateway:
+    def __init__(self, settings: Settings, *, timeout_seconds: float = 8.0) -> None:
+        self._settings = settings
+        self._timeout = timeout_seconds
+        self._client = Client(
+            settings.twilio_account_sid,
+            settings.twilio_auth_token,
+            http_client=TwilioHttpClient(timeout=timeout_seconds, pool_connections=True, max_retries=0),
+            environment={"TWILIO_REGION": "", "TWILIO_EDGE": ""},
+        )
+        if settings.twilio_api_base_url:
+            self._client.api.base_url = settings.twilio_api_base_url
+        self._opener = urllib.request.build_opener(_NoRedirect())
+
+    def send(self, to: str, body: str, media_urls: list[str], status_callback: str | None) -> SentMessage:
+        kwargs: dict[str, Any] = {"to": to, "body": body}
+        if self._settings.twilio_messaging_service_sid:
+            kwargs["messaging_service_sid"] = self._settings.twilio_messaging_service_sid
+        else:
+            kwargs["from_"] = self._settings.twilio_from_number
+        if media_urls:
+            kwargs["media_url"] = media_urls
+        if status_callback:
+            kwargs["status_callback"] = status_callback
+        try:
+            message = self._client.messages.create(**kwargs)
+        except TwilioRestException as exc:
+            raise _refusal(exc) from None
+        except (TwilioException, OSError) as exc:
+            raise Unavailable(f"Twilio could not be reached: {type(exc).__name__}.", code="twilio_unavailable") from None
+        return SentMessage(
+            sid=str(message.sid),
+            status=str(message.status),
+            to=str(message.to),
+            from_=message.from_,
+            messaging_service_sid=message.messaging_service_sid,
+        )
+
+    def list_inbound(self, to: str, sent_after: datetime, page_size: int = 100) -> list[InboundListing]:
+        """Inbound messages to one of our numbers since a mark, every page, oldest first."""
+        try:
+            records = self._client.messages.list(to=to, date_sent_after=sent_after, page_size=page_size)
+        except TwilioRestException as exc:
+            raise _refusal(exc) from None
+        except (TwilioException, OSError) as exc:
+            raise Unavailable(f"Twilio could not be reached: {type(exc).__name__}.", code="twilio_unavailable") from None
+        found = []
+        for m in records:
+            if not str(m.direction).startswith("inbound") or m.date_sent is None:
+                continue
+            params = {
+                "MessageSid": str(m.sid),
+                "SmsSid": str(m.sid),
+                "SmsMessageSid": str(m.sid),
+                "AccountSid": str(m.account_sid),
+                "From": str(m.from_),
+                "To": str(m.to),
+                "Body": str(m.body or ""),
+                "NumMedia": str(m.num_media or "0"),
+                "NumSegments": str(m.num_segments or "1"),
+                "SmsStatus": "received",
+                "ApiVersion": str(m.api_version or "2010-04-01"),
+            }
+            if m.messaging_service_sid:
+                params["MessagingServiceSid"] = str(m.messaging_service_sid)
+            found.append(InboundListing(params=params, date_sent=m.date_sent))
+        found.sort(key=lambda item: item.date_sent)
+        return found
+
+    def media_allowed(self, url: str) -> bool:
+        """Credentials go only to Twilio's API host over https, or to the sandbox when it is configured."""
+        parts = urlsplit(url)
+        base = self._settings.twilio_api_base_url
+        if base:
+            b = urlsplit(base)
+            return (parts.scheme, parts.hostname, parts.port) == (b.scheme, b.hostname, b.port) and parts.path.startswith(
+                b.path
+            )
+        return parts.scheme == "https" and parts.hostname in TWILIO_MEDIA_HOSTS and parts.port in (None, 443)
+
+    def fetch_media(self, url: str) -> Media:
+        if not self.media_allowed(url):
+            raise NotFound("That media is not hosted by Twilio.", code="media_not_found")
+        auth = f"{self._settings.twilio_account_sid}:{self._settings.twilio_auth_token}".encode()
+        request = urllib.request.Request(url, headers={"Authorization": "Basic " + base64.b64encode(auth).decode()})
+        try:
+            return self._read(self._opener.open(request, timeout=self._timeout))
+        except urllib.error.HTTPError as exc:
+            location = exc.headers.get("Location") if 300 <= exc.code < 400 else None
+            if location and urlsplit(location).scheme == "https":
+                # Twilio redirects to its CDN with a signed URL: follow it without our credentials.
+                try:
+                    return self._read(self._opener.open(urllib.request.Request(location), timeout=self._timeout))
+                except (urllib.error.URLError, OSError):
+                    raise Unavailable("Twilio's media host could not be reached.", code="media_unavailable") from None
+            if exc.code == 404:
+                raise NotFound("Twilio no longer has that media.", code="media_not_found") from None
+            raise Unavailable(f"Twilio answered {exc.code} for the media.", code="media_unavailable") from None
+        except (urllib.error.URLError, OSError):
+            raise Unavailable("Twilio's media host could not be reached.", code="media_unavailable") from None
+
+    def _read(self, response: Any) -> Media:
+        with response:
+            length = response.headers.get("Content-Length")
+            if length and length.isdigit() and int(length) > MEDIA_MAX_BYTES:
+                raise PayloadTooLarge("The media is larger than 5 MB.", code="media_too_large")
+            content = response.read(MEDIA_MAX_BYTES + 1)
+            if len(content) > MEDIA_MAX_BYTES:
+                raise PayloadTooLarge("The media is larger than 5 MB.", code="media_too_large")
+            content_type = response.headers.get("Content-Type", "application/octet-stream")
+            return Media(content=content, content_type=content_type)
+
+
+def _refusal(exc: TwilioRestException) -> Exception:
+    code = int(exc.code) if exc.code is not None else None
+    if code == OPTED_OUT:
+        return Conflict("This number has opted out (replied STOP); it must text START first.", code="opted_out")
+    log.warning("Twilio refused the request: HTTP %s, code %s", exc.status, code)
+    return UpstreamRefused(f"Twilio refused the message: {exc.msg}", twilio_code=code)

@@ -1,0 +1,443 @@
+"""One contract suite for every Store backend: SQLite in a temp dir, Azure Tables on a real Azurite emulator."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from relay.store.base import UNROUTED, Event, MessageRecord, StatusRecord, Store, StoreError
+from relay.store.sqlite import SqliteStore
+from relay.store.tables import TableStore
+from tests.support.azurite import connection_string, start_azurite
+from tests.support.ports import free_port
+
+pytestmark = pytest.mark.timeout(60)
+
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+DESK = "desk-a"
+OTHER_DESK = "desk-b"
+PHONE = "+15550001111"
+OUR = "+15559990000"
+R = TypeVar("R")
+
+
+@pytest.fixture(scope="module")
+def azurite() -> Iterator[str]:
+    with start_azurite() as conn:
+        yield conn
+
+
+@pytest.fixture(params=["sqlite", "tables"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    backend: Store
+    if request.param == "sqlite":
+        backend = SqliteStore(str(tmp_path / "relay.db"))
+    else:
+        conn: str = request.getfixturevalue("azurite")
+        backend = TableStore(conn, table_prefix=f"t{uuid.uuid4().hex[:16]}", timeout_seconds=5.0)
+    yield backend
+    backend.close()
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def message(
+    sid: str,
+    when: datetime,
+    *,
+    desk: str = DESK,
+    phone: str = PHONE,
+    direction: str = "inbound",
+    body: str = "hello",
+    our_side: str = OUR,
+) -> MessageRecord:
+    return MessageRecord(sid, direction, phone, our_side, desk, body, when, {"sid": sid, "body": body})
+
+
+def event_for(record: MessageRecord) -> Event:
+    return Event(record.web_app_id, record.direction, {"sid": record.sid}, record.created_at)
+
+
+def save(store: Store, record: MessageRecord) -> Event:
+    stored = store.save_message(record, event_for(record))
+    assert stored is not None
+    return stored
+
+
+def race(count: int, work: Callable[[int], R]) -> list[R]:
+    """Run `work` from `count` threads released together, so the store, not the test, decides the order."""
+    barrier = threading.Barrier(count, timeout=10)
+
+    def start(i: int) -> R:
+        barrier.wait()
+        return work(i)
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(start, range(count), timeout=45))
+
+
+# -- messages
+
+
+def test_save_message_once_per_sid(store: Store) -> None:
+    record = message("SM1", at(0))
+    stored = save(store, record)
+    assert stored.key and stored.audience == DESK and stored.payload == {"sid": "SM1"}
+    assert store.get_message("SM1") == record
+
+    again = replace(record, body="a retried webhook")
+    assert store.save_message(again, event_for(again)) is None
+    assert store.get_message("SM1") == record
+    assert [e.key for e in store.events_after([DESK], None, 10)] == [stored.key]
+    assert store.get_message("SM-missing") is None
+
+
+def test_concurrent_duplicates_store_one_message_and_one_event(store: Store) -> None:
+    record = message("SMdup", at(0))
+    results = race(20, lambda _: store.save_message(record, event_for(record)))
+    winners = [r for r in results if r is not None]
+    assert len(winners) == 1
+    assert [e.key for e in store.events_after([DESK], None, 50)] == [winners[0].key]
+    [conversation] = store.conversations(DESK)
+    assert conversation.unread == 1
+
+
+# -- statuses
+
+
+def test_statuses_dedupe_and_keep_recorded_order(store: Store) -> None:
+    save(store, message("SMs", at(0), direction="outbound"))
+    recorded = [
+        StatusRecord("SMs", "sent", None, None, at(1)),
+        StatusRecord("SMs", "queued", None, None, at(2)),
+        StatusRecord("SMs", "undelivered", "30003", "Unreachable handset", at(3)),
+    ]
+    keys = []
+    for status in recorded:
+        stored = store.add_status(status, Event(DESK, "status", {"status": status.status}, status.at))
+        assert stored is not None
+        keys.append(stored.key)
+    duplicate = StatusRecord("SMs", "queued", None, None, at(9))
+    assert store.add_status(duplicate, Event(DESK, "status", {"status": "queued"}, at(9))) is None
+    assert store.statuses("SMs") == recorded
+    assert store.statuses("SM-none") == []
+    assert [e.key for e in store.events_after([DESK], None, 10)][1:] == keys
+
+
+# -- routes
+
+
+def test_touch_route_moves_chosen_only_when_chosen_and_never_backwards(store: Store) -> None:
+    store.touch_route(PHONE, OUR, DESK, at(10), chosen=False)
+    [route] = store.routes(PHONE, [OUR])
+    assert (route.web_app_id, route.chosen_at, route.active_at) == (DESK, datetime.fromtimestamp(0, UTC), at(10))
+
+    store.touch_route(PHONE, OUR, DESK, at(20), chosen=True)
+    store.touch_route(PHONE, OUR, DESK, at(30), chosen=False)
+    [route] = store.routes(PHONE, [OUR])
+    assert (route.chosen_at, route.active_at) == (at(20), at(30))
+
+    store.touch_route(PHONE, OUR, DESK, at(5), chosen=True)
+    [route] = store.routes(PHONE, [OUR])
+    assert (route.chosen_at, route.active_at) == (at(20), at(30))
+
+
+def test_routes_filter_by_phone_and_our_sides(store: Store) -> None:
+    store.touch_route(PHONE, OUR, DESK, at(1), chosen=True)
+    store.touch_route(PHONE, OUR, OTHER_DESK, at(2), chosen=True)
+    store.touch_route(PHONE, "MG-service", DESK, at(3), chosen=True)
+    store.touch_route("+15550002222", OUR, DESK, at(4), chosen=True)
+
+    assert sorted(r.web_app_id for r in store.routes(PHONE, [OUR])) == [DESK, OTHER_DESK]
+    assert {(r.our_side, r.web_app_id) for r in store.routes(PHONE, [OUR, "MG-service"])} == {
+        (OUR, DESK),
+        (OUR, OTHER_DESK),
+        ("MG-service", DESK),
+    }
+    assert store.routes(PHONE, []) == []
+    assert store.routes("+15550003333", [OUR]) == []
+
+
+# -- history and conversations
+
+
+def test_history_pages_newest_first_without_gaps_or_overlaps(store: Store) -> None:
+    for i in range(25):
+        save(store, message(f"SM{i:02d}", at(i), direction="inbound" if i % 2 else "outbound"))
+    save(store, message("SMother-desk", at(100), desk=OTHER_DESK))
+    save(store, message("SMother-phone", at(101), phone="+15550002222"))
+
+    seen: list[str] = []
+    cursor: str | None = None
+    sizes = []
+    for _ in range(5):
+        page, cursor = store.history(DESK, PHONE, cursor, 10)
+        sizes.append(len(page))
+        seen.extend(m.sid for m in page)
+        if cursor is None:
+            break
+    assert sizes == [10, 10, 5]
+    assert seen == [f"SM{i:02d}" for i in reversed(range(25))]
+    page, cursor = store.history(OTHER_DESK, PHONE, None, 10)
+    assert [m.sid for m in page] == ["SMother-desk"] and cursor is None
+
+
+def test_history_breaks_time_ties_by_sid_descending(store: Store) -> None:
+    for sid in ["SMb", "SMa", "SMc", "SMab"]:
+        save(store, message(sid, at(0)))
+    seen = []
+    cursor: str | None = None
+    for _ in range(6):
+        page, cursor = store.history(DESK, PHONE, cursor, 1)
+        seen.extend(m.sid for m in page)
+        if cursor is None:
+            break
+    assert seen == ["SMc", "SMb", "SMab", "SMa"]
+
+
+def test_conversations_order_and_unread(store: Store) -> None:
+    second = "+15550002222"
+    save(store, message("SM1", at(1)))
+    save(store, message("SM2", at(2)))
+    save(store, message("SM3", at(3), phone=second))
+    assert [(c.phone, c.unread) for c in store.conversations(DESK)] == [(second, 1), (PHONE, 2)]
+
+    save(store, message("SM4", at(4), direction="outbound", body="reply"))
+    [first, other] = store.conversations(DESK)
+    assert (first.phone, first.unread, first.last_sid, first.last_body, first.last_direction, first.last_at) == (
+        PHONE,
+        0,
+        "SM4",
+        "reply",
+        "outbound",
+        at(4),
+    )
+    assert other.phone == second
+
+    save(store, message("SM5", at(5), phone=second))
+    store.mark_read(DESK, PHONE)
+    assert [(c.phone, c.unread) for c in store.conversations(DESK)] == [(second, 2), (PHONE, 0)]
+    store.mark_read(DESK, second)
+    store.mark_read(DESK, "+15550009999")
+    assert [c.unread for c in store.conversations(DESK)] == [0, 0]
+
+    save(store, message("SM0-late", at(0), phone=second))
+    latest = store.conversations(DESK)[0]
+    assert (latest.last_sid, latest.unread) == ("SM5", 0)
+    assert store.conversations(OTHER_DESK) == []
+
+
+# -- claim
+
+
+def test_claim_moves_unrouted_messages_once(store: Store) -> None:
+    save(store, message("SMu1", at(1), desk=UNROUTED))
+    save(store, message("SMu2", at(2), desk=UNROUTED))
+    assert [(c.phone, c.unread) for c in store.conversations(UNROUTED)] == [(PHONE, 2)]
+
+    claimed = store.claim(PHONE, OUR, DESK, at(10), Event(DESK, "claimed", {"phone": PHONE}, at(10)))
+    assert claimed is not None and claimed.key and claimed.kind == "claimed"
+    page, _ = store.history(DESK, PHONE, None, 10)
+    assert [m.sid for m in page] == ["SMu2", "SMu1"] and all(m.web_app_id == DESK for m in page)
+    assert store.history(UNROUTED, PHONE, None, 10) == ([], None)
+    moved = store.get_message("SMu1")
+    assert moved is not None and moved.web_app_id == DESK
+    assert store.conversations(UNROUTED) == []
+    [conversation] = store.conversations(DESK)
+    assert (conversation.last_sid, conversation.unread) == ("SMu2", 2)
+    [route] = store.routes(PHONE, [OUR])
+    assert (route.web_app_id, route.chosen_at) == (DESK, at(10))
+    assert claimed.key in [e.key for e in store.events_after([DESK], None, 10)]
+
+    again = store.claim(PHONE, OUR, OTHER_DESK, at(11), Event(OTHER_DESK, "claimed", {}, at(11)))
+    assert again is None
+    assert store.claim("+15550009999", OUR, DESK, at(12), Event(DESK, "claimed", {}, at(12))) is None
+
+
+def test_concurrent_claims_have_exactly_one_winner(store: Store) -> None:
+    phones = [f"+1555000{i:04d}" for i in range(3)]
+    for n, phone in enumerate(phones):
+        save(store, message(f"SMc{n}", at(n), desk=UNROUTED, phone=phone))
+    desks = [f"desk-{i}" for i in range(4)]
+    for phone in phones:
+        results = race(
+            4, lambda i, p=phone: store.claim(p, OUR, desks[i], at(50), Event(desks[i], "claimed", {}, at(50)))
+        )
+        winners = [desks[i] for i, r in enumerate(results) if r is not None]
+        assert len(winners) == 1, (phone, winners)
+        owners = [d for d in desks if store.history(d, phone, None, 10)[0]]
+        assert owners == winners
+    assert store.conversations(UNROUTED) == []
+
+
+# -- events
+
+
+def test_events_after_merges_audiences_oldest_first(store: Store) -> None:
+    stored = [
+        save(store, message("SMe0", at(0), desk=DESK)),
+        save(store, message("SMe1", at(1), desk=OTHER_DESK, phone="+15550002222")),
+        save(store, message("SMe2", at(2), desk="desk-c", phone="+15550003333")),
+        save(store, message("SMe3", at(3), desk=DESK)),
+        save(store, message("SMe4", at(4), desk=OTHER_DESK, phone="+15550002222")),
+    ]
+    wanted = [stored[i] for i in (0, 1, 3, 4)]
+    events = store.events_after([DESK, OTHER_DESK], None, 100)
+    assert [e.key for e in events] == [e.key for e in wanted]
+    assert [e.payload["sid"] for e in events] == ["SMe0", "SMe1", "SMe3", "SMe4"]
+    assert events[0] == Event(DESK, "inbound", {"sid": "SMe0"}, at(0), key=stored[0].key)
+    assert [e.key for e in store.events_after([DESK, OTHER_DESK], events[1].key, 100)] == [e.key for e in wanted[2:]]
+    assert [e.key for e in store.events_after([DESK, OTHER_DESK], None, 2)] == [e.key for e in wanted[:2]]
+    assert store.events_after([DESK, OTHER_DESK], events[-1].key, 100) == []
+    assert store.events_after([], None, 100) == []
+
+
+def test_pending_events_and_mark_published(store: Store) -> None:
+    first = save(store, message("SMp0", at(0)))
+    second = save(store, message("SMp1", at(10)))
+    assert [e.key for e in store.pending_events(at(5), 10)] == [first.key]
+    assert [e.key for e in store.pending_events(at(60), 10)] == [first.key, second.key]
+    assert [e.key for e in store.pending_events(at(60), 1)] == [first.key]
+
+    store.mark_published(first)
+    assert [e.key for e in store.pending_events(at(60), 10)] == [second.key]
+    assert [e.published for e in store.events_after([DESK], None, 10)] == [True, False]
+
+
+# -- key/value and hits
+
+
+def test_kv_expiry_conditional_insert_and_delete(store: Store) -> None:
+    assert store.kv_get("ns", "k", at(0)) is None
+    store.kv_put("ns", "k", {"v": 1}, at(10))
+    assert store.kv_get("ns", "k", at(9)) == {"v": 1}
+    assert store.kv_get("ns", "k", at(10)) is None
+
+    assert store.kv_insert("ns", "k", {"v": 2}, at(30), now=at(5)) is False
+    assert store.kv_get("ns", "k", at(5)) == {"v": 1}
+    assert store.kv_insert("ns", "k", {"v": 3}, at(30), now=at(11)) is True
+    assert store.kv_get("ns", "k", at(20)) == {"v": 3}
+
+    assert store.kv_insert("ns", "forever", {"v": 4}, None, now=at(0)) is True
+    assert store.kv_insert("ns", "forever", {"v": 5}, None, now=at(10**6)) is False
+    assert store.kv_get("ns", "forever", at(10**6)) == {"v": 4}
+    assert store.kv_get("other-ns", "forever", at(0)) is None
+
+    store.kv_delete("ns", "forever")
+    store.kv_delete("ns", "never-there")
+    assert store.kv_get("ns", "forever", at(0)) is None
+    assert store.kv_insert("ns", "forever", {"v": 6}, None, now=at(0)) is True
+
+
+def test_kv_concurrent_insert_has_one_winner(store: Store) -> None:
+    store.kv_put("ns", "lock", {"owner": "old"}, at(1))
+    results = race(8, lambda i: store.kv_insert("ns", "lock", {"owner": i}, at(100), now=at(50)))
+    assert results.count(True) == 1
+    assert store.kv_get("ns", "lock", at(50)) == {"owner": results.index(True)}
+
+
+def test_keys_with_characters_table_storage_forbids(store: Store) -> None:
+    odd = ["a/b", "c\\d", "e#f", "g?h", "tab\there", "~", "", "~7E", "pct%41", "quote'", "ünï"]
+    for n, key in enumerate(odd):
+        store.kv_put("ns/#?", key, {"n": n}, None)
+    assert [store.kv_get("ns/#?", key, at(0)) for key in odd] == [{"n": n} for n in range(len(odd))]
+
+    desk = "desk/with#odd?chars\\"
+    save(store, message("SM/odd?#", at(0), desk=desk, phone="+1 (555) 000"))
+    page, _ = store.history(desk, "+1 (555) 000", None, 10)
+    assert [m.sid for m in page] == ["SM/odd?#"]
+    assert [c.web_app_id for c in store.conversations(desk)] == [desk]
+
+
+def test_hits_are_counted_in_windows(store: Store) -> None:
+    for seconds in (0, 10, 20):
+        store.record_hit("login", "1.2.3.4", at(seconds))
+    store.record_hit("login", "1.2.3.4", at(20))
+    store.record_hit("login", "5.6.7.8", at(15))
+    assert store.count_hits("login", "1.2.3.4", at(0)) == (4, at(0))
+    assert store.count_hits("login", "1.2.3.4", at(5)) == (3, at(10))
+    assert store.count_hits("login", "1.2.3.4", at(21)) == (0, None)
+    assert store.count_hits("sms", "1.2.3.4", at(0)) == (0, None)
+
+
+def test_concurrent_hits_are_all_counted(store: Store) -> None:
+    race(10, lambda _: store.record_hit("ns", "k", at(1)))
+    assert store.count_hits("ns", "k", at(0)) == (10, at(1))
+
+
+# -- housekeeping
+
+
+def test_purge_removes_old_rows_and_keeps_new_ones(store: Store) -> None:
+    day = 86400
+    old = save(store, message("SMold", at(0)))
+    save(store, message("SMnew", at(2 * day)))
+    store.add_status(StatusRecord("SMold", "delivered", None, None, at(1)), Event(DESK, "status", {}, at(1)))
+    store.add_status(
+        StatusRecord("SMnew", "delivered", None, None, at(2 * day)), Event(DESK, "status", {}, at(2 * day))
+    )
+    store.add_status(StatusRecord("SMorphan-old", "sent", None, None, at(5)), Event(DESK, "status", {}, at(5)))
+    store.add_status(StatusRecord("SMearly", "sent", None, None, at(2 * day)), Event(DESK, "status", {}, at(2 * day)))
+    store.mark_published(old)
+    store.record_hit("ns", "k", at(0))
+    store.record_hit("ns", "k", at(2 * day))
+
+    assert store.purge(at(day)) == 1
+    assert store.get_message("SMold") is None and store.get_message("SMnew") is not None
+    assert store.statuses("SMold") == [] and store.statuses("SMorphan-old") == []
+    assert [s.status for s in store.statuses("SMnew")] == ["delivered"]
+    assert [s.status for s in store.statuses("SMearly")] == ["sent"]
+    assert [m.sid for m in store.history(DESK, PHONE, None, 10)[0]] == ["SMnew"]
+    assert [c.last_sid for c in store.conversations(DESK)] == ["SMnew"]
+    remaining = store.events_after([DESK], None, 100)
+    assert old.key not in [e.key for e in remaining] and len(remaining) == 5
+    assert store.count_hits("ns", "k", at(0)) == (1, at(2 * day))
+    assert store.purge(at(day)) == 0
+
+
+def test_ping_on_a_live_store(store: Store) -> None:
+    store.ping()
+
+
+def test_table_store_on_a_dead_port_fails_fast() -> None:
+    dead = TableStore(connection_string(free_port()), table_prefix="dead", timeout_seconds=2.0)
+    started = time.monotonic()
+    with pytest.raises(StoreError) as raised:
+        dead.ping()
+    with pytest.raises(StoreError):
+        dead.get_message("SM1")
+    assert time.monotonic() - started < 10
+    assert "AccountKey" not in str(raised.value) and "Eby8" not in str(raised.value)
+    dead.close()
+
+
+def test_table_store_accepts_development_storage_shortcut() -> None:
+    TableStore("UseDevelopmentStorage=true").close()
+    with pytest.raises(StoreError):
+        TableStore("not a connection string")
+    with pytest.raises(ValueError):
+        TableStore("UseDevelopmentStorage=true", table_prefix="bad-prefix")
+
+
+def test_duplicate_after_claim_stays_with_the_claimer(store: Store) -> None:
+    first = message("SMu1", at(1), desk=UNROUTED)
+    save(store, first)
+    save(store, message("SMu2", at(2), desk=UNROUTED))
+    assert store.claim(PHONE, OUR, DESK, at(10), Event(DESK, "claimed", {}, at(10))) is not None
+    assert store.save_message(first, event_for(first)) is None
+    assert store.history(UNROUTED, PHONE, None, 10) == ([], None)
+    assert store.conversations(UNROUTED) == []
+    [conversation] = store.conversations(DESK)
+    assert (conversation.last_sid, conversation.unread) == ("SMu2", 2)
+

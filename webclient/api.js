@@ -1,0 +1,174 @@
+// HTTP API client. Every error comes back as ApiError with the contract's
+// code/message (plus twilioCode and retryAfter when present).
+
+export class ApiError extends Error {
+  constructor(status, code, message, extra = {}) {
+    super(message);
+    this.name = "ApiError";
+    this.status = status;
+    this.code = code;
+    this.twilioCode = extra.twilioCode ?? null;
+    this.retryAfter = extra.retryAfter ?? null;
+  }
+}
+
+const NETWORK_MESSAGE = "Could not reach the server. Check the connection and try again.";
+
+export class Api {
+  constructor(base = "/api") {
+    this.base = base;
+    this.token = null;
+    /** called on a 401 for a Bearer request; should renew and return true to retry once */
+    this.onUnauthorized = null;
+  }
+
+  async request(method, path, { body, headers = {}, auth = true, raw = false, retry = true } = {}) {
+    const h = { Accept: "application/json", ...headers };
+    if (body !== undefined) h["Content-Type"] = "application/json";
+    if (auth && this.token) h.Authorization = `Bearer ${this.token}`;
+    let res;
+    try {
+      res = await fetch(this.base + path, {
+        method,
+        headers: h,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        credentials: "same-origin",
+        cache: "no-store",
+      });
+    } catch {
+      throw new ApiError(0, "network_error", NETWORK_MESSAGE);
+    }
+    if (res.status === 401 && auth && retry && this.onUnauthorized) {
+      if (await this.onUnauthorized()) {
+        return this.request(method, path, { body, headers, auth, raw, retry: false });
+      }
+    }
+    if (!res.ok) throw await toError(res);
+    if (raw) return res;
+    if (res.status === 204) return null;
+    const text = await res.text();
+    return text ? JSON.parse(text) : null;
+  }
+
+  // --- session ---------------------------------------------------------
+  createSession({ accessCode, webAppId, token }) {
+    const body = { accessCode };
+    if (webAppId) body.webAppId = webAppId;
+    if (token) body.token = token;
+    return this.request("POST", "/session", { body, auth: false });
+  }
+  renewSession(extra = {}) {
+    return this.request("POST", "/session", { body: extra, retry: false });
+  }
+  deleteSession() {
+    return this.request("DELETE", "/session", { retry: false });
+  }
+
+  // --- messages --------------------------------------------------------
+  sendSms({ to, body, confirm = false, mediaUrl = [] }, idempotencyKey) {
+    const headers = idempotencyKey ? { "Idempotency-Key": idempotencyKey } : {};
+    return this.request("POST", "/send_sms", { body: { to, body, confirm, mediaUrl }, headers });
+  }
+  conversations() {
+    return this.request("GET", "/conversations");
+  }
+  unrouted() {
+    return this.request("GET", "/unrouted");
+  }
+  messages(phone, { before = null, limit = 30 } = {}) {
+    const q = new URLSearchParams({ limit: String(limit) });
+    if (before != null) q.set("before", String(before));
+    return this.request("GET", `/conversations/${encodeURIComponent(phone)}/messages?${q}`);
+  }
+  markRead(phone) {
+    return this.request("POST", `/conversations/${encodeURIComponent(phone)}/read`);
+  }
+  claim(phone) {
+    return this.request("POST", `/conversations/${encodeURIComponent(phone)}/claim`);
+  }
+  events(after) {
+    const q = after != null && after !== "" ? `?after=${encodeURIComponent(after)}` : "";
+    return this.request("GET", `/messages${q}`);
+  }
+  async media(url) {
+    // url is "/api/media/<sid>/<n>" as given by the server
+    const path = url.startsWith(this.base) ? url.slice(this.base.length) : url;
+    const res = await this.request("GET", path, { raw: true, headers: { Accept: "image/*" } });
+    return res.blob();
+  }
+}
+
+async function toError(res) {
+  let code = `http_${res.status}`;
+  let message = `The server answered ${res.status}.`;
+  let twilioCode = null;
+  try {
+    const data = await res.json();
+    if (data && data.error) {
+      code = data.error.code || code;
+      message = data.error.message || message;
+      twilioCode = data.error.twilioCode ?? null;
+    }
+  } catch {
+    /* not JSON */
+  }
+  const ra = res.headers.get("Retry-After");
+  const retryAfter = ra && /^\d+$/.test(ra.trim()) ? Number(ra.trim()) : null;
+  return new ApiError(res.status, code, message, { twilioCode, retryAfter });
+}
+
+/** A staff-facing sentence for an API error. */
+export function explainApiError(err) {
+  if (!(err instanceof ApiError)) return "Something went wrong. The message was not sent.";
+  switch (err.code) {
+    case "invalid_number":
+      return "That phone number is not valid. Check it and try again.";
+    case "invalid_body":
+      return "The message is empty or too long (1600 characters at most).";
+    case "country_not_allowed":
+      return "Texting numbers in that country is not allowed for this clinic.";
+    case "opted_out":
+      return "This patient has opted out (replied STOP). They must text START before you can message them.";
+    case "rate_limited":
+      return err.retryAfter
+        ? `Too many messages right now. Try again in ${err.retryAfter} s.`
+        : "Too many messages right now. Try again shortly.";
+    case "twilio_error": {
+      const words = err.twilioCode ? twilioErrorText(err.twilioCode) : null;
+      return words
+        ? `Twilio refused the message: ${words} (${err.twilioCode}).`
+        : `Twilio refused the message: ${err.message}`;
+    }
+    case "unavailable":
+      return "The SMS service is temporarily unavailable. Your text is kept; try again in a moment.";
+    case "network_error":
+      return NETWORK_MESSAGE;
+    case "invalid_access_code":
+      return "That access code is not valid.";
+    case "already_claimed":
+      return "Another desk has already claimed this conversation.";
+    default:
+      return err.message || "Something went wrong.";
+  }
+}
+
+const TWILIO_ERRORS = {
+  30001: "Queue overflow",
+  30002: "Account suspended",
+  30003: "Unreachable destination handset",
+  30004: "Message blocked",
+  30005: "Unknown destination handset",
+  30006: "Landline or unreachable carrier",
+  30007: "Message filtered (carrier)",
+  30008: "Unknown error",
+  30034: "Sender number not registered (A2P 10DLC)",
+  21211: "Invalid phone number",
+  21408: "Sending to this region is not enabled",
+  21610: "The recipient has opted out (STOP)",
+  21614: "Not a mobile number",
+};
+
+export function twilioErrorText(code) {
+  if (code == null || code === "") return null;
+  return TWILIO_ERRORS[Number(code)] ?? null;
+}

@@ -1,0 +1,256 @@
+// DOM rendering. Text goes in through textContent only: never innerHTML.
+import { formatPhone } from "./phone.js";
+import { twilioErrorText } from "./api.js";
+
+export function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (value == null || value === false) continue;
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else if (key === "dataset") Object.assign(node.dataset, value);
+    else if (key.startsWith("on") && typeof value === "function") node.addEventListener(key.slice(2), value);
+    else if (key in node && typeof value !== "string") node[key] = value;
+    else node.setAttribute(key, value === true ? "" : String(value));
+  }
+  for (const child of children.flat()) {
+    if (child == null || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+// ---- time --------------------------------------------------------------
+
+export function relativeTime(iso, now = Date.now()) {
+  const t = Date.parse(iso);
+  if (Number.isNaN(t)) return "";
+  const s = Math.round((now - t) / 1000);
+  if (s < 45) return "just now";
+  const m = Math.round(s / 60);
+  if (m < 60) return `${m} min ago`;
+  const h = Math.round(m / 60);
+  if (h < 24) return `${h} h ago`;
+  const d = Math.round(h / 24);
+  if (d === 1) return "yesterday";
+  if (d < 7) return `${d} days ago`;
+  return new Date(t).toLocaleDateString(undefined, { month: "short", day: "numeric" });
+}
+
+function clockTime(iso) {
+  const t = new Date(iso);
+  if (Number.isNaN(t.getTime())) return "";
+  const sameDay = t.toDateString() === new Date().toDateString();
+  const time = t.toLocaleTimeString(undefined, { hour: "numeric", minute: "2-digit" });
+  return sameDay ? time : `${t.toLocaleDateString(undefined, { month: "short", day: "numeric" })}, ${time}`;
+}
+
+function fullTime(iso) {
+  const t = new Date(iso);
+  return Number.isNaN(t.getTime()) ? "" : t.toLocaleString();
+}
+
+/** Refresh every <time data-relative> under root. */
+export function refreshRelativeTimes(root) {
+  for (const node of root.querySelectorAll("time[data-relative]")) {
+    node.textContent = relativeTime(node.dateTime);
+  }
+}
+
+// ---- conversation lists ------------------------------------------------
+
+function snippetOf(conv) {
+  const m = conv.lastMessage;
+  if (!m) return "";
+  const text = (m.displayBody ?? m.body ?? "").replace(/\s+/g, " ").trim();
+  const shown = text || (m.media && m.media.length ? "[image]" : "");
+  return m.direction === "outbound" ? `You: ${shown}` : shown;
+}
+
+function keepFocus(list, rebuild) {
+  const active = document.activeElement;
+  const inside = active && list.contains(active);
+  const key = inside ? { phone: active.closest("[data-phone]")?.dataset.phone, role: active.dataset.role } : null;
+  rebuild();
+  if (key && key.phone) {
+    const again = list.querySelector(`[data-phone="${CSS.escape(key.phone)}"] [data-role="${key.role}"]`);
+    again?.focus();
+  }
+}
+
+export function renderConversations(list, conversations, { current, onOpen }) {
+  keepFocus(list, () => {
+    list.replaceChildren(
+      ...conversations.map((conv) => {
+        const unread = conv.unread > 0;
+        const label = `${formatPhone(conv.phone)}${unread ? `, ${conv.unread} unread` : ""}`;
+        const button = el(
+          "button",
+          {
+            type: "button",
+            class: "conv-open",
+            "data-role": "open",
+            "aria-label": label,
+            "aria-current": conv.phone === current ? "true" : null,
+            onclick: () => onOpen(conv.phone),
+          },
+          el("span", { class: "conv-top" },
+            el("span", { class: "conv-phone", text: formatPhone(conv.phone) }),
+            el("time", { class: "conv-time", dateTime: conv.lastAt ?? "", "data-relative": "", text: relativeTime(conv.lastAt) }),
+          ),
+          el("span", { class: "conv-bottom" },
+            el("span", { class: "conv-snippet", text: snippetOf(conv) }),
+            unread ? el("span", { class: "badge", "aria-hidden": "true", text: String(conv.unread) }) : null,
+          ),
+        );
+        return el("li", { class: `conv-item${unread ? " unread" : ""}`, dataset: { phone: conv.phone } }, button);
+      }),
+    );
+  });
+}
+
+export function renderUnrouted(list, items, { onClaim, busy }) {
+  keepFocus(list, () => {
+    list.replaceChildren(
+      ...items.map((conv) =>
+        el("li", { class: "conv-item unrouted", dataset: { phone: conv.phone } },
+          el("div", { class: "conv-static" },
+            el("span", { class: "conv-top" },
+              el("span", { class: "conv-phone", text: formatPhone(conv.phone) }),
+              el("time", { class: "conv-time", dateTime: conv.lastAt ?? "", "data-relative": "", text: relativeTime(conv.lastAt) }),
+            ),
+            el("span", { class: "conv-bottom" }, el("span", { class: "conv-snippet full", text: snippetOf(conv) })),
+          ),
+          el("button", {
+            type: "button",
+            class: "claim secondary",
+            "data-role": "claim",
+            "aria-label": `Claim conversation with ${formatPhone(conv.phone)}`,
+            disabled: busy.has(conv.phone),
+            onclick: () => onClaim(conv.phone),
+            text: busy.has(conv.phone) ? "Claiming…" : "Claim",
+          }),
+        ),
+      ),
+    );
+  });
+}
+
+// ---- messages ----------------------------------------------------------
+
+const STATUS_WORDS = {
+  accepted: "queued",
+  queued: "queued",
+  sending: "sending…",
+  sent: "sent",
+  delivered: "delivered ✓",
+  read: "read ✓✓",
+  failed: "failed",
+  undelivered: "not delivered",
+  pending: "sending…",
+};
+
+const REMINDER_WORDS = {
+  pending: "Reminder: awaiting confirmation",
+  confirmed: "Reminder confirmed ✓",
+  declined: "Reminder declined",
+};
+
+export function statusLine(msg) {
+  return STATUS_WORDS[msg.status] ?? msg.status ?? "";
+}
+
+export function errorLine(msg) {
+  if (msg.status !== "failed" && msg.status !== "undelivered") return "";
+  const words = twilioErrorText(msg.errorCode) ?? msg.errorMessage ?? null;
+  if (words && msg.errorCode) return `Not delivered: ${words} (error ${msg.errorCode}).`;
+  if (words) return `Not delivered: ${words}.`;
+  return "Not delivered. The carrier gave no reason.";
+}
+
+/**
+ * Keeps the <ol> in sync with a conversation's messages, one <li> per sid,
+ * ordered by time; updates in place when a status or reminder changes.
+ */
+export class MessageView {
+  constructor(list, { loadMedia }) {
+    this.list = list;
+    this.loadMedia = loadMedia;
+    this.nodes = new Map();
+  }
+
+  clear() {
+    this.nodes.clear();
+    this.list.replaceChildren();
+  }
+
+  upsert(msg) {
+    let node = this.nodes.get(msg.sid);
+    if (!node) {
+      node = this._create(msg);
+      this.nodes.set(msg.sid, node);
+      this._place(node, msg);
+    }
+    this._update(node, msg);
+    return node;
+  }
+
+  _place(node, msg) {
+    const t = Date.parse(msg.at) || 0;
+    node.dataset.t = String(t);
+    // walk back from the end: new messages usually go last
+    let after = this.list.lastElementChild;
+    while (after && Number(after.dataset.t) > t) after = after.previousElementSibling;
+    if (after) after.after(node);
+    else this.list.prepend(node);
+  }
+
+  _create(msg) {
+    const outbound = msg.direction === "outbound";
+    const body = el("p", { class: "body" });
+    const media = el("div", { class: "media" });
+    const bubble = el("div", { class: "bubble" }, body, media);
+    const time = el("time", { class: "msg-time", dateTime: msg.at ?? "", title: fullTime(msg.at), text: clockTime(msg.at) });
+    const meta = el("p", { class: "meta" }, el("span", { class: "visually-hidden", text: outbound ? "Sent " : "Received " }), time);
+    if (outbound) meta.append(el("span", { class: "sep", "aria-hidden": "true", text: " · " }), el("span", { class: "status" }));
+    const error = el("p", { class: "msg-error", hidden: true });
+    const reminder = el("p", { class: "reminder-badge", hidden: true });
+    const li = el("li", { class: `msg ${outbound ? "outbound" : "inbound"}`, dataset: { sid: msg.sid, direction: msg.direction } },
+      bubble, meta, reminder, error);
+    for (const m of msg.media ?? []) media.append(this._image(m, msg));
+    media.hidden = !(msg.media && msg.media.length);
+    return li;
+  }
+
+  _image(m, msg) {
+    const img = el("img", { alt: `Image from ${formatPhone(msg.from)}`, class: "mms", loading: "lazy" });
+    const frame = el("figure", { class: "mms-frame" }, img);
+    this.loadMedia(m.url)
+      .then((src) => { img.src = src; })
+      .catch(() => {
+        frame.replaceChildren(el("figcaption", { class: "mms-missing", text: "Image could not be loaded." }));
+      });
+    return frame;
+  }
+
+  _update(node, msg) {
+    const text = msg.direction === "inbound" ? (msg.displayBody ?? msg.body ?? "") : (msg.body ?? "");
+    const body = node.querySelector(".body");
+    if (body.textContent !== text) body.textContent = text;
+    body.hidden = text === "";
+    const status = node.querySelector(".status");
+    if (status) {
+      status.textContent = statusLine(msg);
+      status.dataset.status = msg.status ?? "";
+      node.dataset.status = msg.status ?? "";
+    }
+    const error = node.querySelector(".msg-error");
+    const errText = errorLine(msg);
+    error.textContent = errText;
+    error.hidden = !errText;
+    const reminder = node.querySelector(".reminder-badge");
+    reminder.textContent = msg.reminder ? REMINDER_WORDS[msg.reminder] ?? msg.reminder : "";
+    reminder.dataset.state = msg.reminder ?? "";
+    reminder.hidden = !msg.reminder;
+  }
+}
