@@ -83,7 +83,7 @@ class DeskGuardPlugin(BaseAuthPlugin):  # type: ignore[misc]  # amqtt ships no t
         web_app_id, issued_before = signout
         self._signed_out[web_app_id] = max(issued_before, self._signed_out.get(web_app_id, issued_before))
         dropped = await self._disconnect(web_app_id) if self._disconnect else 0
-        logger.info("signed out %s: %d connection(s) closed", web_app_id, dropped)
+        logger.info("signed out %s: %d session(s) closed", web_app_id, dropped)
 
 
 def _allowed(topic: str, filters: object) -> bool:

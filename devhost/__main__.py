@@ -48,7 +48,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def start_broker(env: dict[str, str], mqtt_port: int, ws_port: int) -> subprocess.Popen[str]:
     """The embedded broker as a child process, so a slow subscriber never stalls the functions."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "broker", "--host", "127.0.0.1", "--mqtt-port", str(mqtt_port), "--ws-port", str(ws_port)],
+        [
+            sys.executable,
+            "-m",
+            "broker",
+            "--host",
+            "127.0.0.1",
+            "--mqtt-port",
+            str(mqtt_port),
+            "--ws-port",
+            str(ws_port),
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -108,7 +118,9 @@ def main(argv: list[str] | None = None) -> int:
         stop_process(broker)
 
 
-async def serve(args: argparse.Namespace, settings: Settings, http_base: str, sandbox_on: bool, own_broker: bool) -> int:
+async def serve(
+    args: argparse.Namespace, settings: Settings, http_base: str, sandbox_on: bool, own_broker: bool
+) -> int:
     runtime = build(settings)
     install(runtime)
     import function_app

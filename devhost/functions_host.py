@@ -53,20 +53,19 @@ def load_functions(app: func.FunctionApp, route_prefix: str) -> tuple[list[HttpF
     http, timers = [], []
     for fn in app.get_functions():
         trigger = fn.get_trigger()
+        name = fn.get_function_name() or ""
+        if trigger is None:
+            continue
         user_function = fn.get_user_function()
         if trigger.get_binding_name() == "httpTrigger":
             data = trigger.get_dict_repr()
             methods = frozenset(str(m).upper() for m in (data.get("methods") or ["GET", "POST"]))
-            route = data.get("route") or fn.get_function_name()
-            http.append(
-                HttpFunction(
-                    fn.get_function_name(), compile_route(route_prefix, route), methods, trigger.name, user_function
-                )
-            )
+            route = str(data.get("route") or name)
+            http.append(HttpFunction(name, compile_route(route_prefix, route), methods, trigger.name, user_function))
         elif trigger.get_binding_name() == "timerTrigger":
             schedule = Schedule.parse(resolve_schedule(trigger.get_dict_repr()["schedule"]))
             arg = trigger.name
-            timers.append(TimerJob(fn.get_function_name(), schedule, _timer_call(user_function, arg)))
+            timers.append(TimerJob(name, schedule, _timer_call(user_function, arg)))
     return http, timers
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -75,6 +76,7 @@ class TimerJob:
 async def run_timers(jobs: list[TimerJob], stop: asyncio.Event) -> None:
     """Tick once a second; a job still running when it is due again is skipped, not stacked."""
     running: set[str] = set()
+    tasks: set[asyncio.Task[None]] = set()
     last = 0
     while not stop.is_set():
         now = datetime.now(UTC)
@@ -84,11 +86,13 @@ async def run_timers(jobs: list[TimerJob], stop: asyncio.Event) -> None:
             for job in jobs:
                 if job.name not in running and job.schedule.matches(now):
                     running.add(job.name)
-                    asyncio.create_task(_run(job, running))
-        try:
+                    task = asyncio.create_task(_run(job, running))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=1.0 - (now.timestamp() % 1.0) + 0.01)
-        except TimeoutError:
-            pass
+    if tasks:
+        await asyncio.wait(tasks, timeout=10)
 
 
 async def _run(job: TimerJob, running: set[str]) -> None:

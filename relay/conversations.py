@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from typing import Any
 
 from relay.clock import Clock, iso
@@ -20,9 +19,7 @@ FEED_PAGE = 500
 
 
 class Conversations:
-    def __init__(
-        self, settings: Settings, store: Store, outbox: Outbox, gateway: TwilioGateway, clock: Clock
-    ) -> None:
+    def __init__(self, settings: Settings, store: Store, outbox: Outbox, gateway: TwilioGateway, clock: Clock) -> None:
         self._settings = settings
         self._store = store
         self._outbox = outbox
@@ -30,11 +27,11 @@ class Conversations:
         self._clock = clock
         self._topics = Topics(settings.mqtt_topic_prefix)
 
-    def list(self, web_app_id: str) -> list[dict[str, Any]]:
+    def of_desk(self, web_app_id: str) -> list[dict[str, Any]]:
         return [_conversation(c) for c in self._store.conversations(web_app_id)]
 
     def unrouted(self) -> list[dict[str, Any]]:
-        return self.list(UNROUTED)
+        return self.of_desk(UNROUTED)
 
     def messages(self, web_app_id: str, phone_raw: str, before: str | None, limit_raw: str | None) -> dict[str, Any]:
         phone = normalise(phone_raw, field="phone")
@@ -49,7 +46,9 @@ class Conversations:
         phone = normalise(phone_raw, field="phone")
         now = self._clock.now()
         payload = {"phone": phone, "webAppId": web_app_id, "at": iso(now)}
-        event = self._store.claim(phone, self._our_side(phone), web_app_id, now, Event(UNROUTED, "claimed", payload, now))
+        event = self._store.claim(
+            phone, self._our_side(phone), web_app_id, now, Event(UNROUTED, "claimed", payload, now)
+        )
         if event is None:
             raise Conflict("That conversation is not waiting to be claimed.", code="already_claimed")
         self._outbox.publish(event)
@@ -116,5 +115,3 @@ def _conversation(c: Conversation) -> dict[str, Any]:
         "unread": c.unread,
         "lastAt": iso(c.last_at),
     }
-
-

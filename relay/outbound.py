@@ -157,4 +157,3 @@ class Outbound:
             return
         if event is not None:
             self._outbox.publish(event)
-

@@ -10,11 +10,15 @@ from relay.errors import BadRequest, Forbidden
 def normalise(raw: object, *, field: str = "to") -> str:
     """E.164 for a valid number, or a 400 naming the field."""
     if not isinstance(raw, str) or not raw.strip():
-        raise BadRequest(f"'{field}' must be a phone number in E.164 form, such as +14155550101.", code="invalid_number")
+        raise BadRequest(
+            f"'{field}' must be a phone number in E.164 form, such as +14155550101.", code="invalid_number"
+        )
     try:
         parsed = phonenumbers.parse(raw.strip(), None)
     except phonenumbers.NumberParseException:
-        raise BadRequest(f"'{field}' is not a phone number; use E.164 such as +14155550101.", code="invalid_number") from None
+        raise BadRequest(
+            f"'{field}' is not a phone number; use E.164 such as +14155550101.", code="invalid_number"
+        ) from None
     if not phonenumbers.is_valid_number(parsed):
         raise BadRequest(f"'{field}' is not a valid phone number.", code="invalid_number")
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)

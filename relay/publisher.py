@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
@@ -68,7 +69,7 @@ class Publisher:
         self._inflight_keys: set[str] = set()
         self._acked_early: set[int] = set()
         self._lock = threading.Lock()
-        transport = "websockets" if self._address.scheme in ("ws", "wss") else "tcp"
+        transport: Literal["tcp", "websockets"] = "websockets" if self._address.scheme in ("ws", "wss") else "tcp"
         client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -146,7 +147,9 @@ class Publisher:
             except Exception:
                 log.exception("after-PUBACK hook failed")
 
-    def _handle_connect(self, client: mqtt.Client, userdata: object, flags: object, reason: object, *args: object) -> None:
+    def _handle_connect(
+        self, client: mqtt.Client, userdata: object, flags: object, reason: object, *args: object
+    ) -> None:
         if getattr(reason, "is_failure", False):
             log.warning("MQTT connect refused: %s", reason)
             client.username_pw_set(self._username, self._password())

@@ -81,7 +81,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Runtime:
         username=settings.mqtt_username or SERVICE_USER,
         password=broker_password,
         timeout_seconds=settings.mqtt_publish_timeout_seconds,
-        on_connected=lambda: holder["outbox"].drain(),
+        on_connected=lambda: _drain(holder["outbox"]),
     )
     outbox = Outbox(store, publisher, topics, clock)
     holder["outbox"] = outbox
@@ -108,6 +108,10 @@ def build(settings: Settings, clock: Clock | None = None) -> Runtime:
     )
     publisher.start()
     return runtime
+
+
+def _drain(outbox: Outbox) -> None:
+    outbox.drain()
 
 
 _lock = threading.Lock()

@@ -85,7 +85,7 @@ class Settings:
         if not countries:
             if from_number:
                 region = phonenumbers.region_code_for_number(phonenumbers.parse(from_number))
-                countries = frozenset({region})
+                countries = frozenset({region or "ZZ"})
             else:
                 raise SettingsError("ALLOWED_COUNTRIES", "required when only a Messaging Service is configured")
         store = r.text("RELAY_STORE")

@@ -80,7 +80,9 @@ class TwilioGateway:
         except TwilioRestException as exc:
             raise _refusal(exc) from None
         except (TwilioException, OSError) as exc:
-            raise Unavailable(f"Twilio could not be reached: {type(exc).__name__}.", code="twilio_unavailable") from None
+            raise Unavailable(
+                f"Twilio could not be reached: {type(exc).__name__}.", code="twilio_unavailable"
+            ) from None
         return SentMessage(
             sid=str(message.sid),
             status=str(message.status),
@@ -96,7 +98,9 @@ class TwilioGateway:
         except TwilioRestException as exc:
             raise _refusal(exc) from None
         except (TwilioException, OSError) as exc:
-            raise Unavailable(f"Twilio could not be reached: {type(exc).__name__}.", code="twilio_unavailable") from None
+            raise Unavailable(
+                f"Twilio could not be reached: {type(exc).__name__}.", code="twilio_unavailable"
+            ) from None
         found = []
         for m in records:
             if not str(m.direction).startswith("inbound") or m.date_sent is None:
@@ -126,9 +130,11 @@ class TwilioGateway:
         base = self._settings.twilio_api_base_url
         if base:
             b = urlsplit(base)
-            return (parts.scheme, parts.hostname, parts.port) == (b.scheme, b.hostname, b.port) and parts.path.startswith(
-                b.path
-            )
+            return (parts.scheme, parts.hostname, parts.port) == (
+                b.scheme,
+                b.hostname,
+                b.port,
+            ) and parts.path.startswith(b.path)
         return parts.scheme == "https" and parts.hostname in TWILIO_MEDIA_HOSTS and parts.port in (None, 443)
 
     def fetch_media(self, url: str) -> Media:
@@ -137,7 +143,7 @@ class TwilioGateway:
         auth = f"{self._settings.twilio_account_sid}:{self._settings.twilio_auth_token}".encode()
         request = urllib.request.Request(url, headers={"Authorization": "Basic " + base64.b64encode(auth).decode()})
         try:
-            return self._read(self._opener.open(request, timeout=self._timeout))
+            return self._read(self._opener.open(request, timeout=self._timeout))  # noqa: S310 - scheme checked above
         except urllib.error.HTTPError as exc:
             location = exc.headers.get("Location") if 300 <= exc.code < 400 else None
             if location and urlsplit(location).scheme == "https":

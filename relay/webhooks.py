@@ -56,7 +56,9 @@ class WebhookValidator:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._account = RequestValidator(settings.twilio_auth_token)
-        self._shared = RequestValidator(settings.twilio_webhook_shared_key) if settings.twilio_webhook_shared_key else None
+        self._shared = (
+            RequestValidator(settings.twilio_webhook_shared_key) if settings.twilio_webhook_shared_key else None
+        )
 
     def validate(self, request: WebhookRequest) -> None:
         """Raise 403 unless X-Twilio-Signature is right; logs what was tried, never the token or body."""

@@ -316,6 +316,12 @@ def test_list_pages_through_every_inbound_message_once(sandbox: Sandbox) -> None
     assert [c["status"] for c in sandbox.http.get("/sandbox/calls").json()] == [200, 200, 200]
     assert sandbox.client.messages.list(to=OUR, date_sent_before=since - timedelta(days=1)) == []
 
+    first = sandbox.client.messages.page(to=OUR, page_size=50)
+    second = first.next_page()
+    assert second is not None and [m.sid for m in second] == list(reversed(sids))[50:100]
+    back = second.previous_page()
+    assert back is not None and [m.sid for m in back] == list(reversed(sids))[:50]
+
 
 def test_twiml_message_reaches_the_phone(sandbox: Sandbox) -> None:
     result = sandbox.reply(PHONE, body="echo Thanks, see you soon").json()

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+from azure.data.tables import TableServiceClient
 
 from relay.store.base import UNROUTED, Event, MessageRecord, StatusRecord, Store, StoreError
 from relay.store.sqlite import SqliteStore
-from relay.store.tables import TableStore
+from relay.store.tables import CONVERSATIONS, EVENTS, HISTORY, TableStore
 from tests.support.azurite import connection_string, start_azurite
 from tests.support.ports import free_port
 
@@ -196,7 +197,7 @@ def test_history_pages_newest_first_without_gaps_or_overlaps(store: Store) -> No
 def test_history_breaks_time_ties_by_sid_descending(store: Store) -> None:
     for sid in ["SMb", "SMa", "SMc", "SMab"]:
         save(store, message(sid, at(0)))
-    seen = []
+    seen: list[str] = []
     cursor: str | None = None
     for _ in range(6):
         page, cursor = store.history(DESK, PHONE, cursor, 1)
@@ -271,9 +272,11 @@ def test_concurrent_claims_have_exactly_one_winner(store: Store) -> None:
         save(store, message(f"SMc{n}", at(n), desk=UNROUTED, phone=phone))
     desks = [f"desk-{i}" for i in range(4)]
     for phone in phones:
-        results = race(
-            4, lambda i, p=phone: store.claim(p, OUR, desks[i], at(50), Event(desks[i], "claimed", {}, at(50)))
-        )
+
+        def claim(i: int, phone: str = phone) -> Event | None:
+            return store.claim(phone, OUR, desks[i], at(50), Event(desks[i], "claimed", {}, at(50)))
+
+        results = race(4, claim)
         winners = [desks[i] for i, r in enumerate(results) if r is not None]
         assert len(winners) == 1, (phone, winners)
         owners = [d for d in desks if store.history(d, phone, None, 10)[0]]
@@ -441,3 +444,31 @@ def test_duplicate_after_claim_stays_with_the_claimer(store: Store) -> None:
     [conversation] = store.conversations(DESK)
     assert (conversation.last_sid, conversation.unread) == ("SMu2", 2)
 
+
+
+def test_table_duplicate_repairs_what_a_crash_left_undone(azurite: str) -> None:
+    """A crash after the conditional insert leaves only the message and status rows; the retry finishes the job."""
+    prefix = f"t{uuid.uuid4().hex[:16]}"
+    store = TableStore(azurite, table_prefix=prefix)
+    record = message("SMcrash", at(0))
+    first = save(store, record)
+    status = StatusRecord("SMcrash", "delivered", None, None, at(1))
+    status_event = store.add_status(status, Event(DESK, "status", {"status": "delivered"}, at(1)))
+    assert status_event is not None
+
+    with TableServiceClient.from_connection_string(azurite) as service:
+        for table in (EVENTS, HISTORY, CONVERSATIONS):
+            client = service.get_table_client(prefix + table)
+            for entity in list(client.list_entities()):
+                client.delete_entity(entity["PartitionKey"], entity["RowKey"])
+    assert store.events_after([DESK], None, 10) == []
+
+    assert store.save_message(record, event_for(record)) is None
+    assert store.add_status(status, Event(DESK, "status", {"status": "delivered"}, at(1))) is None
+    assert store.events_after([DESK], None, 10) == [first, status_event]
+    assert [m.sid for m in store.history(DESK, PHONE, None, 10)[0]] == ["SMcrash"]
+    [conversation] = store.conversations(DESK)
+    assert (conversation.last_sid, conversation.unread) == ("SMcrash", 1)
+    assert store.save_message(record, event_for(record)) is None
+    assert store.conversations(DESK)[0].unread == 1
+    store.close()

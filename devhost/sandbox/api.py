@@ -18,7 +18,7 @@ from .config import SandboxConfig
 from .delivery import send_outbound
 from .numbers import to_e164
 from .shapes import API_VERSION, message_json, twilio_error
-from .state import DateFilter, SandboxState
+from .state import DateFilter, Message, SandboxState
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
@@ -173,6 +173,16 @@ class TwilioApi:
             return RedirectResponse(found.url, status_code=307)
         return Response(found.data, media_type=found.content_type)
 
+    def _token_window(self, found: list[Message], token: str, page_size: int) -> tuple[list[Message], bool] | None:
+        """The page a token points at, and whether older messages follow it: PA = after (older than) the anchor."""
+        anchor = self.state.get_message(token[2:])
+        if token[:2] not in ("PA", "PB") or anchor is None:
+            return None
+        if token.startswith("PA"):
+            older = [m for m in found if m.seq < anchor.seq]
+            return older[:page_size], len(older) > page_size
+        return [m for m in found if m.seq > anchor.seq][-page_size:], True
+
     async def list_messages(self, request: Request) -> Response:
         """Newest first; PageToken PA<sid>/PB<sid> anchor on a message so pages stay stable while messages arrive."""
         if refusal := self._refuse(request):
@@ -192,20 +202,13 @@ class TwilioApi:
             return twilio_error(20001, "Invalid Page or PageSize", 400)
         found = self.state.find_messages(query.get("To") or None, query.get("From") or None, DateFilter(**dates))
 
-        token = query.get("PageToken", "")
+        token, start = query.get("PageToken", ""), page * page_size
         if token:
-            anchor = self.state.get_message(token[2:])
-            if token[:2] not in ("PA", "PB") or anchor is None:
+            window = self._token_window(found, token, page_size)
+            if window is None:
                 return twilio_error(20001, f"Invalid PageToken: {token}", 400)
-            if token.startswith("PA"):
-                older = [m for m in found if m.seq < anchor.seq]
-                items, more_after = older[:page_size], len(older) > page_size
-            else:
-                newer = [m for m in found if m.seq > anchor.seq]
-                items, more_after = newer[-page_size:], True
-            start = page * page_size
+            items, more_after = window
         else:
-            start = page * page_size
             items, more_after = found[start : start + page_size], len(found) > start + page_size
 
         base = f"/{API_VERSION}/Accounts/{self.config.account_sid}/Messages.json"

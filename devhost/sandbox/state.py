@@ -17,8 +17,6 @@ from .numbers import START_WORDS, STOP_WORDS, keyword
 
 log = logging.getLogger(__name__)
 
-DELIVERED_STATES = frozenset({"delivered"})
-
 
 def new_sid(prefix: str) -> str:
     """Twilio SIDs are a two-letter type prefix and 32 hex digits."""
@@ -151,7 +149,7 @@ class SandboxState:
                 m
                 for m in self._messages.values()
                 if (m.direction == "inbound" and m.from_ == phone)
-                or (m.direction != "inbound" and m.to == phone and m.status in DELIVERED_STATES)
+                or (m.direction != "inbound" and m.to == phone and m.status == "delivered")
             ]
         return sorted(found, key=lambda m: m.seq)
 

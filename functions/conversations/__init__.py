@@ -19,7 +19,7 @@ def _desk(req: func.HttpRequest) -> tuple[Runtime, str]:
 @adapter
 def list_conversations(req: func.HttpRequest) -> func.HttpResponse:
     rt, desk = _desk(req)
-    return json_response({"conversations": rt.conversations.list(desk)})
+    return json_response({"conversations": rt.conversations.of_desk(desk)})
 
 
 @bp.route(route="conversations/{phone}/messages", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)

@@ -113,7 +113,9 @@ class Store(Protocol):
 
     def kv_put(self, namespace: str, key: str, value: dict[str, Any], expires_at: datetime | None) -> None: ...
 
-    def kv_insert(self, namespace: str, key: str, value: dict[str, Any], expires_at: datetime | None, now: datetime) -> bool:
+    def kv_insert(
+        self, namespace: str, key: str, value: dict[str, Any], expires_at: datetime | None, now: datetime
+    ) -> bool:
         """Conditional insert; an expired entry counts as absent. False when a live one exists."""
 
     def kv_delete(self, namespace: str, key: str) -> None: ...

@@ -264,7 +264,8 @@ class SqliteStore:
 
     def routes(self, phone: str, our_sides: list[str]) -> list[Route]:
         marks = ",".join("?" for _ in our_sides) or "''"
-        rows = self._read(f"SELECT * FROM routes WHERE phone = ? AND our_side IN ({marks})", (phone, *our_sides))
+        sql = f"SELECT * FROM routes WHERE phone = ? AND our_side IN ({marks})"  # noqa: S608 - placeholders only
+        rows = self._read(sql, (phone, *our_sides))
         return [
             Route(r["phone"], r["our_side"], r["web_app_id"], _dt(r["chosen_at"]), _dt(r["active_at"])) for r in rows
         ]
@@ -272,10 +273,8 @@ class SqliteStore:
     def events_after(self, audiences: list[str], after: str | None, limit: int) -> list[Event]:
         marks = ",".join("?" for _ in audiences) or "''"
         seq = int(after) if after and after.isdigit() else 0
-        rows = self._read(
-            f"SELECT * FROM events WHERE audience IN ({marks}) AND seq > ? ORDER BY seq LIMIT ?",
-            (*audiences, seq, limit),
-        )
+        sql = f"SELECT * FROM events WHERE audience IN ({marks}) AND seq > ? ORDER BY seq LIMIT ?"  # noqa: S608
+        rows = self._read(sql, (*audiences, seq, limit))
         return [_event(r) for r in rows]
 
     def pending_events(self, created_before: datetime, limit: int) -> list[Event]:

@@ -1,9 +1,10 @@
 """The Azure Table Storage store: the same contract as SqliteStore, built from single-entity conditional writes.
 
 Table Storage has no multi-table transactions, so every multi-step write starts with the conditional insert that
-decides the outcome; the remaining steps are idempotent and marked done at the end, so a retried (duplicate) write
-finishes an interrupted one instead of losing its pending event. Concurrency is arbitrated by conditional inserts
-(409) and etag-conditional updates and deletes (412), never by check-then-write.
+decides the outcome and carries everything the remaining steps need; those steps are idempotent, and a retried
+(duplicate) write reruns them, so it finishes an interrupted one instead of losing its pending event.
+Concurrency is arbitrated by conditional inserts (409) and etag-conditional updates and deletes (412),
+never by check-then-write.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import secrets
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from itertools import islice
@@ -35,7 +36,17 @@ from relay.store.base import (
     StoreError,
 )
 
+MESSAGES = "messages"  # one entity per sid: the dedupe arbiter, carrying its pending event's recipe
+HISTORY = "history"  # the same messages again, partitioned by (desk, phone), newest first
+STATUSES = "statuses"  # partitioned by sid, one row per status
+EVENTS = "events"  # partitioned by audience, RowKey = the cursor
+ROUTES = "routes"
+CONVERSATIONS = "conversations"
+KV = "kv"
+HITS = "hits"  # one row per hit, RowKey = time + random
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_IF_UNCHANGED = MatchConditions.IfNotModified
 _STAMP_WIDTH = 20
 _MAX_STAMP = 10**_STAMP_WIDTH - 1
 _SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
@@ -131,7 +142,9 @@ class TableStore:
     # -- plumbing
 
     def _t(self, name: str) -> TableClient:
-        """The table client, creating the table on first use in this process."""
+        """The table client, creating the table on first use in this process.
+
+        Names stay lower case: Azurite answers "table does not exist" to some queries on mixed-case names."""
         client = self._tables.get(name)
         if client is not None:
             return client
@@ -176,8 +189,8 @@ class TableStore:
 
     def _create_event(self, event: Event) -> None:
         """Idempotent: the key was fixed before the first attempt, so a conflict means it is already there."""
-        try:
-            self._t("events").create_entity(
+        with suppress(ResourceExistsError):
+            self._t(EVENTS).create_entity(
                 {
                     "PartitionKey": _enc(event.audience),
                     "RowKey": event.key,
@@ -188,8 +201,6 @@ class TableStore:
                     "published": event.published,
                 }
             )
-        except ResourceExistsError:
-            pass
 
     @staticmethod
     def _event_fields(event: Event, key: str) -> dict[str, Any]:
@@ -200,7 +211,6 @@ class TableStore:
             "event_kind": event.kind,
             "event_payload": json.dumps(event.payload),
             "event_created_at": _stamp(event.created_at),
-            "done": False,
         }
 
     @staticmethod
@@ -211,12 +221,6 @@ class TableStore:
             payload=json.loads(entity["event_payload"]),
             created_at=_from_stamp(entity["event_created_at"]),
             key=entity["event_key"],
-        )
-
-    def _mark_done(self, table: str, entity: dict[str, Any]) -> None:
-        """After this, duplicates stop repairing: an event already published and purged is never recreated."""
-        self._t(table).update_entity(
-            {"PartitionKey": entity["PartitionKey"], "RowKey": entity["RowKey"], "done": True}, mode=UpdateMode.MERGE
         )
 
     # -- messages
@@ -230,26 +234,25 @@ class TableStore:
         }
         with _guard("save_message"):
             try:
-                self._t("messages").create_entity(entity)
+                self._t(MESSAGES).create_entity(entity)
             except ResourceExistsError:
-                stored = self._get("messages", entity["PartitionKey"], "m")
-                if stored is not None and not stored.get("done"):
+                stored = self._get(MESSAGES, entity["PartitionKey"], "m")
+                if stored is not None:
                     self._finish_message(stored)
                 return None
             return self._finish_message(entity)
 
     def _finish_message(self, entity: dict[str, Any]) -> Event:
-        """The idempotent tail of save_message: event, history row, conversation summary, then the done mark."""
+        """The idempotent tail of save_message, rerun by duplicates: event, history row, conversation summary."""
         stored_event = self._stored_event(entity)
         self._create_event(stored_event)
         message = _message(entity)
         self._put_history(message)
         self._bump_conversation(message)
-        self._mark_done("messages", entity)
         return stored_event
 
     def _put_history(self, message: MessageRecord) -> None:
-        self._t("history").upsert_entity(
+        self._t(HISTORY).upsert_entity(
             {
                 "PartitionKey": f"{_enc(message.web_app_id)}|{_enc(message.phone)}",
                 "RowKey": _history_key(message.created_at, message.sid),
@@ -259,13 +262,13 @@ class TableStore:
         )
 
     def _bump_conversation(self, message: MessageRecord) -> None:
-        """Newer messages replace the summary; inbound adds one unread, outbound resets. last_sid makes it idempotent."""
+        """A newer message replaces the summary; inbound adds an unread, outbound resets; last_sid: idempotent."""
         pk, rk = _enc(message.web_app_id), _enc(message.phone)
         stamp = _stamp(message.created_at)
         inbound = message.direction == "inbound"
-        table = self._t("conversations")
+        table = self._t(CONVERSATIONS)
         for _ in range(_RETRIES):
-            current = self._get("conversations", pk, rk)
+            current = self._get(CONVERSATIONS, pk, rk)
             row: dict[str, Any] = {
                 "PartitionKey": pk,
                 "RowKey": rk,
@@ -286,7 +289,7 @@ class TableStore:
                     return
                 row["unread"] = int(current["unread"]) + 1 if inbound else 0
                 table.update_entity(
-                    row, mode=UpdateMode.REPLACE, etag=self._etag(current), match_condition=MatchConditions.IfNotModified
+                    row, mode=UpdateMode.REPLACE, etag=self._etag(current), match_condition=_IF_UNCHANGED
                 )
                 return
             except ResourceExistsError:
@@ -299,7 +302,7 @@ class TableStore:
 
     def get_message(self, sid: str) -> MessageRecord | None:
         with _guard("get_message"):
-            entity = self._get("messages", _enc(sid), "m")
+            entity = self._get(MESSAGES, _enc(sid), "m")
         return _message(entity) if entity is not None else None
 
     # -- statuses
@@ -317,21 +320,19 @@ class TableStore:
         }
         with _guard("add_status"):
             try:
-                self._t("statuses").create_entity(entity)
+                self._t(STATUSES).create_entity(entity)
             except ResourceExistsError:
-                stored = self._get("statuses", entity["PartitionKey"], entity["RowKey"])
-                if stored is not None and not stored.get("done"):
+                stored = self._get(STATUSES, entity["PartitionKey"], entity["RowKey"])
+                if stored is not None:
                     self._create_event(self._stored_event(stored))
-                    self._mark_done("statuses", stored)
                 return None
             stored_event = self._stored_event(entity)
             self._create_event(stored_event)
-            self._mark_done("statuses", entity)
             return stored_event
 
     def statuses(self, sid: str) -> list[StatusRecord]:
         with _guard("statuses"):
-            rows = self._query("statuses", "PartitionKey eq @pk", {"pk": _enc(sid)})
+            rows = self._query(STATUSES, "PartitionKey eq @pk", {"pk": _enc(sid)})
         rows.sort(key=lambda r: str(r["event_key"]))
         return [
             StatusRecord(r["sid"], r["status"], r.get("error_code"), r.get("error_message"), _from_stamp(r["at"]))
@@ -349,25 +350,22 @@ class TableStore:
             query_filter += " and RowKey gt @before"
             parameters["before"] = before
         with _guard("history"):
-            rows = self._query("history", query_filter, parameters, limit=limit + 1)
+            rows = self._query(HISTORY, query_filter, parameters, limit=limit + 1)
         page = rows[: max(0, limit)]
         cursor = str(page[-1]["RowKey"]) if len(rows) > limit and page else None
         return [_message(r) for r in page], cursor
 
     def conversations(self, web_app_id: str) -> list[Conversation]:
         with _guard("conversations"):
-            rows = self._query("conversations", "PartitionKey eq @pk", {"pk": _enc(web_app_id)})
+            rows = self._query(CONVERSATIONS, "PartitionKey eq @pk", {"pk": _enc(web_app_id)})
         rows.sort(key=lambda r: str(r["last_at"]), reverse=True)
         return [_conversation(r) for r in rows]
 
     def mark_read(self, web_app_id: str, phone: str) -> None:
-        with _guard("mark_read"):
-            try:
-                self._t("conversations").update_entity(
-                    {"PartitionKey": _enc(web_app_id), "RowKey": _enc(phone), "unread": 0}, mode=UpdateMode.MERGE
-                )
-            except ResourceNotFoundError:
-                pass
+        with _guard("mark_read"), suppress(ResourceNotFoundError):
+            self._t(CONVERSATIONS).update_entity(
+                {"PartitionKey": _enc(web_app_id), "RowKey": _enc(phone), "unread": 0}, mode=UpdateMode.MERGE
+            )
 
     def claim(self, phone: str, our_side: str, web_app_id: str, at: datetime, event: Event) -> Event | None:
         with _guard("claim"):
@@ -385,17 +383,17 @@ class TableStore:
         """The arbiter: an etag-conditional delete of the unrouted summary; exactly one concurrent claimer succeeds."""
         pk, rk = _enc(UNROUTED), _enc(phone)
         for _ in range(_RETRIES):
-            current = self._get("conversations", pk, rk)
+            current = self._get(CONVERSATIONS, pk, rk)
             if current is None:
                 return None
             try:
                 # A one-operation transaction, because delete_entity reports success for a row that is already gone.
-                self._t("conversations").submit_transaction(
+                self._t(CONVERSATIONS).submit_transaction(
                     [
                         (
                             "delete",
                             {"PartitionKey": pk, "RowKey": rk},
-                            {"etag": self._etag(current), "match_condition": MatchConditions.IfNotModified},
+                            {"etag": self._etag(current), "match_condition": _IF_UNCHANGED},
                         )
                     ]
                 )
@@ -411,23 +409,21 @@ class TableStore:
     def _move_history(self, phone: str, web_app_id: str) -> None:
         """Copy, repoint, then delete: a crash leaves a duplicate history row, never a lost message."""
         source = f"{_enc(UNROUTED)}|{_enc(phone)}"
-        for row in self._query("history", "PartitionKey eq @pk", {"pk": source}):
+        for row in self._query(HISTORY, "PartitionKey eq @pk", {"pk": source}):
             moved = _message(row)
             self._put_history(replace(moved, web_app_id=web_app_id))
-            try:
-                self._t("messages").update_entity(
+            with suppress(ResourceNotFoundError):
+                self._t(MESSAGES).update_entity(
                     {"PartitionKey": _enc(moved.sid), "RowKey": "m", "web_app_id": web_app_id}, mode=UpdateMode.MERGE
                 )
-            except ResourceNotFoundError:
-                pass
-            self._t("history").delete_entity(source, row["RowKey"])
+            self._t(HISTORY).delete_entity(source, row["RowKey"])
 
     def _merge_claimed(self, unrouted: dict[str, Any], web_app_id: str) -> None:
         """Fold the unrouted summary into the desk's: the newer last message wins and unread counts add up."""
         pk, rk = _enc(web_app_id), str(unrouted["RowKey"])
-        table = self._t("conversations")
+        table = self._t(CONVERSATIONS)
         for _ in range(_RETRIES):
-            current = self._get("conversations", pk, rk)
+            current = self._get(CONVERSATIONS, pk, rk)
             row = {k: unrouted[k] for k in unrouted if k not in ("PartitionKey", "RowKey")}
             row.update(PartitionKey=pk, RowKey=rk, web_app_id=web_app_id)
             try:
@@ -439,7 +435,7 @@ class TableStore:
                 row["our_side"] = current["our_side"]
                 row["unread"] = int(current["unread"]) + int(unrouted["unread"])
                 table.update_entity(
-                    row, mode=UpdateMode.REPLACE, etag=self._etag(current), match_condition=MatchConditions.IfNotModified
+                    row, mode=UpdateMode.REPLACE, etag=self._etag(current), match_condition=_IF_UNCHANGED
                 )
                 return
             except ResourceExistsError:
@@ -460,9 +456,9 @@ class TableStore:
         """chosen_at moves only when chosen, active_at on every touch, and neither ever moves backwards."""
         pk, rk = _enc(phone), f"{_enc(our_side)}|{_enc(web_app_id)}"
         stamp = _stamp(at)
-        table = self._t("routes")
+        table = self._t(ROUTES)
         for _ in range(_RETRIES):
-            current = self._get("routes", pk, rk)
+            current = self._get(ROUTES, pk, rk)
             row: dict[str, Any] = {
                 "PartitionKey": pk,
                 "RowKey": rk,
@@ -481,7 +477,7 @@ class TableStore:
                 if (row["chosen_at"], row["active_at"]) == (current["chosen_at"], current["active_at"]):
                     return
                 table.update_entity(
-                    row, mode=UpdateMode.REPLACE, etag=self._etag(current), match_condition=MatchConditions.IfNotModified
+                    row, mode=UpdateMode.REPLACE, etag=self._etag(current), match_condition=_IF_UNCHANGED
                 )
                 return
             except ResourceExistsError:
@@ -497,7 +493,7 @@ class TableStore:
             return []
         wanted = set(our_sides)
         with _guard("routes"):
-            rows = self._query("routes", "PartitionKey eq @pk", {"pk": _enc(phone)})
+            rows = self._query(ROUTES, "PartitionKey eq @pk", {"pk": _enc(phone)})
         return [
             Route(r["phone"], r["our_side"], r["web_app_id"], _from_stamp(r["chosen_at"]), _from_stamp(r["active_at"]))
             for r in rows
@@ -517,7 +513,7 @@ class TableStore:
                 if after:
                     query_filter += " and RowKey gt @after"
                     parameters["after"] = after
-                merged.extend(self._query("events", query_filter, parameters, limit=limit))
+                merged.extend(self._query(EVENTS, query_filter, parameters, limit=limit))
         merged.sort(key=lambda r: str(r["RowKey"]))
         return [_event(r) for r in merged[:limit]]
 
@@ -531,20 +527,17 @@ class TableStore:
         return [_event(r) for r in rows[: max(0, limit)]]
 
     def mark_published(self, event: Event) -> None:
-        with _guard("mark_published"):
-            try:
-                self._t("events").update_entity(
-                    {"PartitionKey": _enc(event.audience), "RowKey": event.key, "published": True},
-                    mode=UpdateMode.MERGE,
-                )
-            except ResourceNotFoundError:
-                pass
+        with _guard("mark_published"), suppress(ResourceNotFoundError):
+            self._t(EVENTS).update_entity(
+                {"PartitionKey": _enc(event.audience), "RowKey": event.key, "published": True},
+                mode=UpdateMode.MERGE,
+            )
 
     # -- key/value
 
     def kv_get(self, namespace: str, key: str, now: datetime) -> dict[str, Any] | None:
         with _guard("kv_get"):
-            entity = self._get("kv", _enc(namespace), _enc(key))
+            entity = self._get(KV, _enc(namespace), _enc(key))
         if entity is None or _expired(entity, now):
             return None
         value: dict[str, Any] = json.loads(entity["value"])
@@ -552,21 +545,21 @@ class TableStore:
 
     def kv_put(self, namespace: str, key: str, value: dict[str, Any], expires_at: datetime | None) -> None:
         with _guard("kv_put"):
-            self._t("kv").upsert_entity(_kv_row(namespace, key, value, expires_at), mode=UpdateMode.REPLACE)
+            self._t(KV).upsert_entity(_kv_row(namespace, key, value, expires_at), mode=UpdateMode.REPLACE)
 
     def kv_insert(
         self, namespace: str, key: str, value: dict[str, Any], expires_at: datetime | None, now: datetime
     ) -> bool:
         row = _kv_row(namespace, key, value, expires_at)
         with _guard("kv_insert"):
-            table = self._t("kv")
+            table = self._t(KV)
             for _ in range(_RETRIES):
                 try:
                     table.create_entity(row)
                     return True
                 except ResourceExistsError:
                     pass
-                current = self._get("kv", row["PartitionKey"], row["RowKey"])
+                current = self._get(KV, row["PartitionKey"], row["RowKey"])
                 if current is None:
                     continue
                 if not _expired(current, now):
@@ -576,7 +569,7 @@ class TableStore:
                         row,
                         mode=UpdateMode.REPLACE,
                         etag=self._etag(current),
-                        match_condition=MatchConditions.IfNotModified,
+                        match_condition=_IF_UNCHANGED,
                     )
                     return True
                 except HttpResponseError as exc:
@@ -587,7 +580,7 @@ class TableStore:
 
     def kv_delete(self, namespace: str, key: str) -> None:
         with _guard("kv_delete"):
-            self._t("kv").delete_entity(_enc(namespace), _enc(key))
+            self._t(KV).delete_entity(_enc(namespace), _enc(key))
 
     # -- hits
 
@@ -596,7 +589,7 @@ class TableStore:
         with _guard("record_hit"):
             for _ in range(_RETRIES):
                 try:
-                    self._t("hits").create_entity({"PartitionKey": pk, "RowKey": f"{_stamp(at)}{secrets.token_hex(8)}"})
+                    self._t(HITS).create_entity({"PartitionKey": pk, "RowKey": f"{_stamp(at)}{secrets.token_hex(8)}"})
                     return
                 except ResourceExistsError:
                     continue
@@ -621,28 +614,28 @@ class TableStore:
         cutoff = {"before": _stamp(before)}
         deleted = 0
         with _guard("purge"):
-            for entity in self._query("messages", "created_at lt @before", cutoff):
+            for entity in self._query(MESSAGES, "created_at lt @before", cutoff):
                 message = _message(entity)
-                self._t("history").delete_entity(
+                self._t(HISTORY).delete_entity(
                     f"{_enc(message.web_app_id)}|{_enc(message.phone)}", _history_key(message.created_at, message.sid)
                 )
                 self._delete_statuses(str(entity["PartitionKey"]))
-                self._t("messages").delete_entity(entity["PartitionKey"], entity["RowKey"])
+                self._t(MESSAGES).delete_entity(entity["PartitionKey"], entity["RowKey"])
                 deleted += 1
-            for pk in {str(s["PartitionKey"]) for s in self._query("statuses", "at lt @before", cutoff)}:
-                if self._get("messages", pk, "m") is None:
+            for pk in {str(s["PartitionKey"]) for s in self._query(STATUSES, "at lt @before", cutoff)}:
+                if self._get(MESSAGES, pk, "m") is None:
                     self._delete_statuses(pk)
-            for event in self._query("events", "created_at lt @before and published eq true", cutoff):
-                self._t("events").delete_entity(event["PartitionKey"], event["RowKey"])
-            self._delete_unchanged("conversations", "last_at lt @before", cutoff)
-            self._delete_unchanged("kv", "expires_at lt @before", cutoff)
-            for hit in self._query("hits", "RowKey lt @before", cutoff, select=["PartitionKey", "RowKey"]):
-                self._t("hits").delete_entity(hit["PartitionKey"], hit["RowKey"])
+            for event in self._query(EVENTS, "created_at lt @before and published eq true", cutoff):
+                self._t(EVENTS).delete_entity(event["PartitionKey"], event["RowKey"])
+            self._delete_unchanged(CONVERSATIONS, "last_at lt @before", cutoff)
+            self._delete_unchanged(KV, "expires_at lt @before", cutoff)
+            for hit in self._query(HITS, "RowKey lt @before", cutoff, select=["PartitionKey", "RowKey"]):
+                self._t(HITS).delete_entity(hit["PartitionKey"], hit["RowKey"])
         return deleted
 
     def _delete_statuses(self, pk: str) -> None:
-        for status in self._query("statuses", "PartitionKey eq @pk", {"pk": pk}, select=["PartitionKey", "RowKey"]):
-            self._t("statuses").delete_entity(status["PartitionKey"], status["RowKey"])
+        for status in self._query(STATUSES, "PartitionKey eq @pk", {"pk": pk}, select=["PartitionKey", "RowKey"]):
+            self._t(STATUSES).delete_entity(status["PartitionKey"], status["RowKey"])
 
     def _delete_unchanged(self, table: str, query_filter: str, parameters: dict[str, Any]) -> None:
         """Delete the matches unless updated since the query (then they are no longer old)."""
@@ -652,7 +645,7 @@ class TableStore:
                     entity["PartitionKey"],
                     entity["RowKey"],
                     etag=self._etag(entity),
-                    match_condition=MatchConditions.IfNotModified,
+                    match_condition=_IF_UNCHANGED,
                 )
             except HttpResponseError as exc:
                 if not _status_of(exc, 412):

@@ -58,7 +58,7 @@ function element(tag, className, text) {
 }
 
 function mediaNode(message, media) {
-  if (message.direction === "sent") return element("span", "attachment", "📷 Picture sent");
+  if (message.direction === "sent") return element("span", "attachment", "Picture sent");
   if (!/^https?:\/\//.test(media.url)) return element("span", "attachment", `Attachment (${media.contentType})`);
   if (media.contentType.startsWith("image/")) {
     const image = element("img");

@@ -1,0 +1,54 @@
+"""Shared fixtures: a real broker, the local host with its sandbox, and Azurite, each on free loopback ports."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.broker import BrokerProcess
+from tests.support.devhost import DevhostProcess
+
+SCRUBBED_PREFIXES = ("TWILIO_", "MQTT_", "RELAY_", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never see a developer's real Twilio account, broker or proxy."""
+    for name in list(os.environ):
+        if name.upper().startswith(SCRUBBED_PREFIXES):
+            monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="session")
+def signing_key() -> str:
+    return secrets.token_urlsafe(48)
+
+
+@pytest.fixture(scope="module")
+def broker(signing_key: str) -> Iterator[BrokerProcess]:
+    """An amqtt broker the test can stop and start again on the same ports."""
+    with BrokerProcess(signing_key) as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
+def devhost(
+    broker: BrokerProcess, signing_key: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DevhostProcess]:
+    """`python -m devhost` with its sandbox, publishing to the module's broker."""
+    data_dir: Path = tmp_path_factory.mktemp("devhost")
+    with DevhostProcess(broker, data_dir, access_code=secrets.token_urlsafe(12), signing_key=signing_key) as host:
+        yield host
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[str]:
+    """A Table Storage connection string for an in-memory Azurite started for this run."""
+    from tests.support.azurite import start_azurite
+
+    with start_azurite() as connection_string:
+        yield connection_string

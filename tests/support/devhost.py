@@ -1,0 +1,98 @@
+"""`python -m devhost` as a subprocess on free ports, against a broker the test controls."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+
+from tests.support.broker import BrokerProcess
+from tests.support.ports import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class DevhostProcess:
+    def __init__(
+        self,
+        broker: BrokerProcess,
+        data_dir: Path,
+        *,
+        access_code: str,
+        signing_key: str,
+        extra_env: dict[str, str] | None = None,
+        ready_timeout: float = 30.0,
+    ) -> None:
+        self.broker = broker
+        self.http_port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.http_port}"
+        self.sandbox_url = f"{self.base_url}/sandbox"
+        self.access_code = access_code
+        self.signing_key = signing_key
+        self.data_dir = data_dir
+        self.extra_env = extra_env or {}
+        self.ready_timeout = ready_timeout
+        self.log_path = data_dir / "devhost.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "MQTT_", "RELAY_"))}
+        env.update(
+            RELAY_ACCESS_CODE=self.access_code,
+            RELAY_SIGNING_KEY=self.signing_key,
+            MQTT_URL=f"mqtt://127.0.0.1:{self.broker.mqtt_port}",
+            MQTT_BROWSER_URL=f"ws://127.0.0.1:{self.broker.ws_port}/mqtt",
+            MQTT_PUBLISH_TIMEOUT_SECONDS="2",
+            RELAY_STORE=str(self.data_dir / "relay.sqlite3"),
+        )
+        env.update(self.extra_env)
+        cmd = [sys.executable, "-m", "devhost", "--http-port", str(self.http_port), "--data-dir", str(self.data_dir)]
+        cmd += ["--mqtt-port", str(self.broker.mqtt_port), "--ws-port", str(self.broker.ws_port), "--sandbox"]
+        with self.log_path.open("ab") as log:
+            self._proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + self.ready_timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"devhost exited with {self._proc.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.base_url}/api/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise TimeoutError(f"devhost not healthy after {self.ready_timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(8)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+    def session(self, **extra: Any) -> dict[str, Any]:
+        """A new desk session, as a browser tab would open one."""
+        r = httpx.post(f"{self.base_url}/api/session", json={"accessCode": self.access_code, **extra}, timeout=10)
+        r.raise_for_status()
+        data: dict[str, Any] = r.json()
+        return data
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
