@@ -119,6 +119,7 @@ def browser() -> Iterator[Browser]:
 
 def open_desk(browser: Browser, devhost: Any) -> Desk:
     context = browser.new_context(viewport=VIEWPORT, locale="en-US", timezone_id="America/Los_Angeles")
+    context.set_default_timeout(10_000)
     page = context.new_page()
     desk = Desk(page)
 
@@ -128,7 +129,14 @@ def open_desk(browser: Browser, devhost: Any) -> Desk:
 
     page.on("dialog", on_dialog)
     page.on("pageerror", lambda e: desk.errors.append(str(e)))
-    page.goto(f"{devhost.base_url}/?code={devhost.access_code}")
+
+    def on_console(msg: Any) -> None:
+        if msg.type == "error" and "Content Security Policy" in msg.text:
+            desk.errors.append(msg.text)
+
+    page.on("console", on_console)
+    response = page.goto(f"{devhost.base_url}/?code={devhost.access_code}")
+    assert response is not None and "script-src 'self'" in (response.headers.get("content-security-policy") or "")
     desk.expect_connected()
     assert "code=" not in page.url, "the access code must be stripped from the address bar"
     expect(page.locator("#desk-alias")).not_to_be_empty()
@@ -348,6 +356,10 @@ def test_narrow_screen_is_one_column_with_back_button(desk_a: Desk) -> None:
     page = desk_a.page
     page.set_viewport_size({"width": 375, "height": 740})
     try:
+        if page.locator("#back-btn").is_visible():
+            page.click("#back-btn")
+        expect(page.locator("#sidebar")).to_be_visible()
+        expect(page.locator("#pane")).to_be_hidden()
         desk_a.open("+14155550101")
         expect(page.locator("#sidebar")).to_be_hidden()
         expect(page.locator("#back-btn")).to_be_visible()

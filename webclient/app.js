@@ -761,16 +761,18 @@ async function loadOlder() {
   updateHistoryStatus();
 }
 
+const readTimers = new Map();
+/** Zero the unread count here and (debounced) on the server. */
 function markRead(phone) {
   const conv = store.convs.get(phone);
   if (!conv) return;
-  const had = conv.unread > 0;
   conv.unread = 0;
   renderSoon();
-  if (had || !conv.readOnce) {
-    conv.readOnce = true;
+  clearTimeout(readTimers.get(phone));
+  readTimers.set(phone, setTimeout(() => {
+    readTimers.delete(phone);
     api.markRead(phone).catch(() => {});
-  }
+  }, 250));
 }
 
 // ---- compose -------------------------------------------------------------
