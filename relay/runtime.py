@@ -64,15 +64,17 @@ class Runtime:
         self.store.close()
 
 
-def build(settings: Settings, clock: Clock | None = None) -> Runtime:
+def build(settings: Settings, clock: Clock | None = None, store: Store | None = None) -> Runtime:
+    """`clock` and `store` are injectable so tests can move time and choose the backend."""
     clock = clock or SystemClock()
     configure(settings.log_level)
     topics = Topics(settings.mqtt_topic_prefix)
     issuer = TokenIssuer(settings.relay_signing_key, topics)
-    store = open_store(settings.relay_store)
+    store = store or open_store(settings.relay_store)
 
     def broker_password() -> str | None:
-        return settings.mqtt_password or issuer.service_token(clock.now(), timedelta(days=1))
+        # The broker checks expiry against wall time, whatever clock the relay was given.
+        return settings.mqtt_password or issuer.service_token(SystemClock().now(), timedelta(days=1))
 
     holder: dict[str, Outbox] = {}
     publisher = Publisher(

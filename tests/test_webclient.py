@@ -21,9 +21,9 @@ import pytest
 from tests.support.tools import require_tool
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
-from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, Page, ViewportSize, expect, sync_playwright  # noqa: E402
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(90)]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -34,7 +34,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-VIEWPORT = {"width": 1280, "height": 800}
+VIEWPORT: ViewportSize = {"width": 1280, "height": 800}
+NARROW: ViewportSize = {"width": 375, "height": 740}
 IMG_DIR = Path(__file__).resolve().parents[1] / "docs" / "img"
 XSS = "<img src=x onerror=alert(1)>"
 
@@ -56,9 +57,7 @@ class Desk:
     def bubble(self, text: str, exact: bool = True):
         """The message whose body is `text` (or starts with it when exact=False)."""
         pattern = re.compile("^" + re.escape(text) + ("$" if exact else ""))
-        return self.page.locator("#message-list li.msg").filter(
-            has=self.page.locator(".body").filter(has_text=pattern)
-        )
+        return self.page.locator("#message-list li.msg").filter(has=self.page.locator(".body").filter(has_text=pattern))
 
     def expect_connected(self, timeout: int = 10_000) -> None:
         expect(self.page.locator("#conn-state")).to_have_attribute("data-state", "connected", timeout=timeout)
@@ -163,6 +162,30 @@ def desk_b(browser: Browser, devhost: Any) -> Iterator[Desk]:
 # ---- tests -----------------------------------------------------------------
 
 
+def test_sign_in_errors_and_sign_out(browser: Browser, devhost: Any) -> None:
+    context = browser.new_context(viewport=VIEWPORT)
+    context.set_default_timeout(10_000)
+    try:
+        page = context.new_page()
+        page.goto(f"{devhost.base_url}/")
+        expect(page.locator("#signin")).to_be_visible()
+        expect(page.get_by_label("Access code")).to_be_focused()
+        page.get_by_label("Access code").fill("not-the-code")
+        page.keyboard.press("Enter")
+        expect(page.locator("#signin-error")).to_contain_text("not valid")
+        page.get_by_label("Access code").fill(devhost.access_code)
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.locator("#conn-state")).to_have_attribute("data-state", "connected")
+        assert page.evaluate("localStorage.getItem('smsrelay.session')") is not None
+        page.get_by_role("button", name="Sign out").click()
+        expect(page.locator("#signin")).to_be_visible()
+        expect(page.locator("#app")).to_be_hidden()
+        assert page.evaluate("localStorage.getItem('smsrelay.session')") is None
+        assert page.evaluate("localStorage.getItem('smsrelay.accessCode')") is None
+    finally:
+        context.close()
+
+
 def test_two_desks_each_see_only_their_own_conversation(desk_a: Desk, desk_b: Desk, devhost: Any) -> None:
     assert desk_a.page.locator("#desk-alias").inner_text() != desk_b.page.locator("#desk-alias").inner_text()
 
@@ -212,6 +235,33 @@ def test_stranger_goes_to_new_conversations_and_can_be_claimed(desk_a: Desk, des
     expect(desk_b.page.locator("body")).not_to_contain_text("Thanks for answering")
 
 
+def test_unread_badges_and_hidden_tab_title(desk_b: Desk, devhost: Any) -> None:
+    page = desk_b.page
+    desk_b.open("+14155550102")
+    expect(page).to_have_title("SMS Relay")
+    # Pretend the tab went to the background.
+    page.evaluate(
+        """() => {
+          Object.defineProperty(document, 'hidden', {configurable: true, get: () => true});
+          Object.defineProperty(document, 'visibilityState', {configurable: true, get: () => 'hidden'});
+          document.dispatchEvent(new Event('visibilitychange'));
+        }"""
+    )
+    patient_replies(devhost, "+14155550102", "Are you still there?")
+    expect(desk_b.bubble("Are you still there?")).to_be_visible()
+    expect(page).to_have_title("(1) SMS Relay")
+    expect(desk_b.conv("+14155550102").locator(".badge")).to_have_text("1")
+    page.evaluate(
+        """() => {
+          delete document.hidden;
+          delete document.visibilityState;
+          document.dispatchEvent(new Event('visibilitychange'));
+        }"""
+    )
+    expect(page).to_have_title("SMS Relay")
+    expect(desk_b.conv("+14155550102").locator(".badge")).to_have_count(0)
+
+
 def test_reload_restores_and_broker_outage_catches_up_exactly_once(desk_a: Desk, desk_b: Desk, devhost: Any) -> None:
     page = desk_a.page
     desk_a.send_new("415-555-0104", "+14155550104", "Before the reload")
@@ -224,6 +274,9 @@ def test_reload_restores_and_broker_outage_catches_up_exactly_once(desk_a: Desk,
     expect(page.locator("#desk-alias")).to_have_text(alias)  # same desk identity after a reload
     for phone in ("+14155550104", "+14155550101"):
         expect(desk_a.conv(phone)).to_be_visible()
+    # Messages that arrived while their conversation was open were marked read on the server.
+    expect(desk_a.conv("+14155550103")).to_be_visible()
+    expect(desk_a.conv("+14155550103").locator(".badge")).to_have_count(0)
     desk_a.open("+14155550104")
     expect(desk_a.bubble("Before the reload")).to_be_visible()
     expect(desk_a.bubble("Reply before the reload")).to_be_visible()
@@ -241,6 +294,10 @@ def test_reload_restores_and_broker_outage_catches_up_exactly_once(desk_a: Desk,
     desk_a.expect_connected(timeout=20_000)
     for n in (1, 2):
         expect(desk_a.bubble(f"Sent while the broker was down {n}")).to_be_visible(timeout=15_000)
+    # A message for another conversation shows as an unread badge, cleared when opened.
+    patient_replies(devhost, "+14155550101", "One more question")
+    expect(desk_a.conv("+14155550101").locator(".badge")).to_have_text("1")
+    expect(desk_a.conv("+14155550101")).to_contain_text("One more question")
     page.wait_for_timeout(1000)  # give a duplicate (catch-up + QoS 1 redelivery) time to show up
     for n in (1, 2):
         expect(desk_a.bubble(f"Sent while the broker was down {n}")).to_have_count(1)
@@ -354,7 +411,7 @@ def test_phone_validation_and_reminder_template(desk_a: Desk) -> None:
 
 def test_narrow_screen_is_one_column_with_back_button(desk_a: Desk) -> None:
     page = desk_a.page
-    page.set_viewport_size({"width": 375, "height": 740})
+    page.set_viewport_size(NARROW)
     try:
         if page.locator("#back-btn").is_visible():
             page.click("#back-btn")
@@ -392,7 +449,8 @@ def test_screenshots(browser: Browser, desk_a: Desk, desk_b: Desk, devhost: Any)
     desk_a.send_compose("Thank you! See you then. Please bring your insurance card.")
     patient_replies(devhost, "+14155550107", "Here is my card", image=True)
     expect(desk_a.bubble("Here is my card").locator("img")).to_have_attribute("src", re.compile("^blob:"))
-    expect(desk_a.bubble("Thank you! See you then", exact=False).locator(".status")).to_have_text(re.compile("delivered"))
+    thanks = desk_a.bubble("Thank you! See you then", exact=False)
+    expect(thanks.locator(".status")).to_have_text(re.compile("delivered"))
     page.screenshot(path=str(IMG_DIR / "conversation.png"))
 
     # inbox.png: desk B freshly loaded, with a new (unrouted) conversation waiting.

@@ -1,0 +1,215 @@
+"""Routing rules, run against SQLite and Azurite alike, with a real broker, the sandbox and an injected clock."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.applications import Starlette
+from starlette.routing import Mount
+
+from devhost.sandbox import SandboxConfig, create_sandbox_app
+from relay.clock import ManualClock
+from relay.errors import Conflict
+from relay.outbound import SendRequest
+from relay.runtime import Runtime, build
+from relay.sessions import SessionGrant, SessionRequest
+from relay.settings import Settings
+from relay.store import UNROUTED, Store
+from relay.store.sqlite import SqliteStore
+from relay.store.tables import TableStore
+from tests.support.asgi import serve_in_thread
+from tests.support.broker import BrokerProcess
+from tests.support.mqtt import Subscriber
+
+ACCOUNT = "AC" + "1" * 32
+TOKEN = "sandbox-token"
+OURS = "+14155550100"
+
+
+@pytest.fixture(scope="module")
+def sandbox_url() -> Iterator[str]:
+    sandbox = create_sandbox_app(
+        SandboxConfig(account_sid=ACCOUNT, auth_token=TOKEN, from_number=OURS, messaging_service_sid=None)
+    )
+    with serve_in_thread(Starlette(routes=[Mount("/sandbox", sandbox)])) as base:
+        yield base + "/sandbox"
+
+
+@pytest.fixture(params=["sqlite", "tables"])
+def runtime(
+    request: pytest.FixtureRequest, tmp_path: Path, broker: BrokerProcess, signing_key: str, sandbox_url: str
+) -> Iterator[Runtime]:
+    store: Store
+    if request.param == "sqlite":
+        store = SqliteStore(str(tmp_path / "relay.sqlite3"))
+    else:
+        connection = request.getfixturevalue("azurite")
+        store = TableStore(connection, table_prefix="r" + uuid.uuid4().hex[:10])
+    settings = Settings.from_mapping(
+        {
+            "TWILIO_ACCOUNT_SID": ACCOUNT,
+            "TWILIO_AUTH_TOKEN": TOKEN,
+            "TWILIO_FROM_NUMBER": OURS,
+            "TWILIO_API_BASE_URL": sandbox_url + "/twilio",
+            "RELAY_SIGNING_KEY": signing_key,
+            "RELAY_ACCESS_CODE": "open-sesame",
+            "MQTT_URL": f"mqtt://127.0.0.1:{broker.mqtt_port}",
+        }
+    )
+    rt = build(settings, ManualClock(datetime.now(UTC)), store)
+    assert rt.publisher.wait_connected(10)
+    yield rt
+    rt.close()
+
+
+def desk(rt: Runtime) -> SessionGrant:
+    return rt.sessions.open(SessionRequest("open-sesame", None, None, None, "127.0.0.1"))
+
+
+def as_session(grant: SessionGrant, rt: Runtime) -> dict[str, Any]:
+    return {
+        "token": grant.token,
+        "mqtt": {
+            "clientId": grant.client_id,
+            "username": grant.web_app_id,
+            "password": grant.token,
+            "topics": rt.topics.filters_for(grant.web_app_id),
+        },
+    }
+
+
+def text(rt: Runtime, grant: SessionGrant, to: str, body: str = "hello") -> str:
+    return rt.outbound.send(SendRequest(grant.web_app_id, to, body)).sid
+
+
+def phone_says(rt: Runtime, phone: str, body: str, sid: str | None = None) -> dict[str, str]:
+    params = {
+        "MessageSid": sid or "SM" + secrets.token_hex(16),
+        "AccountSid": ACCOUNT,
+        "From": phone,
+        "To": OURS,
+        "Body": body,
+        "NumMedia": "0",
+    }
+    rt.inbound.ingest(params)
+    return params
+
+
+def audience_of(rt: Runtime, sid: str) -> str:
+    message = rt.store.get_message(sid)
+    assert message is not None
+    return message.web_app_id
+
+
+def clock(rt: Runtime) -> ManualClock:
+    assert isinstance(rt.clock, ManualClock)
+    return rt.clock
+
+
+def fresh_phone() -> str:
+    return f"+1415555{secrets.randbelow(90) + 10:02d}{secrets.randbelow(90) + 10:02d}"
+
+
+def test_most_recent_sender_wins(runtime: Runtime) -> None:
+    a, b, phone = desk(runtime), desk(runtime), fresh_phone()
+    text(runtime, a, phone)
+    clock(runtime).advance(timedelta(minutes=1))
+    text(runtime, b, phone)
+    clock(runtime).advance(timedelta(minutes=1))
+    assert audience_of(runtime, phone_says(runtime, phone, "yes")["MessageSid"]) == b.web_app_id
+    text(runtime, a, phone)
+    clock(runtime).advance(timedelta(seconds=1))
+    assert audience_of(runtime, phone_says(runtime, phone, "again")["MessageSid"]) == a.web_app_id
+
+
+def test_alias_prefix_overrides_and_is_stripped_from_display_only(runtime: Runtime) -> None:
+    a, b, phone = desk(runtime), desk(runtime), fresh_phone()
+    text(runtime, a, phone)
+    text(runtime, b, phone)
+    body = f"{a.alias.lower()} Is Dr. Lee in today?"
+    params = phone_says(runtime, phone, body)
+    message = runtime.store.get_message(params["MessageSid"])
+    assert message is not None
+    assert message.web_app_id == a.web_app_id
+    assert message.payload["Body"] == body
+    assert message.payload["displayBody"] == "Is Dr. Lee in today?"
+
+
+def test_expiry_slides_with_every_message_and_then_lapses(runtime: Runtime) -> None:
+    a, phone = desk(runtime), fresh_phone()
+    text(runtime, a, phone)
+    clock(runtime).advance(timedelta(hours=3))
+    assert audience_of(runtime, phone_says(runtime, phone, "one")["MessageSid"]) == a.web_app_id
+    clock(runtime).advance(timedelta(hours=3))
+    assert audience_of(runtime, phone_says(runtime, phone, "two")["MessageSid"]) == a.web_app_id
+    clock(runtime).advance(timedelta(hours=4, minutes=1))
+    late = phone_says(runtime, phone, "three")
+    assert audience_of(runtime, late["MessageSid"]) == UNROUTED
+    history = runtime.conversations.messages(a.web_app_id, phone, None, None)["messages"]
+    assert [m["body"] for m in history] == ["two", "one", "hello"]
+
+
+def test_claiming_an_unrouted_conversation_routes_later_replies(runtime: Runtime, broker: BrokerProcess) -> None:
+    a, b, phone = desk(runtime), desk(runtime), fresh_phone()
+    first = phone_says(runtime, phone, "is anyone there?")
+    assert audience_of(runtime, first["MessageSid"]) == UNROUTED
+    assert [c["phone"] for c in runtime.conversations.unrouted()].count(phone) == 1
+    with Subscriber(broker.mqtt_port, as_session(b, runtime)) as watcher:
+        runtime.conversations.claim(a.web_app_id, phone)
+        topic, payload = watcher.wait_for(lambda t, p: t == "sms/unrouted/claimed" and p["phone"] == phone)
+    assert payload["webAppId"] == a.web_app_id
+    with pytest.raises(Conflict):
+        runtime.conversations.claim(b.web_app_id, phone)
+    assert phone not in [c["phone"] for c in runtime.conversations.unrouted()]
+    clock(runtime).advance(timedelta(seconds=1))
+    assert audience_of(runtime, phone_says(runtime, phone, "thanks")["MessageSid"]) == a.web_app_id
+    history = runtime.conversations.messages(a.web_app_id, phone, None, None)["messages"]
+    assert [m["body"] for m in history] == ["thanks", "is anyone there?"]
+
+
+def test_twenty_concurrent_duplicate_webhooks_store_and_publish_once(runtime: Runtime, broker: BrokerProcess) -> None:
+    a, phone = desk(runtime), fresh_phone()
+    text(runtime, a, phone)
+    sid = "SM" + secrets.token_hex(16)
+    barrier = threading.Barrier(20, timeout=10)
+
+    def deliver() -> None:
+        barrier.wait()
+        phone_says(runtime, phone, "duplicate me", sid)
+
+    with Subscriber(broker.mqtt_port, as_session(a, runtime)) as sub:
+        threads = [threading.Thread(target=deliver) for _ in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(15)
+        seen = [p for t, p in sub.drain(1.5) if t.endswith("/inbound") and p.get("MessageSid") == sid]
+    assert len(seen) == 1
+    history = runtime.conversations.messages(a.web_app_id, phone, None, None)["messages"]
+    assert [m["sid"] for m in history].count(sid) == 1
+    feed = runtime.conversations.feed(a.web_app_id, None)["events"]
+    assert [e["payload"].get("MessageSid") for e in feed if e["kind"] == "inbound"].count(sid) == 1
+
+
+def test_history_pages_in_order_without_gaps(runtime: Runtime) -> None:
+    a, phone = desk(runtime), fresh_phone()
+    text(runtime, a, phone, "start")
+    for i in range(12):
+        clock(runtime).advance(timedelta(seconds=1))
+        phone_says(runtime, phone, f"m{i}")
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = runtime.conversations.messages(a.web_app_id, phone, cursor, "5")
+        seen += [m["body"] for m in page["messages"]]
+        cursor = page["next"]
+        if cursor is None:
+            break
+    assert seen == [f"m{i}" for i in reversed(range(12))] + ["start"]
