@@ -36,7 +36,12 @@ class Conversations:
     def messages(self, web_app_id: str, phone_raw: str, before: str | None, limit_raw: str | None) -> dict[str, Any]:
         phone = normalise(phone_raw, field="phone")
         limit = _limit(limit_raw)
-        page, cursor = self._store.history(web_app_id, phone, before or None, limit)
+        if before is not None and (len(before) > 128 or not before.isprintable()):
+            raise BadRequest("'before' is not a cursor this API gave out.", code="invalid_cursor")
+        try:
+            page, cursor = self._store.history(web_app_id, phone, before or None, limit)
+        except ValueError:
+            raise BadRequest("'before' is not a cursor this API gave out.", code="invalid_cursor") from None
         return {"messages": [self._message(m) for m in page], "next": cursor}
 
     def mark_read(self, web_app_id: str, phone_raw: str) -> None:

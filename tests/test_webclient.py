@@ -262,6 +262,34 @@ def test_unread_badges_and_hidden_tab_title(desk_b: Desk, devhost: Any) -> None:
     expect(desk_b.conv("+14155550102").locator(".badge")).to_have_count(0)
 
 
+def test_two_tabs_of_one_desk_share_the_conversation(desk_a: Desk, devhost: Any) -> None:
+    second = desk_a.page.context.new_page()  # same localStorage: the same desk, its own MQTT clientId
+    try:
+        tab = Desk(second)
+        second.on("pageerror", lambda e: tab.errors.append(str(e)))
+        second.goto(f"{devhost.base_url}/")
+        tab.expect_connected()
+        expect(second.locator("#desk-alias")).to_have_text(desk_a.page.locator("#desk-alias").inner_text())
+        desk_a.open("+14155550101")
+        tab.open("+14155550101")
+
+        patient_replies(devhost, "+14155550101", "Seen by both tabs")
+        expect(desk_a.bubble("Seen by both tabs")).to_be_visible()
+        expect(tab.bubble("Seen by both tabs")).to_be_visible()
+
+        tab.send_compose("Sent from the second tab")
+        expect(desk_a.bubble("Sent from the second tab")).to_be_visible()  # the outbound echo
+        expect(desk_a.bubble("Sent from the second tab").locator(".status")).to_have_text(re.compile("delivered"))
+        second.wait_for_timeout(500)
+        # Two clients of one desk must not knock each other off the broker.
+        desk_a.expect_connected(timeout=1000)
+        tab.expect_connected(timeout=1000)
+        expect(tab.bubble("Sent from the second tab")).to_have_count(1)
+        assert not tab.errors, tab.errors
+    finally:
+        second.close()
+
+
 def test_reload_restores_and_broker_outage_catches_up_exactly_once(desk_a: Desk, desk_b: Desk, devhost: Any) -> None:
     page = desk_a.page
     desk_a.send_new("415-555-0104", "+14155550104", "Before the reload")
@@ -323,6 +351,61 @@ def test_message_bodies_render_as_text_and_mms_inline(desk_a: Desk, devhost: Any
     assert page.locator('img[src="x"]').count() == 0
     assert page.evaluate("document.querySelectorAll('[onerror]').length") == 0
     assert desk_a.dialogs == []
+
+
+def test_delivery_failures_and_api_errors_in_words(desk_a: Desk, devhost: Any) -> None:
+    page = desk_a.page
+    # The sandbox fails these reserved numbers after sending: 0199 -> failed 30003, 0198 -> undelivered 30005.
+    desk_a.send_new("(415) 555-0199", "+14155550199", "This one will fail")
+    failed = desk_a.bubble("This one will fail")
+    expect(failed.locator(".status")).to_have_text("failed")
+    expect(failed.locator(".msg-error")).to_contain_text("Unreachable destination handset")
+    expect(failed.locator(".msg-error")).to_contain_text("30003")
+
+    desk_a.send_new("(415) 555-0198", "+14155550198", "This one is undeliverable")
+    lost = desk_a.bubble("This one is undeliverable")
+    expect(lost.locator(".status")).to_have_text("not delivered")
+    expect(lost.locator(".msg-error")).to_contain_text("Unknown destination handset")
+
+    # An opted-out patient: the API refuses, the error is shown in words and the typed text stays.
+    desk_a.send_new("(415) 555-0109", "+14155550109", "Your results are ready")
+    patient_replies(devhost, "+14155550109", "STOP")
+    expect(desk_a.bubble("STOP")).to_be_visible()
+    page.fill("#compose-text", "Are you sure you want to stop?")
+    page.press("#compose-text", "Enter")
+    expect(page.locator("#compose-error")).to_contain_text("opted out")
+    expect(page.locator("#compose-text")).to_have_value("Are you sure you want to stop?")
+    expect(desk_a.bubble("Are you sure you want to stop?")).to_have_count(0)
+    page.fill("#compose-text", "")
+    expect(page.locator("#compose-error")).to_be_empty()
+
+
+def test_older_history_loads_when_scrolling_up(desk_a: Desk, devhost: Any) -> None:
+    page = desk_a.page
+    desk_a.send_new("(415) 555-0108", "+14155550108", "History test start")
+    for n in range(1, 41):
+        patient_replies(devhost, "+14155550108", f"History line {n}")
+    expect(desk_a.bubble("History line 40")).to_be_visible()
+
+    page.reload()
+    desk_a.expect_connected()
+    desk_a.open("+14155550108")
+    expect(desk_a.bubble("History line 40")).to_be_visible()
+    items = page.locator("#message-list li.msg")
+    first_page = items.count()
+    assert 1 <= first_page < 41, f"the first page should not hold the whole history ({first_page})"
+    expect(desk_a.bubble("History test start")).to_have_count(0)
+
+    scroller = page.locator("#message-scroller")
+    for _ in range(10):
+        if desk_a.bubble("History test start").count():
+            break
+        scroller.evaluate("el => { el.scrollTop = 0; el.dispatchEvent(new Event('scroll')); }")
+        page.wait_for_timeout(300)
+    expect(desk_a.bubble("History test start")).to_have_count(1)
+    expect(items).to_have_count(41)
+    expect(items.first).to_contain_text("History test start")
+    expect(page.locator("#history-status")).to_contain_text("Beginning of the conversation")
 
 
 def test_segment_counter_and_length_limit(desk_a: Desk) -> None:
@@ -443,6 +526,7 @@ def test_screenshots(browser: Browser, desk_a: Desk, desk_b: Desk, devhost: Any)
     page.click("#new-send")
     expect(page.locator("#conversation")).to_have_attribute("data-phone", "+14155550107")
     reminder = desk_a.bubble("Your appointment is on", exact=False)
+    expect(reminder.locator(".reminder-badge")).to_be_visible()
     expect(reminder.locator(".status")).to_have_text(re.compile("delivered"))
     patient_replies(devhost, "+14155550107", "C")
     expect(desk_a.bubble("C")).to_be_visible()

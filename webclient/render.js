@@ -83,14 +83,12 @@ export function renderConversations(list, conversations, { current, onOpen }) {
     list.replaceChildren(
       ...conversations.map((conv) => {
         const unread = conv.unread > 0;
-        const label = `${formatPhone(conv.phone)}${unread ? `, ${conv.unread} unread` : ""}`;
         const button = el(
           "button",
           {
             type: "button",
             class: "conv-open",
             "data-role": "open",
-            "aria-label": label,
             "aria-current": conv.phone === current ? "true" : null,
             onclick: () => onOpen(conv.phone),
           },
@@ -101,6 +99,7 @@ export function renderConversations(list, conversations, { current, onOpen }) {
           el("span", { class: "conv-bottom" },
             el("span", { class: "conv-snippet", text: snippetOf(conv) }),
             unread ? el("span", { class: "badge", "aria-hidden": "true", text: String(conv.unread) }) : null,
+            unread ? el("span", { class: "visually-hidden", text: `, ${conv.unread} unread` }) : null,
           ),
         );
         return el("li", { class: `conv-item${unread ? " unread" : ""}`, dataset: { phone: conv.phone } }, button);

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -35,6 +36,8 @@ class DevhostProcess:
         self.sandbox_url = f"{self.base_url}/sandbox"
         self.access_code = access_code
         self.signing_key = signing_key
+        self.account_sid = "AC" + secrets.token_hex(16)
+        self.auth_token = secrets.token_hex(16)
         self.data_dir = data_dir
         self.extra_env = extra_env or {}
         self.ready_timeout = ready_timeout
@@ -50,6 +53,8 @@ class DevhostProcess:
             MQTT_BROWSER_URL=f"ws://127.0.0.1:{self.broker.ws_port}/mqtt",
             MQTT_PUBLISH_TIMEOUT_SECONDS="2",
             RELAY_STORE=str(self.data_dir / "relay.sqlite3"),
+            TWILIO_ACCOUNT_SID=self.account_sid,
+            TWILIO_AUTH_TOKEN=self.auth_token,
         )
         env.update(self.extra_env)
         cmd = [sys.executable, "-m", "devhost", "--http-port", str(self.http_port), "--data-dir", str(self.data_dir)]

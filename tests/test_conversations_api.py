@@ -1,0 +1,144 @@
+"""Conversations as a desk sees them through the local host: routing, history, statuses, MMS, idempotency."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import httpx
+from twilio.request_validator import RequestValidator
+
+from tests.support.devhost import DevhostProcess
+from tests.support.mqtt import Subscriber
+
+
+def api(host: DevhostProcess, session: dict[str, Any], method: str, path: str, **kw: Any) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {session['token']}", **kw.pop("headers", {})}
+    return httpx.request(method, f"{host.base_url}/api/{path}", headers=headers, timeout=15, **kw)
+
+
+def reply(host: DevhostProcess, phone: str, body: str, **extra: Any) -> dict[str, Any]:
+    r = httpx.post(f"{host.sandbox_url}/phones/{phone}/reply", json={"body": body, **extra}, timeout=20)
+    r.raise_for_status()
+    data: dict[str, Any] = r.json()
+    return data
+
+
+def status_callback(host: DevhostProcess, sid: str, status: str, **extra: str) -> httpx.Response:
+    url = f"{host.base_url}/api/sms_status"
+    params = {"MessageSid": sid, "MessageStatus": status, "AccountSid": host.account_sid, **extra}
+    signature = RequestValidator(host.auth_token).compute_signature(url, params)
+    return httpx.post(url, data=params, headers={"X-Twilio-Signature": signature}, timeout=10)
+
+
+def history(host: DevhostProcess, session: dict[str, Any], phone: str) -> list[dict[str, Any]]:
+    r = api(host, session, "GET", f"conversations/{phone.replace('+', '%2B')}/messages")
+    assert r.status_code == 200, r.text
+    messages: list[dict[str, Any]] = r.json()["messages"]
+    return messages
+
+
+def until(check: Any, timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.1)
+
+
+def test_latest_sender_gets_the_reply_alias_overrides_and_reload_shows_history(devhost: DevhostProcess) -> None:
+    a, b, phone = devhost.session(), devhost.session(), "+14155550121"
+    sent_a = api(devhost, a, "POST", "send_sms", json={"to": phone, "body": "From desk A"}).json()
+    sent_b = api(devhost, b, "POST", "send_sms", json={"to": phone, "body": "From desk B"}).json()
+    assert reply(devhost, phone, "Answering whoever wrote last")["status"] == 200
+    assert reply(devhost, phone, f"{a['alias']} this one is for A")["status"] == 200
+
+    b_bodies = [m["body"] for m in history(devhost, b, phone)]
+    assert b_bodies == ["Answering whoever wrote last", "From desk B"]
+    reloaded = devhost.session(webAppId=a["webAppId"], token=a["token"])
+    a_history = until(lambda: [m for m in history(devhost, reloaded, phone) if m.get("status") != "queued"])
+    by_body = {m["body"]: m for m in history(devhost, reloaded, phone)}
+    assert set(by_body) == {"From desk A", f"{a['alias']} this one is for A"}
+    assert by_body[f"{a['alias']} this one is for A"]["displayBody"] == "this one is for A"
+    assert a_history
+    delivered = until(lambda: history(devhost, reloaded, phone)[-1]["status"] == "delivered")
+    assert delivered, history(devhost, reloaded, phone)
+    assert history(devhost, reloaded, phone)[-1]["sid"] == sent_a["sid"]
+    conversations = api(devhost, reloaded, "GET", "conversations").json()["conversations"]
+    assert [c["phone"] for c in conversations] == [phone]
+    assert conversations[0]["unread"] == 1
+    assert sent_b["sid"] not in [m["sid"] for m in history(devhost, reloaded, phone)]
+
+
+def test_status_reaches_the_sender_and_never_moves_backwards(devhost: DevhostProcess) -> None:
+    a, phone = devhost.session(), "+14155550122"
+    with Subscriber(devhost.broker.mqtt_port, a) as sub:
+        sid = api(devhost, a, "POST", "send_sms", json={"to": phone, "body": "status please"}).json()["sid"]
+        _, delivered = sub.wait_for(lambda t, p: t.endswith("/status") and p["MessageStatus"] == "delivered")
+    assert delivered["MessageSid"] == sid
+    assert status_callback(devhost, sid, "sent").status_code == 204
+    assert status_callback(devhost, sid, "sent").status_code == 204
+    assert history(devhost, a, phone)[0]["status"] == "delivered"
+    feed = api(devhost, a, "GET", "messages").json()["events"]
+    sent_events = [e for e in feed if e["kind"] == "status" and e["payload"]["MessageSid"] == sid]
+    assert [e["payload"]["MessageStatus"] for e in sent_events] == ["queued", "sent", "delivered"]
+
+
+def test_failed_delivery_carries_twilios_error(devhost: DevhostProcess) -> None:
+    a, phone = devhost.session(), "+14155550199"
+    sid = api(devhost, a, "POST", "send_sms", json={"to": phone, "body": "will fail"}).json()["sid"]
+    failed = until(lambda: [m for m in history(devhost, a, phone) if m["status"] == "failed"])
+    assert failed, history(devhost, a, phone)
+    assert failed[0]["sid"] == sid
+    assert failed[0]["errorCode"] == "30003"
+
+
+def test_mms_reaches_the_desk_and_media_is_only_for_its_owner(devhost: DevhostProcess) -> None:
+    a, b, phone = devhost.session(), devhost.session(), "+14155550123"
+    api(devhost, a, "POST", "send_sms", json={"to": phone, "body": "send a photo of the rash"})
+    with Subscriber(devhost.broker.mqtt_port, a) as sub:
+        sid = reply(devhost, phone, "here", image=True)["sid"]
+        _, payload = sub.wait_for(lambda t, p: p.get("MessageSid") == sid)
+    assert payload["NumMedia"] == "1"
+    assert payload["media"] == [{"url": f"/api/media/{sid}/0", "contentType": "image/png"}]
+    mine = api(devhost, a, "GET", f"media/{sid}/0")
+    assert mine.status_code == 200
+    assert mine.content.startswith(b"\x89PNG")
+    assert mine.headers["content-type"] == "image/png"
+    assert mine.headers["x-content-type-options"] == "nosniff"
+    theirs = api(devhost, b, "GET", f"media/{sid}/0")
+    assert theirs.status_code == 404
+    assert theirs.json()["error"]["code"] == "media_not_found"
+
+
+def test_idempotency_key_texts_once(devhost: DevhostProcess) -> None:
+    a, phone = devhost.session(), "+14155550124"
+    key = str(uuid.uuid4())
+    calls_before = len(httpx.get(f"{devhost.sandbox_url}/calls", timeout=5).json())
+    first = api(devhost, a, "POST", "send_sms", json={"to": phone, "body": "once"}, headers={"Idempotency-Key": key})
+    again = api(devhost, a, "POST", "send_sms", json={"to": phone, "body": "once"}, headers={"Idempotency-Key": key})
+    assert first.status_code == again.status_code == 201
+    assert first.json() == again.json()
+    creates = [
+        c
+        for c in httpx.get(f"{devhost.sandbox_url}/calls", timeout=5).json()[calls_before:]
+        if c["method"] == "POST" and c["path"].endswith("/Messages.json")
+    ]
+    assert len(creates) == 1
+
+
+def test_unrouted_list_and_claim_through_the_api(devhost: DevhostProcess) -> None:
+    a, b, phone = devhost.session(), devhost.session(), "+14155550125"
+    reply(devhost, phone, "new patient here")
+    listed = api(devhost, b, "GET", "unrouted").json()["conversations"]
+    assert phone in [c["phone"] for c in listed]
+    claimed = api(devhost, a, "POST", f"conversations/{phone.replace('+', '%2B')}/claim")
+    assert claimed.status_code == 200, claimed.text
+    assert claimed.json() == {"phone": phone, "webAppId": a["webAppId"]}
+    again = api(devhost, b, "POST", f"conversations/{phone.replace('+', '%2B')}/claim")
+    assert again.status_code == 409
+    assert again.json()["error"]["code"] == "already_claimed"
+    assert phone not in [c["phone"] for c in api(devhost, b, "GET", "unrouted").json()["conversations"]]
+    assert [m["body"] for m in history(devhost, a, phone)] == ["new patient here"]
