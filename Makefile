@@ -17,6 +17,8 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
+	mkdir -p webclient/vendor
+	cp node_modules/mqtt/dist/mqtt.esm.js webclient/vendor/mqtt.esm.js
 	touch $@
 
 run: setup

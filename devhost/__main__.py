@@ -147,6 +147,7 @@ async def serve(
         port=args.http_port,
         log_level="warning",
         access_log=False,
+        proxy_headers=False,  # the functions decide which forwarded headers to trust (TRUSTED_PROXY_HOPS)
         timeout_graceful_shutdown=3,
     )
     server = uvicorn.Server(config)

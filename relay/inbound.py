@@ -6,10 +6,13 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from relay.clock import Clock, iso
+from twilio.twiml.messaging_response import MessagingResponse
+
 from relay.errors import BadRequest, StoreUnavailable
+from relay.keywords import Decision, KeywordMessage, Keywords
 from relay.outbox import Outbox
 from relay.phones import mask
 from relay.routing import Router
@@ -29,7 +32,15 @@ class InboundResult:
     sid: str
     audience: str
     duplicate: bool
-    twiml: str = EMPTY_TWIML
+    reply: str | None = None  # a keyword handler's answer; the poller sends it, the webhook returns it as TwiML
+
+    @property
+    def twiml(self) -> str:
+        if self.reply is None:
+            return EMPTY_TWIML
+        response = MessagingResponse()
+        response.message(self.reply)
+        return str(response)
 
 
 def keyword(body: str) -> str:
@@ -45,6 +56,7 @@ class Inbound:
         validator: WebhookValidator,
         clock: Clock,
         ttl: timedelta,
+        keywords: Keywords | None = None,
     ) -> None:
         self._store = store
         self._router = router
@@ -52,6 +64,7 @@ class Inbound:
         self._validator = validator
         self._clock = clock
         self._ttl = ttl
+        self._keywords = keywords
 
     def receive(self, request: WebhookRequest) -> InboundResult:
         self._validator.validate(request)
@@ -70,6 +83,8 @@ class Inbound:
         try:
             self._record_opt_out(phone, body, params.get("OptOutType", ""), now)
             resolution = self._router.resolve(phone, our_sides, body, now)
+            view = KeywordMessage(params, our_side, phone, resolution.audience, now)
+            decision = self._keywords.decide(view) if self._keywords else None
             payload: dict[str, object] = dict(params)
             payload.update(
                 webAppId=resolution.audience,
@@ -77,6 +92,9 @@ class Inbound:
                 displayBody=resolution.display_body,
                 media=media_entries(sid, params),
             )
+            if decision:
+                payload.update(handledBy=decision.name, autoReply=decision.outcome.reply)
+            kind = "handled" if decision and decision.outcome.handled else "inbound"
             message = MessageRecord(
                 sid=sid,
                 direction="inbound",
@@ -87,7 +105,7 @@ class Inbound:
                 created_at=now,
                 payload=payload,
             )
-            event = self._store.save_message(message, Event(resolution.audience, "inbound", payload, now))
+            event = self._store.save_message(message, Event(resolution.audience, kind, payload, now))
             if event is None:
                 log.info("duplicate webhook ignored: sid=%s", sid)
                 return InboundResult(sid, resolution.audience, duplicate=True)
@@ -98,9 +116,20 @@ class Inbound:
             raise StoreUnavailable("The message store is unavailable; Twilio should retry.") from None
         log.info("inbound stored: sid=%s from=%s audience=%s", sid, mask(phone), _who(resolution.audience))
         self._outbox.publish(event)
-        return InboundResult(sid, resolution.audience, duplicate=False)
+        if decision is None:
+            return InboundResult(sid, resolution.audience, duplicate=False)
+        self._apply(decision, sid, now)
+        return InboundResult(sid, resolution.audience, duplicate=False, reply=decision.outcome.reply)
 
-    def _record_opt_out(self, phone: str, body: str, opt_out_type: str, now: object) -> None:
+    def _apply(self, decision: Decision, sid: str, now: datetime) -> None:
+        """Only for a new message, so a redelivery never answers twice; the message itself is already safe."""
+        assert self._keywords is not None
+        try:
+            self._keywords.apply(decision, now)
+        except StoreError as exc:
+            log.error("keyword %s state not saved: sid=%s reason=%s", decision.name, sid, exc)
+
+    def _record_opt_out(self, phone: str, body: str, opt_out_type: str, now: datetime) -> None:
         word = keyword(body)
         kind = opt_out_type.upper()
         if kind == "STOP" or word in OPT_OUT_WORDS:

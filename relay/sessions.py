@@ -137,6 +137,7 @@ class Sessions:
 
     def _grant(self, web_app_id: str, now: datetime) -> SessionGrant:
         token, expires = self._issuer.issue(web_app_id, now, self.ttl)
+        self._store.kv_put("presence", "desks", {"webAppId": web_app_id}, expires)  # for autoreply: a desk is in
         return SessionGrant(
             web_app_id=web_app_id,
             alias=self._alias_for(web_app_id, now),

@@ -8,9 +8,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from starlette.applications import Starlette
+from starlette.routing import Mount
 
+from devhost.sandbox import SandboxConfig, create_sandbox_app
+from tests.support.asgi import serve_in_thread
 from tests.support.broker import BrokerProcess
 from tests.support.devhost import DevhostProcess
+from tests.support.runtime import ACCOUNT, OURS, TOKEN
 
 SCRUBBED_PREFIXES = ("TWILIO_", "MQTT_", "RELAY_", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 
@@ -43,6 +48,16 @@ def devhost(
     data_dir: Path = tmp_path_factory.mktemp("devhost")
     with DevhostProcess(broker, data_dir, access_code=secrets.token_urlsafe(12), signing_key=signing_key) as host:
         yield host
+
+
+@pytest.fixture(scope="module")
+def sandbox_url() -> Iterator[str]:
+    """The Twilio sandbox alone, served in a thread, for in-process runtimes (`tests.support.runtime`)."""
+    sandbox = create_sandbox_app(
+        SandboxConfig(account_sid=ACCOUNT, auth_token=TOKEN, from_number=OURS, messaging_service_sid=None)
+    )
+    with serve_in_thread(Starlette(routes=[Mount("/sandbox", sandbox)])) as base:
+        yield base + "/sandbox"
 
 
 @pytest.fixture(scope="session")

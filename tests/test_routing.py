@@ -6,40 +6,21 @@ import secrets
 import threading
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
-from starlette.applications import Starlette
-from starlette.routing import Mount
 
-from devhost.sandbox import SandboxConfig, create_sandbox_app
-from relay.clock import ManualClock
 from relay.errors import Conflict
 from relay.outbound import SendRequest
-from relay.runtime import Runtime, build
-from relay.sessions import SessionGrant, SessionRequest
-from relay.settings import Settings
+from relay.runtime import Runtime
+from relay.sessions import SessionGrant
 from relay.store import UNROUTED, Store
 from relay.store.sqlite import SqliteStore
 from relay.store.tables import TableStore
-from tests.support.asgi import serve_in_thread
 from tests.support.broker import BrokerProcess
 from tests.support.mqtt import Subscriber
-
-ACCOUNT = "AC" + "1" * 32
-TOKEN = "sandbox-token"
-OURS = "+14155550100"
-
-
-@pytest.fixture(scope="module")
-def sandbox_url() -> Iterator[str]:
-    sandbox = create_sandbox_app(
-        SandboxConfig(account_sid=ACCOUNT, auth_token=TOKEN, from_number=OURS, messaging_service_sid=None)
-    )
-    with serve_in_thread(Starlette(routes=[Mount("/sandbox", sandbox)])) as base:
-        yield base + "/sandbox"
+from tests.support.runtime import as_session, clock, desk, inbound_params, make_runtime
 
 
 @pytest.fixture(params=["sqlite", "tables"])
@@ -50,39 +31,10 @@ def runtime(
     if request.param == "sqlite":
         store = SqliteStore(str(tmp_path / "relay.sqlite3"))
     else:
-        connection = request.getfixturevalue("azurite")
-        store = TableStore(connection, table_prefix="r" + uuid.uuid4().hex[:10])
-    settings = Settings.from_mapping(
-        {
-            "TWILIO_ACCOUNT_SID": ACCOUNT,
-            "TWILIO_AUTH_TOKEN": TOKEN,
-            "TWILIO_FROM_NUMBER": OURS,
-            "TWILIO_API_BASE_URL": sandbox_url + "/twilio",
-            "RELAY_SIGNING_KEY": signing_key,
-            "RELAY_ACCESS_CODE": "open-sesame",
-            "MQTT_URL": f"mqtt://127.0.0.1:{broker.mqtt_port}",
-        }
-    )
-    rt = build(settings, ManualClock(datetime.now(UTC)), store)
-    assert rt.publisher.wait_connected(10)
+        store = TableStore(request.getfixturevalue("azurite"), table_prefix="r" + uuid.uuid4().hex[:10])
+    rt = make_runtime(store, broker.mqtt_port, signing_key, sandbox_url)
     yield rt
     rt.close()
-
-
-def desk(rt: Runtime) -> SessionGrant:
-    return rt.sessions.open(SessionRequest("open-sesame", None, None, None, "127.0.0.1"))
-
-
-def as_session(grant: SessionGrant, rt: Runtime) -> dict[str, Any]:
-    return {
-        "token": grant.token,
-        "mqtt": {
-            "clientId": grant.client_id,
-            "username": grant.web_app_id,
-            "password": grant.token,
-            "topics": rt.topics.filters_for(grant.web_app_id),
-        },
-    }
 
 
 def text(rt: Runtime, grant: SessionGrant, to: str, body: str = "hello") -> str:
@@ -90,14 +42,7 @@ def text(rt: Runtime, grant: SessionGrant, to: str, body: str = "hello") -> str:
 
 
 def phone_says(rt: Runtime, phone: str, body: str, sid: str | None = None) -> dict[str, str]:
-    params = {
-        "MessageSid": sid or "SM" + secrets.token_hex(16),
-        "AccountSid": ACCOUNT,
-        "From": phone,
-        "To": OURS,
-        "Body": body,
-        "NumMedia": "0",
-    }
+    params = inbound_params(phone, body, sid)
     rt.inbound.ingest(params)
     return params
 
@@ -106,11 +51,6 @@ def audience_of(rt: Runtime, sid: str) -> str:
     message = rt.store.get_message(sid)
     assert message is not None
     return message.web_app_id
-
-
-def clock(rt: Runtime) -> ManualClock:
-    assert isinstance(rt.clock, ManualClock)
-    return rt.clock
 
 
 def fresh_phone() -> str:
@@ -163,7 +103,7 @@ def test_claiming_an_unrouted_conversation_routes_later_replies(runtime: Runtime
     assert [c["phone"] for c in runtime.conversations.unrouted()].count(phone) == 1
     with Subscriber(broker.mqtt_port, as_session(b, runtime)) as watcher:
         runtime.conversations.claim(a.web_app_id, phone)
-        topic, payload = watcher.wait_for(lambda t, p: t == "sms/unrouted/claimed" and p["phone"] == phone)
+        _, payload = watcher.wait_for(lambda t, p: t == "sms/unrouted/claimed" and p["phone"] == phone)
     assert payload["webAppId"] == a.web_app_id
     with pytest.raises(Conflict):
         runtime.conversations.claim(b.web_app_id, phone)

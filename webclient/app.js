@@ -297,17 +297,33 @@ async function catchUp() {
   }
   catchingUp = true;
   try {
+    let pages = 0;
     do {
       catchUpAgain = false;
       const id = store.session.webAppId;
-      const res = await api.events(store.cursor);
+      let res;
+      try {
+        res = await api.events(store.cursor);
+      } catch (err) {
+        if (err instanceof ApiError && err.code === "invalid_cursor" && store.cursor != null) {
+          store.cursor = null; // a cursor from another data set: start from the beginning
+          localStorage.removeItem(cursorKey(id));
+          catchUpAgain = true;
+          continue;
+        }
+        throw err;
+      }
       if (!store.session || store.session.webAppId !== id) return;
-      for (const ev of res?.events ?? []) handleEvent(ev.topic, ev.kind, ev.payload);
-      if (res?.cursor != null) {
+      const events = res?.events ?? [];
+      for (const ev of events) handleEvent(ev.topic, ev.kind, ev.payload);
+      const moved = res?.cursor != null && String(res.cursor) !== store.cursor;
+      if (moved) {
         store.cursor = String(res.cursor);
         localStorage.setItem(cursorKey(id), store.cursor);
       }
-    } while (catchUpAgain);
+      // The feed is paged: keep going until a page comes back empty.
+      if (events.length > 0 && moved) catchUpAgain = true;
+    } while (catchUpAgain && ++pages < 100);
   } catch (err) {
     console.warn("catch-up failed", err);
     setTimeout(() => { if (conn?.state === "connected") catchUp(); }, 5000);

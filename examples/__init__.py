@@ -1,0 +1,1 @@
+"""Example keyword handlers, loadable by name from KEYWORD_HANDLERS."""
