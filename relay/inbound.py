@@ -129,7 +129,7 @@ class Inbound:
         except StoreError as exc:
             log.error("keyword %s state not saved: sid=%s reason=%s", decision.name, sid, exc)
 
-    def _record_opt_out(self, phone: str, body: str, opt_out_type: str, now: datetime) -> None:
+    def _record_opt_out(self, phone: str, body: str, opt_out_type: str, now: object) -> None:
         word = keyword(body)
         kind = opt_out_type.upper()
         if kind == "STOP" or word in OPT_OUT_WORDS:

@@ -7,10 +7,11 @@ import logging
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from twilio.base import values
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
@@ -91,38 +92,70 @@ class TwilioGateway:
             messaging_service_sid=message.messaging_service_sid,
         )
 
-    def list_inbound(self, to: str, sent_after: datetime, page_size: int = 100) -> list[InboundListing]:
-        """Inbound messages to one of our numbers since a mark, every page, oldest first."""
+    def list_inbound(
+        self, sent_after: datetime, *, to: str | None = None, service_sid: str | None = None, page_size: int = 100
+    ) -> list[InboundListing]:
+        """Inbound messages sent at or after `sent_after` (whole seconds), every page, oldest first.
+
+        `to` lists one of our numbers; without it every message is listed and only those through
+        `service_sid` are kept (the Messages list cannot filter by Messaging Service)."""
+        after = sent_after.astimezone(UTC)  # the SDK formats the wall time as if it were UTC
         try:
-            records = self._client.messages.list(to=to, date_sent_after=sent_after, page_size=page_size)
+            records = self._client.messages.list(
+                to=to if to else values.unset, date_sent_after=after, page_size=page_size
+            )
+            found = [self._listing(m) for m in reversed(records) if self._wanted(m, service_sid)]
         except TwilioRestException as exc:
             raise _refusal(exc) from None
         except (TwilioException, OSError) as exc:
             raise Unavailable(
                 f"Twilio could not be reached: {type(exc).__name__}.", code="twilio_unavailable"
             ) from None
-        found = []
-        for m in records:
-            if not str(m.direction).startswith("inbound") or m.date_sent is None:
-                continue
-            params = {
-                "MessageSid": str(m.sid),
-                "SmsSid": str(m.sid),
-                "SmsMessageSid": str(m.sid),
-                "AccountSid": str(m.account_sid),
-                "From": str(m.from_),
-                "To": str(m.to),
-                "Body": str(m.body or ""),
-                "NumMedia": str(m.num_media or "0"),
-                "NumSegments": str(m.num_segments or "1"),
-                "SmsStatus": "received",
-                "ApiVersion": str(m.api_version or "2010-04-01"),
-            }
-            if m.messaging_service_sid:
-                params["MessagingServiceSid"] = str(m.messaging_service_sid)
-            found.append(InboundListing(params=params, date_sent=m.date_sent))
-        found.sort(key=lambda item: item.date_sent)
+        found.sort(key=lambda item: item.date_sent)  # stable: Twilio's order stands within a second
         return found
+
+    @staticmethod
+    def _wanted(m: Any, service_sid: str | None) -> bool:
+        if not str(m.direction).startswith("inbound") or m.date_sent is None:
+            return False
+        return service_sid is None or m.messaging_service_sid == service_sid
+
+    def _listing(self, m: Any) -> InboundListing:
+        """The webhook's form, as far as the Message resource tells it, media URLs included."""
+        params = {
+            "MessageSid": str(m.sid),
+            "SmsSid": str(m.sid),
+            "SmsMessageSid": str(m.sid),
+            "AccountSid": str(m.account_sid),
+            "From": str(m.from_),
+            "To": str(m.to),
+            "Body": str(m.body or ""),
+            "NumMedia": str(m.num_media or "0"),
+            "NumSegments": str(m.num_segments or "1"),
+            "SmsStatus": "received",
+            "ApiVersion": str(m.api_version or "2010-04-01"),
+        }
+        if m.messaging_service_sid:
+            params["MessagingServiceSid"] = str(m.messaging_service_sid)
+        if params["NumMedia"] != "0":
+            params.update(self._media_params(str(m.sid)))
+        return InboundListing(params=params, date_sent=m.date_sent)
+
+    def _media_params(self, sid: str) -> dict[str, str]:
+        """MediaUrlN/MediaContentTypeN as the webhook has them; media Twilio no longer lists is left out."""
+        try:
+            media = self._client.messages(sid).media.list(limit=10)
+        except TwilioRestException as exc:
+            if exc.status != 404:
+                raise
+            log.warning("media of %s could not be listed (HTTP 404); stored without it", sid)
+            return {}
+        base = self._client.api.base_url.rstrip("/")
+        params = {}
+        for index, item in enumerate(media):
+            params[f"MediaUrl{index}"] = base + str(item.uri).removesuffix(".json")
+            params[f"MediaContentType{index}"] = str(item.content_type)
+        return params
 
     def media_allowed(self, url: str) -> bool:
         """Credentials go only to Twilio's API host over https, or to the sandbox when it is configured."""

@@ -14,7 +14,7 @@ from typing import Any
 import jwt
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from relay.tokens import SERVICE_USER, TokenIssuer, new_client_id, new_web_app_id
@@ -46,7 +46,7 @@ class Peer:
         *,
         transport: str = "tcp",
         ws_path: str = "/mqtt",
-        protocol: mqtt.MQTTProtocolVersion = mqtt.MQTTv311,
+        protocol: MQTTProtocolVersion = mqtt.MQTTv311,
         clean_session: bool = True,
         will_topic: str | None = None,
     ) -> None:

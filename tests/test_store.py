@@ -445,7 +445,6 @@ def test_duplicate_after_claim_stays_with_the_claimer(store: Store) -> None:
     assert (conversation.last_sid, conversation.unread) == ("SMu2", 2)
 
 
-
 def test_table_duplicate_repairs_what_a_crash_left_undone(azurite: str) -> None:
     """A crash after the conditional insert leaves only the message and status rows; the retry finishes the job."""
     prefix = f"t{uuid.uuid4().hex[:16]}"
