@@ -6,11 +6,12 @@ from functions.conversations import bp as conversations
 from functions.flush_outbox import bp as flush_outbox
 from functions.health import bp as health
 from functions.media import bp as media
+from functions.poll_inbound import bp as poll_inbound
 from functions.receive_sms import bp as receive_sms
 from functions.send_sms import bp as send_sms
 from functions.session import bp as session
 from functions.sms_status import bp as sms_status
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
-for blueprint in (session, send_sms, receive_sms, sms_status, conversations, media, health, flush_outbox):
+for blueprint in (session, send_sms, receive_sms, sms_status, conversations, media, health, flush_outbox, poll_inbound):
     app.register_functions(blueprint)

@@ -226,6 +226,7 @@ def start_devhost(
         TWILIO_FROM_NUMBER=FROM_NUMBER,
         SEND_LIMIT_PER_MINUTE="100000",
         SEND_LIMIT_PER_DAY="10000000",
+        POLL_SCHEDULE="*/30 * * * * *",  # the poll timer's schedule setting, as local.settings.example.json has it
     )
     if tls and cert is not None:
         env["SSL_CERT_FILE"] = str(cert)  # paho's tls_set() loads the default CAs, which OpenSSL reads from here

@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from relay.clock import Clock, iso
 from twilio.twiml.messaging_response import MessagingResponse
 
+from relay.clock import Clock, iso
 from relay.errors import BadRequest, StoreUnavailable
 from relay.keywords import Decision, KeywordMessage, Keywords
 from relay.outbox import Outbox

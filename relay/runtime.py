@@ -12,9 +12,11 @@ from relay.clock import Clock, SystemClock
 from relay.conversations import Conversations
 from relay.delivery import Delivery
 from relay.inbound import Inbound
+from relay.keywords import HandlerContext, load
 from relay.logs import configure
 from relay.outbound import Outbound
 from relay.outbox import Outbox
+from relay.polling import Poller
 from relay.publisher import Publisher
 from relay.routing import Router
 from relay.sessions import Sessions
@@ -44,6 +46,7 @@ class Runtime:
     outbound: Outbound
     conversations: Conversations
     topics: Topics
+    poller: Poller
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         try:
@@ -92,6 +95,8 @@ def build(settings: Settings, clock: Clock | None = None, store: Store | None = 
     sessions = Sessions(settings, store, issuer, clock, publisher)
     ttl = timedelta(hours=settings.conversation_ttl_hours)
     router = Router(store, sessions, ttl)
+    keywords = load(settings.keyword_handlers, HandlerContext(settings, store, outbox, clock))
+    inbound = Inbound(store, router, outbox, validator, clock, ttl, keywords)
     runtime = Runtime(
         settings=settings,
         clock=clock,
@@ -102,11 +107,12 @@ def build(settings: Settings, clock: Clock | None = None, store: Store | None = 
         outbox=outbox,
         sessions=sessions,
         router=router,
-        inbound=Inbound(store, router, outbox, validator, clock, ttl),
+        inbound=inbound,
         delivery=Delivery(store, outbox, validator, clock),
         outbound=Outbound(settings, store, gateway, outbox, clock),
         conversations=Conversations(settings, store, outbox, gateway, clock),
         topics=topics,
+        poller=Poller(settings, store, inbound, gateway, clock),
     )
     publisher.start()
     return runtime
