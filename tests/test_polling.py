@@ -1,0 +1,225 @@
+"""Inbound polling against the sandbox: paging, restarts, the overlap window, and the sweep behind webhooks."""
+
+from __future__ import annotations
+
+import secrets
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+import anyio
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route
+
+from devhost.sandbox import SandboxConfig, create_sandbox_app
+from devhost.sandbox.state import SandboxState, new_sid
+from relay.polling import Poller
+from relay.runtime import Runtime
+from relay.store.sqlite import SqliteStore
+from relay.webhooks import WebhookRequest
+from tests.support.asgi import serve_in_thread
+from tests.support.broker import BrokerProcess
+from tests.support.mqtt import Subscriber
+from tests.support.runtime import ACCOUNT, OURS, TOKEN, as_session, desk, make_runtime
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class Relay:
+    """Where the sandbox posts its webhooks: the in-process runtime, or a front door that is down."""
+
+    runtime: Runtime | None = None
+    reachable: bool = True
+
+
+@dataclass
+class Twilio:
+    url: str  # the sandbox's base, for the phones' endpoints and TWILIO_API_BASE_URL
+    state: SandboxState
+    relay: Relay
+
+    def reply(self, phone: str, body: str) -> dict[str, Any]:
+        response = httpx.post(f"{self.url}/phones/{phone}/reply", json={"body": body}, timeout=15)
+        assert response.status_code in (200, 502), response.text
+        return {"http": response.status_code, **response.json()}
+
+    def received(self, phone: str) -> list[str]:
+        return [m["body"] for m in httpx.get(f"{self.url}/phones/{phone}/messages", timeout=10).json()]
+
+    def list_calls(self) -> int:
+        calls = httpx.get(f"{self.url}/calls", timeout=10).json()
+        return sum(1 for c in calls if c["method"] == "GET" and c["path"].endswith("/Messages.json"))
+
+
+def relay_endpoint(relay: Relay) -> Starlette:
+    """What functions/receive_sms does, for a runtime built in this process."""
+
+    async def receive(request: Request) -> Response:
+        if not relay.reachable or relay.runtime is None:
+            return Response("the relay is unreachable", status_code=503)
+        form = parse_qsl((await request.body()).decode(), keep_blank_values=True)
+        webhook = WebhookRequest(
+            url=str(request.url), headers={k.lower(): v for k, v in request.headers.items()}, params=dict(form)
+        )
+        result = await anyio.to_thread.run_sync(relay.runtime.inbound.receive, webhook)
+        return Response(result.twiml, media_type="text/xml")
+
+    return Starlette(routes=[Route("/api/receive_sms", receive, methods=["POST"])])
+
+
+@pytest.fixture
+def twilio() -> Iterator[Twilio]:
+    """A fresh sandbox per test, so one test's messages never fall into another's listing window."""
+    relay = Relay()
+    with serve_in_thread(relay_endpoint(relay)) as relay_base:
+        config = SandboxConfig(
+            account_sid=ACCOUNT,
+            auth_token=TOKEN,
+            from_number=OURS,
+            messaging_service_sid=None,
+            webhook_url=f"{relay_base}/api/receive_sms",
+        )
+        sandbox = create_sandbox_app(config)
+        with serve_in_thread(Starlette(routes=[Mount("/sandbox", sandbox)])) as base:
+            yield Twilio(base + "/sandbox", sandbox.state.sandbox, relay)
+
+
+def runtime_for(twilio: Twilio, tmp_path: Path, broker: BrokerProcess, signing_key: str, mode: str) -> Runtime:
+    store = SqliteStore(str(tmp_path / "relay.sqlite3"))
+    rt = make_runtime(store, broker.mqtt_port, signing_key, twilio.url, RELAY_INBOUND_MODE=mode)
+    twilio.relay.runtime = rt
+    return rt
+
+
+def poller(rt: Runtime, **options: Any) -> Poller:
+    """A poller as the timer builds it, with the page size and per-run budget a test chooses."""
+    return Poller(rt.settings, rt.store, rt.inbound, rt.gateway, rt.clock, **options)
+
+
+def phones(n: int) -> list[str]:
+    return [f"+1415555{secrets.randbelow(9000) + 1000:04d}" for _ in range(n)]
+
+
+def inbound_sids(got: list[tuple[str, dict[str, Any]]]) -> Counter[str]:
+    return Counter(p["MessageSid"] for topic, p in got if topic.endswith("/inbound"))
+
+
+def test_poll_mode_pages_restarts_and_delivers_everything_once(
+    twilio: Twilio, tmp_path: Path, broker: BrokerProcess, signing_key: str
+) -> None:
+    twilio.relay.reachable = False
+    rt = runtime_for(twilio, tmp_path, broker, signing_key, "poll")
+    try:
+        assert rt.poller.poll().ingested == 0  # the first run only sets the mark
+        senders = phones(55)
+        first = twilio.reply(senders[0], "message 0")
+        assert first["http"] == 200 and first["status"] == 503  # the webhook failed...
+        assert twilio.state.get_message(first["sid"]) is not None  # ...yet Twilio keeps the message
+        expected = {first["sid"]}
+        for i in range(1, 550):
+            expected.add(twilio.reply(senders[i % len(senders)], f"message {i}")["sid"])
+
+        with Subscriber(broker.mqtt_port, as_session(desk(rt), rt)) as sub:
+            calls_before = twilio.list_calls()
+            run = poller(rt, page_size=100, max_per_run=300).poll()
+            assert (run.listed, run.ingested, run.complete) == (550, 300, False)
+            assert twilio.list_calls() - calls_before == 6  # 550 messages, 100 a page
+
+            # A restart: a new poller over the same store carries on from the saved mark.
+            run = poller(rt, page_size=100, max_per_run=300).poll()
+            assert (run.ingested, run.complete) == (250, True)
+            assert poller(rt, page_size=100).poll().ingested == 0
+
+            got = inbound_sids(sub.drain(quiet=1.5))
+        assert set(got) == expected
+        assert max(got.values()) == 1
+        assert all(rt.store.get_message(sid) is not None for sid in expected)
+    finally:
+        rt.close()
+
+
+def test_overlap_catches_late_listings_at_and_before_the_mark(
+    twilio: Twilio, tmp_path: Path, broker: BrokerProcess, signing_key: str
+) -> None:
+    twilio.relay.reachable = False
+    rt = runtime_for(twilio, tmp_path, broker, signing_key, "poll")
+    try:
+        rt.poller.poll()
+        phone = phones(1)[0]
+        twilio.reply(phone, "first")
+        mark = rt.poller.poll().mark
+        assert mark == rt.poller.mark()
+
+        def late(body: str, offset: timedelta) -> str:
+            """A message Twilio lists only now, though it was sent at mark + offset."""
+            message = twilio.state.add_message(
+                sid=new_sid("SM"),
+                from_=phone,
+                to=OURS,
+                body=body,
+                direction="inbound",
+                status="received",
+                num_segments=1,
+                date_sent=mark + offset,
+            )
+            return message.sid
+
+        same_second = late("sent in the mark's own second", timedelta(0))
+        earlier = late("sent before the mark, listed late", timedelta(seconds=-90))
+        run = rt.poller.poll()
+        assert run.ingested == 2
+        assert rt.store.get_message(same_second) is not None
+        assert rt.store.get_message(earlier) is not None
+        assert rt.poller.mark() == mark  # nothing newer arrived, so the mark stays
+
+        outside = late("older than the overlap window", timedelta(minutes=-3))
+        assert rt.poller.poll().ingested == 0
+        assert rt.store.get_message(outside) is None
+    finally:
+        rt.close()
+
+
+def test_both_mode_sweep_recovers_what_the_webhook_missed(
+    twilio: Twilio, tmp_path: Path, broker: BrokerProcess, signing_key: str
+) -> None:
+    rt = runtime_for(twilio, tmp_path, broker, signing_key, "both")
+    sub = Subscriber(broker.mqtt_port, as_session(desk(rt), rt))
+    sub.start()
+    try:
+        rt.poller.poll()
+        pushed = [twilio.reply(p, "via the webhook")["sid"] for p in phones(5)]
+        assert set(inbound_sids(sub.drain(quiet=1.0))) == set(pushed)
+
+        broker.stop()
+        twilio.relay.reachable = False
+        missed = []
+        for p in phones(20):
+            answer = twilio.reply(p, "while the relay was down")
+            assert answer["status"] == 503
+            missed.append(answer["sid"])
+        assert not any(rt.store.get_message(sid) for sid in missed)
+
+        broker.start()
+        twilio.relay.reachable = True
+        # Both the relay and the desk are back once a fresh webhook message reaches the desk.
+        probe = twilio.reply(phones(1)[0], "are you back?")["sid"]
+        sub.wait_for(lambda topic, p: p.get("MessageSid") == probe, timeout=30)
+
+        run = rt.poller.poll()
+        assert run.ingested == 20
+        assert run.listed == 26
+        got = inbound_sids(sub.drain(quiet=1.5))
+        assert got == Counter(missed)  # each missed one once; pushed ones and the probe not again
+        assert rt.poller.poll().ingested == 0
+    finally:
+        sub.stop()
+        rt.close()
