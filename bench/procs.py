@@ -189,6 +189,7 @@ class Devhost:
     process: Process
     base_url: str
     access_code: str
+    ready_seconds: float
 
     def session(self) -> dict[str, object]:
         r = httpx.post(f"{self.base_url}/api/session", json={"accessCode": self.access_code}, timeout=10)
@@ -232,14 +233,15 @@ def start_devhost(
         env["SSL_CERT_FILE"] = str(cert)  # paho's tls_set() loads the default CAs, which OpenSSL reads from here
     cmd = [*(wrapper or [sys.executable]), "-m", "devhost", "--http-port", str(port), "--data-dir", str(data)]
     cmd += ["--mqtt-port", str(broker.mqtt_port), "--ws-port", str(broker.ws_port), "--sandbox"]
+    begin = time.monotonic()
     proc = spawn(name, cmd, workdir, env)
-    host = Devhost(proc, f"http://127.0.0.1:{port}", access_code)
-    wait_healthy(host.base_url, proc)
-    return host
+    base_url = f"http://127.0.0.1:{port}"
+    wait_healthy(base_url, proc)
+    return Devhost(proc, base_url, access_code, time.monotonic() - begin)
 
 
-def wait_healthy(base_url: str, proc: Process, timeout: float = 30.0) -> float:
-    """Seconds until /api/health answers 200 (store and broker both up)."""
+def wait_healthy(base_url: str, proc: Process, timeout: float = 30.0) -> None:
+    """Until /api/health answers 200: the store and the broker are both up."""
     start = time.monotonic()
     with httpx.Client(timeout=1) as client:
         while time.monotonic() - start < timeout:
@@ -247,7 +249,7 @@ def wait_healthy(base_url: str, proc: Process, timeout: float = 30.0) -> float:
                 raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode}; see {proc.log}")
             try:
                 if client.get(f"{base_url}/api/health").status_code == 200:
-                    return time.monotonic() - start
+                    return
             except httpx.HTTPError:
                 pass
             time.sleep(0.01)

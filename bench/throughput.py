@@ -145,9 +145,7 @@ def _drain(sub: Subscriber, expected: int) -> None:
         now = sub.count()
         if now != last:
             last, last_change = now, time.monotonic()
-        elif now >= expected and time.monotonic() - last_change > 0.5:
-            return
-        elif time.monotonic() - last_change > QUIET_SECONDS:
+        elif time.monotonic() - last_change > (0.5 if now >= expected else QUIET_SECONDS):
             return
 
 

@@ -11,6 +11,7 @@ import secrets
 from pathlib import Path
 
 DEFAULT_FROM = "+14155550100"
+DEFAULT_POLL_SCHEDULE = "*/30 * * * * *"
 
 
 def persistent_secrets(path: Path) -> dict[str, str]:
@@ -47,6 +48,7 @@ def development_environment(
     kept = persistent_secrets(secrets_path)
     env.setdefault("RELAY_SIGNING_KEY", kept["RELAY_SIGNING_KEY"])
     env.setdefault("RELAY_ACCESS_CODE", kept["RELAY_ACCESS_CODE"])
+    env.setdefault("POLL_SCHEDULE", DEFAULT_POLL_SCHEDULE)  # the poller's timer names it as %POLL_SCHEDULE%
     env.setdefault("MQTT_URL", f"mqtt://127.0.0.1:{mqtt_port}")
     env.setdefault("MQTT_BROWSER_URL", f"ws://127.0.0.1:{ws_port}/mqtt")
     if sandbox:

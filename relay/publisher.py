@@ -68,6 +68,7 @@ class Publisher:
         self._inflight: dict[int, tuple[str, Callable[[], None]]] = {}
         self._inflight_keys: set[str] = set()
         self._acked_early: set[int] = set()
+        self._handlers: dict[str, Callable[[str, bytes], None]] = {}
         self._lock = threading.Lock()
         transport: Literal["tcp", "websockets"] = "websockets" if self._address.scheme in ("ws", "wss") else "tcp"
         client = mqtt.Client(
@@ -85,6 +86,7 @@ class Publisher:
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_publish = self._handle_publish
+        client.on_message = self._handle_message
         self._client = client
         self._started = False
 
@@ -103,6 +105,17 @@ class Publisher:
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    def listen(self, topic: str, handler: Callable[[str, bytes], None]) -> None:
+        """Subscribe (now and after every reconnect) on the same connection, e.g. for broker control replies."""
+        self._handlers[topic] = handler
+        if self._connected.is_set():
+            self._client.subscribe(topic, qos=1)
+
+    def _handle_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        handler = self._handlers.get(message.topic)
+        if handler is not None:
+            handler(message.topic, bytes(message.payload))
 
     def is_inflight(self, key: str) -> bool:
         with self._lock:
@@ -154,6 +167,8 @@ class Publisher:
             log.warning("MQTT connect refused: %s", reason)
             client.username_pw_set(self._username, self._password())
             return
+        for topic in self._handlers:
+            client.subscribe(topic, qos=1)
         self._connected.set()
         log.info("MQTT connected to %s://%s:%s", self._address.scheme, self._address.host, self._address.port)
         if self._on_connected is not None:

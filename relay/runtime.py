@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from relay.broker_access import BrokerAccess, DynsecAccess, JwtAccess
 from relay.clock import Clock, SystemClock
 from relay.conversations import Conversations
 from relay.delivery import Delivery
@@ -46,6 +47,7 @@ class Runtime:
     outbound: Outbound
     conversations: Conversations
     topics: Topics
+    access: BrokerAccess
     poller: Poller
 
     def health(self) -> tuple[bool, dict[str, Any]]:
@@ -92,7 +94,12 @@ def build(settings: Settings, clock: Clock | None = None, store: Store | None = 
     holder["outbox"] = outbox
     gateway = TwilioGateway(settings)
     validator = WebhookValidator(settings)
-    sessions = Sessions(settings, store, issuer, clock, publisher)
+    access: BrokerAccess = (
+        DynsecAccess(publisher, topics, store)
+        if settings.mqtt_broker_access == "mosquitto-dynsec"
+        else JwtAccess(publisher, topics)
+    )
+    sessions = Sessions(settings, store, issuer, clock, access)
     ttl = timedelta(hours=settings.conversation_ttl_hours)
     router = Router(store, sessions, ttl)
     keywords = load(settings.keyword_handlers, HandlerContext(settings, store, outbox, clock))
@@ -113,6 +120,7 @@ def build(settings: Settings, clock: Clock | None = None, store: Store | None = 
         conversations=Conversations(settings, store, outbox, gateway, clock),
         topics=topics,
         poller=Poller(settings, store, inbound, gateway, clock),
+        access=access,
     )
     publisher.start()
     return runtime

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from relay.broker_access import BrokerAccess
 from relay.clock import Clock
-from relay.errors import RelayError, TooManyRequests, Unauthorized
-from relay.publisher import Publisher
+from relay.errors import TooManyRequests, Unauthorized
 from relay.settings import Settings
 from relay.store import Store
 from relay.tokens import TokenIssuer, new_client_id, new_web_app_id
@@ -30,6 +29,8 @@ class SessionGrant:
     token: str
     expires_at: datetime
     client_id: str
+    mqtt_username: str
+    mqtt_password: str
 
 
 @dataclass(frozen=True)
@@ -44,13 +45,13 @@ class SessionRequest:
 
 class Sessions:
     def __init__(
-        self, settings: Settings, store: Store, issuer: TokenIssuer, clock: Clock, publisher: Publisher | None = None
+        self, settings: Settings, store: Store, issuer: TokenIssuer, clock: Clock, access: BrokerAccess
     ) -> None:
         self._settings = settings
         self._store = store
         self._issuer = issuer
         self._clock = clock
-        self._publisher = publisher
+        self._access = access
         self._topics = Topics(settings.mqtt_topic_prefix)
 
     @property
@@ -85,14 +86,7 @@ class Sessions:
         record = self._store.kv_get("desk", web_app_id, now)
         if record and record.get("alias"):
             self._store.kv_delete("alias", str(record["alias"]).lstrip("#"))
-        if self._publisher is not None:
-            payload = {"webAppId": web_app_id, "issuedBefore": int(now.timestamp()) + 1}
-            try:
-                self._publisher.publish(
-                    self._topics.of("_control", "signout"), json.dumps(payload).encode(), key=f"signout:{web_app_id}"
-                )
-            except RelayError as exc:
-                log.warning("sign-out not sent to the broker: %s", exc.message)
+        self._access.revoke(web_app_id, now)
         return web_app_id
 
     def is_signed_out(self, web_app_id: str) -> bool:
@@ -138,12 +132,16 @@ class Sessions:
     def _grant(self, web_app_id: str, now: datetime) -> SessionGrant:
         token, expires = self._issuer.issue(web_app_id, now, self.ttl)
         self._store.kv_put("presence", "desks", {"webAppId": web_app_id}, expires)  # for autoreply: a desk is in
+        client_id = new_client_id(web_app_id)
+        username, password = self._access.credentials(web_app_id, client_id, token, expires)
         return SessionGrant(
             web_app_id=web_app_id,
             alias=self._alias_for(web_app_id, now),
             token=token,
             expires_at=expires,
-            client_id=new_client_id(web_app_id),
+            client_id=client_id,
+            mqtt_username=username,
+            mqtt_password=password,
         )
 
     def _alias_for(self, web_app_id: str, now: datetime) -> str:

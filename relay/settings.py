@@ -16,6 +16,7 @@ from relay.errors import SettingsError
 
 MQTT_SCHEMES = ("mqtt", "mqtts", "ws", "wss")
 INBOUND_MODES = ("push", "poll", "both")
+BROKER_ACCESS = ("jwt", "mosquitto-dynsec")
 AUTH_MODES = ("accesscode", "appservice")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _SID = re.compile(r"^[A-Z]{2}[0-9a-fA-F]{32}$")
@@ -39,6 +40,7 @@ class Settings:
     mqtt_browser_url: str = "ws://127.0.0.1:9001"
     mqtt_topic_prefix: str = "sms"
     mqtt_publish_timeout_seconds: float = 5.0
+    mqtt_broker_access: str = "jwt"
     relay_store: str = ".data/relay.sqlite3"
     conversation_ttl_hours: float = 4.0
     retention_days: int = 90
@@ -112,6 +114,7 @@ class Settings:
             mqtt_browser_url=r.url("MQTT_BROWSER_URL", ("ws", "wss")) or "ws://127.0.0.1:9001",
             mqtt_topic_prefix=prefix,
             mqtt_publish_timeout_seconds=r.number("MQTT_PUBLISH_TIMEOUT_SECONDS", 5.0, 0.1, 10.0),
+            mqtt_broker_access=r.choice("MQTT_BROKER_ACCESS", BROKER_ACCESS, "jwt"),
             relay_store=store,
             conversation_ttl_hours=r.number("CONVERSATION_TTL_HOURS", 4.0, 0.01, 24 * 365),
             retention_days=int(r.number("RETENTION_DAYS", 90, 1, 3650)),

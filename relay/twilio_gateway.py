@@ -176,7 +176,7 @@ class TwilioGateway:
         auth = f"{self._settings.twilio_account_sid}:{self._settings.twilio_auth_token}".encode()
         request = urllib.request.Request(url, headers={"Authorization": "Basic " + base64.b64encode(auth).decode()})
         try:
-            return self._read(self._opener.open(request, timeout=self._timeout))  # noqa: S310 - scheme checked above
+            return self._read(self._opener.open(request, timeout=self._timeout))
         except urllib.error.HTTPError as exc:
             location = exc.headers.get("Location") if 300 <= exc.code < 400 else None
             if location and urlsplit(location).scheme == "https":

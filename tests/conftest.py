@@ -15,7 +15,12 @@ from devhost.sandbox import SandboxConfig, create_sandbox_app
 from tests.support.asgi import serve_in_thread
 from tests.support.broker import BrokerProcess
 from tests.support.devhost import DevhostProcess
+from tests.support.mosquitto import MosquittoProcess
+from tests.support.mosquitto import available as mosquitto_available
 from tests.support.runtime import ACCOUNT, OURS, TOKEN
+from tests.support.tools import require_tool
+
+BROKERS = ["amqtt", "mosquitto"]
 
 SCRUBBED_PREFIXES = ("TWILIO_", "MQTT_", "RELAY_", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 
@@ -34,8 +39,15 @@ def signing_key() -> str:
 
 
 @pytest.fixture(scope="module")
-def broker(signing_key: str) -> Iterator[BrokerProcess]:
-    """An amqtt broker the test can stop and start again on the same ports."""
+def broker(request: pytest.FixtureRequest, signing_key: str) -> Iterator[BrokerProcess | MosquittoProcess]:
+    """A broker the test can stop and start again on the same ports: the embedded amqtt unless a module asks
+    for Mosquitto with `pytest.mark.parametrize("broker", BROKERS, indirect=True, scope="module")`."""
+    kind = getattr(request, "param", "amqtt")
+    if kind == "mosquitto":
+        require_tool(mosquitto_available(), "Debian's mosquitto (with mosquitto_ctrl) is not installed")
+        with MosquittoProcess() as mosquitto:
+            yield mosquitto
+        return
     with BrokerProcess(signing_key) as process:
         yield process
 

@@ -11,6 +11,8 @@ import pytest
 from tests.support.devhost import DevhostProcess
 from tests.support.mqtt import Subscriber
 
+pytestmark = pytest.mark.parametrize("broker", ["amqtt", "mosquitto"], indirect=True, scope="module")
+
 PATIENT = "+14155550101"
 STRANGER = "+14155550177"
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import secrets
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -52,6 +53,20 @@ class Twilio:
         assert response.status_code in (200, 502), response.text
         return {"http": response.status_code, **response.json()}
 
+    def arrived(self, phone: str, body: str, sent: datetime | None = None) -> str:
+        """A text Twilio took in (sent now, or at `sent`) whose webhook never reached anyone."""
+        message = self.state.add_message(
+            sid=new_sid("SM"),
+            from_=phone,
+            to=OURS,
+            body=body,
+            direction="inbound",
+            status="received",
+            num_segments=1,
+            date_sent=sent or datetime.now(UTC),
+        )
+        return message.sid
+
     def received(self, phone: str) -> list[str]:
         return [m["body"] for m in httpx.get(f"{self.url}/phones/{phone}/messages", timeout=10).json()]
 
@@ -76,9 +91,9 @@ def relay_endpoint(relay: Relay) -> Starlette:
     return Starlette(routes=[Route("/api/receive_sms", receive, methods=["POST"])])
 
 
-@pytest.fixture
-def twilio() -> Iterator[Twilio]:
-    """A fresh sandbox per test, so one test's messages never fall into another's listing window."""
+@contextmanager
+def sandbox_with_relay() -> Iterator[Twilio]:
+    """A fresh sandbox whose webhooks reach the runtime a test puts in `twilio.relay`."""
     relay = Relay()
     with serve_in_thread(relay_endpoint(relay)) as relay_base:
         config = SandboxConfig(
@@ -93,9 +108,18 @@ def twilio() -> Iterator[Twilio]:
             yield Twilio(base + "/sandbox", sandbox.state.sandbox, relay)
 
 
-def runtime_for(twilio: Twilio, tmp_path: Path, broker: BrokerProcess, signing_key: str, mode: str) -> Runtime:
+@pytest.fixture
+def twilio() -> Iterator[Twilio]:
+    """Per test, so one test's messages never fall into another's listing window."""
+    with sandbox_with_relay() as sandbox:
+        yield sandbox
+
+
+def runtime_for(
+    twilio: Twilio, tmp_path: Path, broker: BrokerProcess, signing_key: str, mode: str, **env: str
+) -> Runtime:
     store = SqliteStore(str(tmp_path / "relay.sqlite3"))
-    rt = make_runtime(store, broker.mqtt_port, signing_key, twilio.url, RELAY_INBOUND_MODE=mode)
+    rt = make_runtime(store, broker.mqtt_port, signing_key, twilio.url, RELAY_INBOUND_MODE=mode, **env)
     twilio.relay.runtime = rt
     return rt
 
@@ -124,9 +148,7 @@ def test_poll_mode_pages_restarts_and_delivers_everything_once(
         first = twilio.reply(senders[0], "message 0")
         assert first["http"] == 200 and first["status"] == 503  # the webhook failed...
         assert twilio.state.get_message(first["sid"]) is not None  # ...yet Twilio keeps the message
-        expected = {first["sid"]}
-        for i in range(1, 550):
-            expected.add(twilio.reply(senders[i % len(senders)], f"message {i}")["sid"])
+        expected = {first["sid"]} | {twilio.arrived(senders[i % 55], f"message {i}") for i in range(1, 550)}
 
         with Subscriber(broker.mqtt_port, as_session(desk(rt), rt)) as sub:
             calls_before = twilio.list_calls()
@@ -159,29 +181,15 @@ def test_overlap_catches_late_listings_at_and_before_the_mark(
         mark = rt.poller.poll().mark
         assert mark == rt.poller.mark()
 
-        def late(body: str, offset: timedelta) -> str:
-            """A message Twilio lists only now, though it was sent at mark + offset."""
-            message = twilio.state.add_message(
-                sid=new_sid("SM"),
-                from_=phone,
-                to=OURS,
-                body=body,
-                direction="inbound",
-                status="received",
-                num_segments=1,
-                date_sent=mark + offset,
-            )
-            return message.sid
-
-        same_second = late("sent in the mark's own second", timedelta(0))
-        earlier = late("sent before the mark, listed late", timedelta(seconds=-90))
+        same_second = twilio.arrived(phone, "sent in the mark's own second, listed late", mark)
+        earlier = twilio.arrived(phone, "sent before the mark, listed late", mark - timedelta(seconds=90))
         run = rt.poller.poll()
         assert run.ingested == 2
         assert rt.store.get_message(same_second) is not None
         assert rt.store.get_message(earlier) is not None
         assert rt.poller.mark() == mark  # nothing newer arrived, so the mark stays
 
-        outside = late("older than the overlap window", timedelta(minutes=-3))
+        outside = twilio.arrived(phone, "older than the overlap window", mark - timedelta(minutes=3))
         assert rt.poller.poll().ingested == 0
         assert rt.store.get_message(outside) is None
     finally:
@@ -210,7 +218,10 @@ def test_both_mode_sweep_recovers_what_the_webhook_missed(
 
         broker.start()
         twilio.relay.reachable = True
-        # Both the relay and the desk are back once a fresh webhook message reaches the desk.
+        sub.stop()
+        sub = Subscriber(broker.mqtt_port, as_session(desk(rt), rt))
+        sub.start()
+        assert rt.publisher.wait_connected(30)
         probe = twilio.reply(phones(1)[0], "are you back?")["sid"]
         sub.wait_for(lambda topic, p: p.get("MessageSid") == probe, timeout=30)
 

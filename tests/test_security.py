@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import socket
 import time
 from collections.abc import Iterator
@@ -23,15 +24,21 @@ from relay.tokens import TokenIssuer
 from relay.topics import Topics
 from tests.support.broker import BrokerProcess
 from tests.support.devhost import DevhostProcess
+from tests.support.mosquitto import MosquittoProcess
 from tests.support.mqtt import Subscriber
 from tests.support.runtime import as_session, clock, desk, inbound_params, make_runtime
+
+pytestmark = pytest.mark.parametrize("broker", ["amqtt", "mosquitto"], indirect=True, scope="module")
 
 PATIENT = "+14155550141"
 
 
 @pytest.fixture
-def runtime(tmp_path: Path, broker: BrokerProcess, signing_key: str, sandbox_url: str) -> Iterator[Runtime]:
-    rt = make_runtime(SqliteStore(str(tmp_path / "relay.sqlite3")), broker.mqtt_port, signing_key, sandbox_url)
+def runtime(
+    tmp_path: Path, broker: BrokerProcess | MosquittoProcess, signing_key: str, sandbox_url: str
+) -> Iterator[Runtime]:
+    store = SqliteStore(str(tmp_path / "relay.sqlite3"))
+    rt = make_runtime(store, broker.mqtt_port, signing_key, sandbox_url, **broker.relay_env())
     yield rt
     rt.close()
 
@@ -358,7 +365,7 @@ def test_twilio_opt_out_refusal_maps_to_opted_out(runtime: Runtime) -> None:
     from relay.errors import Conflict
     from relay.outbound import SendRequest
 
-    a, phone = desk(runtime), "+14155550148"
+    a, phone = desk(runtime), f"+1415555{secrets.randbelow(9000) + 1000}"
     runtime.outbound.send(SendRequest(a.web_app_id, phone, "first"))
     httpx.post(
         runtime.settings.twilio_api_base_url.rsplit("/twilio", 1)[0] + f"/phones/{phone}/reply",  # type: ignore[union-attr]

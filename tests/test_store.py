@@ -471,3 +471,12 @@ def test_table_duplicate_repairs_what_a_crash_left_undone(azurite: str) -> None:
     assert store.save_message(record, event_for(record)) is None
     assert store.conversations(DESK)[0].unread == 1
     store.close()
+
+
+def test_kv_expired_lists_only_lapsed_entries_of_the_namespace(store: Store) -> None:
+    store.kv_put("grants", "a/b#1", {"n": 1}, at(10))
+    store.kv_put("grants", "c", {"n": 2}, at(100))
+    store.kv_put("grants", "forever", {"n": 3}, None)
+    store.kv_put("other", "d", {"n": 4}, at(10))
+    assert store.kv_expired("grants", at(50), 10) == [("a/b#1", {"n": 1})]
+    assert sorted(k for k, _ in store.kv_expired("grants", at(200), 10)) == ["a/b#1", "c"]

@@ -1,4 +1,4 @@
-"""Timers: drain the outbox so nothing waits on a dead instance, and purge old messages."""
+"""Timers: drain the outbox so nothing waits on a dead instance, expire broker grants, purge old messages."""
 
 from __future__ import annotations
 
@@ -25,3 +25,11 @@ def purge_retention(timer: func.TimerRequest) -> None:
     rt = get_runtime()
     removed = rt.store.purge(rt.clock.now() - timedelta(days=rt.settings.retention_days))
     log.info("retention purge removed %d messages", removed)
+
+
+@bp.timer_trigger(schedule="30 * * * * *", arg_name="timer", run_on_startup=False)
+def expire_broker_grants(timer: func.TimerRequest) -> None:
+    rt = get_runtime()
+    removed = rt.access.sweep(rt.clock.now())
+    if removed:
+        log.info("removed %d expired broker grants", removed)

@@ -45,8 +45,8 @@ def session(req: func.HttpRequest) -> func.HttpResponse:
             "mqtt": {
                 "url": rt.settings.mqtt_browser_url,
                 "clientId": grant.client_id,
-                "username": grant.web_app_id,
-                "password": grant.token,
+                "username": grant.mqtt_username,
+                "password": grant.mqtt_password,
                 "topics": rt.topics.filters_for(grant.web_app_id),
             },
         }

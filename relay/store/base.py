@@ -120,6 +120,9 @@ class Store(Protocol):
 
     def kv_delete(self, namespace: str, key: str) -> None: ...
 
+    def kv_expired(self, namespace: str, now: datetime, limit: int) -> list[tuple[str, dict[str, Any]]]:
+        """Entries of a namespace whose expiry has passed, for sweeps that must undo something elsewhere."""
+
     def record_hit(self, namespace: str, key: str, at: datetime) -> None:
         """Append one attempt; counters are rows, so concurrent instances never lose an increment."""
 

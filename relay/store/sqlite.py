@@ -319,6 +319,13 @@ class SqliteStore:
         with self._write() as db:
             db.execute("DELETE FROM kv WHERE namespace = ? AND key = ?", (namespace, key))
 
+    def kv_expired(self, namespace: str, now: datetime, limit: int) -> list[tuple[str, dict[str, Any]]]:
+        rows = self._read(
+            "SELECT key, value FROM kv WHERE namespace = ? AND expires_at IS NOT NULL AND expires_at <= ? LIMIT ?",
+            (namespace, _ts(now), limit),
+        )
+        return [(r["key"], json.loads(r["value"])) for r in rows]
+
     def record_hit(self, namespace: str, key: str, at: datetime) -> None:
         with self._write() as db:
             db.execute("INSERT INTO hits (namespace, key, at) VALUES (?, ?, ?)", (namespace, key, _ts(at)))

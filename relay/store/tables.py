@@ -582,6 +582,16 @@ class TableStore:
         with _guard("kv_delete"):
             self._t(KV).delete_entity(_enc(namespace), _enc(key))
 
+    def kv_expired(self, namespace: str, now: datetime, limit: int) -> list[tuple[str, dict[str, Any]]]:
+        with _guard("kv_expired"):
+            rows = self._query(
+                KV,
+                "PartitionKey eq @pk and expires_at le @now",
+                {"pk": _enc(namespace), "now": _stamp(now)},
+                limit=limit,
+            )
+        return [(str(r["key"]), json.loads(r["value"])) for r in rows[:limit]]
+
     # -- hits
 
     def record_hit(self, namespace: str, key: str, at: datetime) -> None:
@@ -712,7 +722,7 @@ def _event(r: dict[str, Any]) -> Event:
 
 
 def _kv_row(namespace: str, key: str, value: dict[str, Any], expires_at: datetime | None) -> dict[str, Any]:
-    row: dict[str, Any] = {"PartitionKey": _enc(namespace), "RowKey": _enc(key), "value": json.dumps(value)}
+    row: dict[str, Any] = {"PartitionKey": _enc(namespace), "RowKey": _enc(key), "key": key, "value": json.dumps(value)}
     if expires_at is not None:
         row["expires_at"] = _stamp(expires_at)
     return row

@@ -80,6 +80,12 @@ class BrokerProcess:
         self.returncode = proc.returncode
         return self.returncode
 
+    kind = "amqtt"
+
+    def relay_env(self) -> dict[str, str]:
+        """What the relay needs to use this broker: nothing beyond the shared signing key."""
+        return {}
+
     def restart(self) -> int | None:
         """Same ports, fresh process (and so fresh in-memory state); return the old process's exit code."""
         code = self.stop()

@@ -14,6 +14,7 @@ from typing import Any, Self
 import httpx
 
 from tests.support.broker import BrokerProcess
+from tests.support.mosquitto import MosquittoProcess
 from tests.support.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -22,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 class DevhostProcess:
     def __init__(
         self,
-        broker: BrokerProcess,
+        broker: BrokerProcess | MosquittoProcess,
         data_dir: Path,
         *,
         access_code: str,
@@ -56,6 +57,7 @@ class DevhostProcess:
             TWILIO_ACCOUNT_SID=self.account_sid,
             TWILIO_AUTH_TOKEN=self.auth_token,
         )
+        env.update(self.broker.relay_env())
         env.update(self.extra_env)
         cmd = [sys.executable, "-m", "devhost", "--http-port", str(self.http_port), "--data-dir", str(self.data_dir)]
         cmd += ["--mqtt-port", str(self.broker.mqtt_port), "--ws-port", str(self.broker.ws_port), "--sandbox"]

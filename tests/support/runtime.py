@@ -51,8 +51,8 @@ def as_session(grant: SessionGrant, rt: Runtime) -> dict[str, Any]:
         "token": grant.token,
         "mqtt": {
             "clientId": grant.client_id,
-            "username": grant.web_app_id,
-            "password": grant.token,
+            "username": grant.mqtt_username,
+            "password": grant.mqtt_password,
             "topics": rt.topics.filters_for(grant.web_app_id),
         },
     }
