@@ -22,6 +22,7 @@ class Subscriber:
         self.granted: list[int] = []
         self._subscribed = threading.Event()
         self._connected = threading.Event()
+        self.refused: str | None = None
         self.client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=creds["clientId"],
@@ -34,9 +35,11 @@ class Subscriber:
         self.port = port
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        if not reason.is_failure:
-            self._connected.set()
-            client.subscribe([(t, 1) for t in self.topics])
+        if reason.is_failure:
+            self.refused = str(reason)
+            return
+        self._connected.set()
+        client.subscribe([(t, 1) for t in self.topics])
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
         self.granted = [r.value for r in reasons]
@@ -48,8 +51,11 @@ class Subscriber:
     def start(self, timeout: float = 10.0) -> None:
         self.client.connect("127.0.0.1", self.port, keepalive=10)
         self.client.loop_start()
-        if not self._subscribed.wait(timeout):
-            raise TimeoutError("subscriber did not get a SUBACK")
+        deadline = time.monotonic() + timeout
+        while not self._subscribed.wait(0.05):
+            if self.refused or time.monotonic() > deadline:
+                self.stop()
+                raise ConnectionRefusedError(self.refused or "subscriber did not get a SUBACK")
 
     def wait_for(
         self, match: Callable[[str, dict[str, Any]], bool], timeout: float = 10.0

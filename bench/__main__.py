@@ -1,0 +1,179 @@
+"""`python -m bench` (`make bench`): run every scenario on both brokers and write BENCHMARKS.md.
+
+The default is the full run (under 10 minutes on 2 cores); `--quick` is a 1-2 minute smoke run. Exits non-zero
+when a scenario fails or any message our relay accepted was lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from bench.coldstart import run_coldstart
+from bench.fanout import run_fanout
+from bench.latency import run_inbound
+from bench.procs import REPO, Broker, make_certificate, start_amqtt, start_mosquitto
+from bench.report import Run, render
+from bench.throughput import run_throughput
+
+QUICK = {
+    "latency_messages": 600,
+    "warmup": 20,
+    "send_requests": 150,
+    "wrk_seconds": 10,
+    "fanout_clients": 1000,
+    "profile_seconds": 5,
+    "cold_runs": 3,
+}
+STARTERS: dict[str, Callable[[Path, Path, Path, str], Broker]] = {"amqtt": start_amqtt, "mosquitto": start_mosquitto}
+SCENARIOS = ("latency", "throughput", "fanout", "profile", "cold")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="smaller sizes for a 1-2 minute smoke run")
+    p.add_argument("--brokers", default="amqtt,mosquitto", help="comma list of amqtt, mosquitto")
+    p.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma list of {', '.join(SCENARIOS)}")
+    p.add_argument("--latency-messages", type=int, default=5000, help="webhooks per relay in scenario 1")
+    p.add_argument("--rate", type=float, default=100.0, help="scenario 1 slots per second")
+    p.add_argument("--warmup", type=int, default=50, help="scenario 1 warm-up rounds")
+    p.add_argument("--send-requests", type=int, default=1000, help="scenario 3 requests of each kind")
+    p.add_argument("--wrk-seconds", type=int, default=60)
+    p.add_argument("--wrk-connections", type=int, default=64)
+    p.add_argument("--wrk-threads", type=int, default=2)
+    p.add_argument("--sign-rate", type=int, default=2500, help="pre-signed webhooks per second of wrk run")
+    p.add_argument("--fanout-clients", type=int, default=1000)
+    p.add_argument("--fanout-workers", type=int, default=2)
+    p.add_argument("--fanout-rate", type=float, default=1000.0, help="messages per second to the desks")
+    p.add_argument("--profile-seconds", type=int, default=15)
+    p.add_argument("--cold-runs", type=int, default=5)
+    p.add_argument("--output", type=Path, default=REPO / "BENCHMARKS.md")
+    p.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs) for inspection")
+    args = p.parse_args(argv)
+    if args.quick:
+        for name, value in QUICK.items():
+            if p.get_default(name) == getattr(args, name):
+                setattr(args, name, value)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    brokers = [b for b in args.brokers.split(",") if b]
+    scenarios = set(args.scenarios.split(","))
+    unknown = (set(brokers) - set(STARTERS)) | (scenarios - set(SCENARIOS))
+    if unknown:
+        print(f"bench: unknown broker or scenario: {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
+    workdir = Path(tempfile.mkdtemp(prefix="relay-bench-"))
+    run = Run(argv)
+    begin = time.monotonic()
+    try:
+        execute(run, args, workdir, brokers, scenarios)
+    finally:
+        run.seconds = time.monotonic() - begin
+        args.output.write_text(render(run, args), encoding="utf-8")
+        print(f"bench: wrote {args.output} after {run.seconds:.0f} s", flush=True)
+        if args.keep:
+            print(f"bench: work directory kept at {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    for failure in run.errors:
+        print(f"bench: FAILED: {failure}", file=sys.stderr)
+    return 1 if run.errors else 0
+
+
+def execute(run: Run, args: argparse.Namespace, workdir: Path, brokers: list[str], scenarios: set[str]) -> None:
+    cert, key = make_certificate(workdir)
+    signing_key = "bench-" + "k" * 40
+    for kind in brokers:
+        broker = STARTERS[kind](workdir, cert, key, signing_key)
+        try:
+            if "latency" in scenarios:
+                step(run, f"{kind} latency", _latency, run, args, workdir, broker, cert)
+            if "throughput" in scenarios:
+                step(run, f"{kind} throughput", _throughput, run, args, workdir, broker)
+            if "fanout" in scenarios:
+                step(run, f"{kind} fan-out", _fanout, run, args, broker)
+            if kind == "mosquitto" and "profile" in scenarios:
+                step(run, "profile", _profile, run, args, workdir, broker)
+            if kind == "mosquitto" and "cold" in scenarios:
+                step(run, "cold start", _cold, run, args, workdir, broker)
+        finally:
+            broker.stop()
+
+
+def step(run: Run, name: str, body: Callable[..., None], *params: object) -> None:
+    """Run one scenario; a crash is recorded and the others still run."""
+    print(f"bench: {name}…", flush=True)
+    started = time.monotonic()
+    try:
+        body(*params)
+    except Exception as exc:
+        traceback.print_exc()
+        run.errors.append(f"{name}: {type(exc).__name__}: {exc}")
+    print(f"bench: {name} took {time.monotonic() - started:.0f} s", flush=True)
+
+
+def _latency(run: Run, args: argparse.Namespace, workdir: Path, broker: Broker, cert: Path) -> None:
+    result = run_inbound(
+        workdir,
+        broker,
+        cert,
+        messages=args.latency_messages,
+        rate=args.rate,
+        warmup=args.warmup,
+        sends=args.send_requests,
+    )
+    run.latency.append(result)
+    for name in ("ours", "ours_tls"):
+        summary = result.inbound.get(name)
+        if summary and summary.lost:
+            run.errors.append(f"{broker.kind} latency: {summary.lost} webhooks through {name} never arrived")
+
+
+def _throughput(run: Run, args: argparse.Namespace, workdir: Path, broker: Broker) -> None:
+    result = run_throughput(
+        workdir,
+        broker,
+        seconds=args.wrk_seconds,
+        connections=args.wrk_connections,
+        threads=args.wrk_threads,
+        sign_rate=args.sign_rate,
+    )
+    run.throughput.append(result)
+    run.errors += [f"{broker.kind} throughput: {f}" for f in result.failures]
+
+
+def _fanout(run: Run, args: argparse.Namespace, broker: Broker) -> None:
+    result = run_fanout(broker, clients=args.fanout_clients, workers=args.fanout_workers, rate=args.fanout_rate)
+    run.fanout.append(result)
+    if result.delivery and result.delivery.lost:
+        run.errors.append(f"{broker.kind} fan-out: {result.delivery.lost} desks got nothing")
+
+
+def _profile(run: Run, args: argparse.Namespace, workdir: Path, broker: Broker) -> None:
+    run.profile = run_throughput(
+        workdir,
+        broker,
+        seconds=args.profile_seconds,
+        connections=args.wrk_connections,
+        threads=args.wrk_threads,
+        sign_rate=args.sign_rate,
+        profile_to=workdir / "profile.json",
+    )
+
+
+def _cold(run: Run, args: argparse.Namespace, workdir: Path, broker: Broker) -> None:
+    run.cold = run_coldstart(workdir, broker, args.cold_runs)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
