@@ -21,9 +21,11 @@ RANK = {
 
 
 def latest(statuses: list[StatusRecord]) -> StatusRecord | None:
-    """The furthest status reached; among equals, the first recorded wins."""
+    """The furthest delivery status reached; among equals, the first recorded wins.
+
+    Records that are not delivery statuses (a reminder's answer is kept as `reminder-…`) are skipped."""
     best: StatusRecord | None = None
-    for status in statuses:
+    for status in (s for s in statuses if s.status in RANK):
         if best is None or RANK.get(status.status, 0) > RANK.get(best.status, 0):
             best = status
     return best
