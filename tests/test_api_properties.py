@@ -43,7 +43,7 @@ STATUSES = ["queued", "sent", "delivered", "undelivered", "failed", "read", "acc
 
 
 # Examples per phase: about 3,000 requests in all, some 30 s on two cores.
-EXAMPLES = {"session": 400, "signout": 100, "send": 600, "webhook": 600, "read": 1100, "host": 80}
+EXAMPLES = {"session": 350, "signout": 100, "send": 500, "webhook": 500, "read": 1000, "host": 80}
 
 
 def settings_for(phase: str) -> Callable[[Any], Any]:
@@ -135,6 +135,7 @@ class Run:
     client: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=30))
     by_status: Counter[int] = field(default_factory=Counter)
     by_operation: Counter[str] = field(default_factory=Counter)
+    by_outcome: Counter[str] = field(default_factory=Counter)
     problems: dict[str, list[str]] = field(default_factory=dict)
     twilio_calls: int = 0
     clients: dict[str, httpx.Client] = field(default_factory=dict)
@@ -196,6 +197,7 @@ class Run:
         operation = f"{method} {template}"
         self.by_status[r.status_code] += 1
         self.by_operation[operation] += 1
+        self.by_outcome[f"{operation} {r.status_code}"] += 1
         example = describe(method, url, sent_headers, content, r)
         if r.status_code >= 500:
             self.problem(f"{operation} -> {r.status_code}", example)
@@ -770,7 +772,8 @@ def test_every_response_is_in_the_contract(world: World, capsys: pytest.CaptureF
         print(f"\n{run.summary()} in {time.monotonic() - started:.0f}s")
     assert sum(run.by_status.values()) >= 2500
     report = "\n".join(f"* {key}\n    " + "\n    ".join(examples) for key, examples in sorted(run.problems.items()))
-    assert not run.problems, f"{len(run.problems)} contract breaks:\n{report}"
+    outcomes = ", ".join(f"{k}: {n}" for k, n in sorted(run.by_outcome.items()))
+    assert not run.problems, f"{len(run.problems)} contract breaks:\n{report}\n(responses: {outcomes})"
 
 
 def test_the_contract_covers_every_route_the_host_serves(devhost: DevhostProcess) -> None:
