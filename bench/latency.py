@@ -55,6 +55,7 @@ class Webhook:
         self.url = base_url + path
         self._path = path
         self._conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=10)
+        self.reconnects = 0
 
     def prepare(self, sid: str, index: int) -> Callable[[], None]:
         """Sign outside the timed part: Twilio signs before it sends."""
@@ -62,8 +63,15 @@ class Webhook:
         headers = {"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature}
 
         def post() -> None:
-            self._conn.request("POST", self._path, body, headers)
-            response = self._conn.getresponse()
+            try:
+                self._conn.request("POST", self._path, body, headers)
+                response = self._conn.getresponse()
+            except (ConnectionError, http.client.RemoteDisconnected):
+                # The server dropped the idle keep-alive connection; a real client reconnects, timed.
+                self.reconnects += 1
+                self._conn.close()
+                self._conn.request("POST", self._path, body, headers)
+                response = self._conn.getresponse()
             response.read()
             if response.status != 200:
                 raise RuntimeError(f"{self.url} answered {response.status}")
@@ -166,8 +174,10 @@ def _measure_inbound(
     finally:
         raw.stop()
         sub.stop()
-        for target in targets.values():
+        for name, target in targets.items():
             target.close()
+            if target.reconnects:
+                result.notes.append(f"{name}: the server closed the keep-alive connection {target.reconnects} times")
     result.inbound = {name: Summary.of(values, lost[name]) for name, values in samples.items()}
 
 

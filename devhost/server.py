@@ -9,8 +9,9 @@ from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Mount, request_response
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from devhost.functions_host import FunctionsHost
 
@@ -32,12 +33,20 @@ class PageHeaders(BaseHTTPMiddleware):
         return response
 
 
-def create_app(host: FunctionsHost, route_prefix: str, webclient: Path, sandbox: Starlette | None) -> Starlette:
-    prefix = "/" + route_prefix.strip("/")
-    routes: list[BaseRoute] = [
-        Route(prefix + "/{path:path}", host.handle, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]),
-    ]
+def create_app(host: FunctionsHost, route_prefix: str, webclient: Path, sandbox: Starlette | None) -> ASGIApp:
+    prefix = "/" + route_prefix.strip("/") + "/"
+    routes: list[BaseRoute] = []
     if sandbox is not None:
         routes.append(Mount("/sandbox", app=sandbox))
     routes.append(Mount("/", app=StaticFiles(directory=webclient, html=True, check_dir=False)))
-    return Starlette(routes=routes, middleware=[Middleware(PageHeaders)])
+    pages = Starlette(routes=routes, middleware=[Middleware(PageHeaders)])
+    functions = request_response(host.handle)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        """Every path under the prefix goes to the functions, even one Starlette's path patterns would not match."""
+        if scope["type"] == "http" and str(scope["path"]).startswith(prefix):
+            await functions(scope, receive, send)
+        else:
+            await pages(scope, receive, send)
+
+    return app

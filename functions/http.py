@@ -82,6 +82,10 @@ def read_json(req: func.HttpRequest, *, required: bool = True) -> dict[str, Any]
         raise BadRequest("The body is not valid UTF-8 JSON.", code="invalid_json") from None
     if not isinstance(body, dict):
         raise BadRequest("The body must be a JSON object.", code="invalid_json")
+    try:
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except (UnicodeEncodeError, RecursionError):
+        raise BadRequest("The body contains a lone UTF-16 surrogate (\\ud800-\\udfff).", code="invalid_json") from None
     return body
 
 

@@ -60,9 +60,12 @@ class Conversations:
         return {"phone": phone, "webAppId": web_app_id}
 
     def feed(self, web_app_id: str, after: str | None) -> dict[str, Any]:
-        if after is not None and (len(after) > 64 or not after.replace("-", "").isalnum()):
+        if after is not None and (len(after) > 64 or not after.isascii() or not after.replace("-", "").isalnum()):
             raise BadRequest("'after' is not a cursor this API gave out.", code="invalid_cursor")
-        events = self._store.events_after([web_app_id, UNROUTED], after or None, FEED_PAGE)
+        try:
+            events = self._store.events_after([web_app_id, UNROUTED], after or None, FEED_PAGE)
+        except ValueError:
+            raise BadRequest("'after' is not a cursor this API gave out.", code="invalid_cursor") from None
         return {
             "events": [
                 {"id": e.key, "topic": self._topics.of(e.audience, e.kind), "kind": e.kind, "payload": e.payload}
@@ -73,7 +76,7 @@ class Conversations:
 
     def media(self, web_app_id: str, sid: str, index_raw: str) -> Media:
         message = self._store.get_message(sid) if len(sid) <= 64 else None
-        if message is None or message.web_app_id != web_app_id or not index_raw.isdigit():
+        if message is None or message.web_app_id != web_app_id or not _small_number(index_raw):
             raise NotFound("No such media for this desk.", code="media_not_found")
         url = message.payload.get(f"MediaUrl{int(index_raw)}")
         if not isinstance(url, str) or not url:
@@ -108,7 +111,7 @@ class Conversations:
 def _limit(raw: str | None) -> int:
     if raw is None or raw == "":
         return 50
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 3) or not 1 <= int(raw) <= MAX_PAGE:
         raise BadRequest(f"'limit' must be a whole number from 1 to {MAX_PAGE}.", code="invalid_limit")
     return int(raw)
 
@@ -120,3 +123,8 @@ def _conversation(c: Conversation) -> dict[str, Any]:
         "unread": c.unread,
         "lastAt": iso(c.last_at),
     }
+
+
+def _small_number(raw: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts '²', which int() refuses."""
+    return raw.isascii() and raw.isdigit() and len(raw) <= 3

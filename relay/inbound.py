@@ -140,7 +140,7 @@ class Inbound:
 
 def media_entries(sid: str, params: Mapping[str, str]) -> list[dict[str, str]]:
     count = params.get("NumMedia", "0")
-    n = int(count) if count.isdigit() else 0
+    n = int(count) if count.isascii() and count.isdigit() and len(count) <= 2 else 0
     return [
         {"url": f"/api/media/{sid}/{i}", "contentType": params.get(f"MediaContentType{i}", "")}
         for i in range(min(n, 10))

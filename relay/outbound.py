@@ -86,11 +86,12 @@ class Outbound:
             earlier = self._claim_idempotency(idem_key, now)
             if earlier is not None:
                 return earlier
-        self._check_rate(request.web_app_id, now)
         callback = f"{request.base_url}/api/sms_status" if request.base_url else None
         try:
+            self._check_rate(request.web_app_id, now)
             sent = self._gateway.send(to, body, media, callback)
         except Exception:
+            # The key was not used: a retry (after Retry-After, say) must be able to send.
             if idem_key:
                 self._store.kv_delete("idem", idem_key)
             raise

@@ -272,7 +272,9 @@ class SqliteStore:
 
     def events_after(self, audiences: list[str], after: str | None, limit: int) -> list[Event]:
         marks = ",".join("?" for _ in audiences) or "''"
-        seq = int(after) if after and after.isdigit() else 0
+        if after and not (after.isascii() and after.isdigit() and len(after) <= 18):
+            raise ValueError("not a cursor of this store")
+        seq = int(after) if after else 0
         sql = f"SELECT * FROM events WHERE audience IN ({marks}) AND seq > ? ORDER BY seq LIMIT ?"  # noqa: S608
         rows = self._read(sql, (*audiences, seq, limit))
         return [_event(r) for r in rows]
