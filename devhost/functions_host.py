@@ -95,7 +95,8 @@ class FunctionsHost:
         return found
 
     async def handle(self, request: Request) -> Response:
-        matches = self.match(request.url.path)
+        raw_path = bytes(request.scope.get("raw_path") or request.url.path.encode()).decode("latin-1")
+        matches = self.match(raw_path)
         if not matches:
             return json_error(404, "not_found", "No function serves this path.")
         allowed = [(fn, params) for fn, params in matches if request.method in fn.methods]
@@ -114,9 +115,11 @@ class FunctionsHost:
         headers = {k: v for k, v in request.headers.items() if k != "x-client-ip"}
         if request.client:
             headers["x-client-ip"] = request.client.host
+        query = bytes(request.scope.get("query_string", b"")).decode("latin-1")
+        host = request.headers.get("host") or f"{request.url.hostname}:{request.url.port}"
         req = func.HttpRequest(
             method=request.method,
-            url=str(request.url),
+            url=f"{request.url.scheme}://{host}{raw_path}" + (f"?{query}" if query else ""),
             headers=headers,
             params=dict(parse_qsl(request.url.query, keep_blank_values=True)),
             route_params=route_params,

@@ -1,0 +1,94 @@
+"""The local host: Azure route templates, NCRONTAB timers, and running a FunctionApp as the worker does."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from datetime import UTC, datetime
+
+import azure.functions as func
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.routing import Route
+
+from devhost.functions_host import FunctionsHost, compile_route
+from devhost.timers import Schedule, TimerJob, resolve_schedule, run_timers
+from tests.support.asgi import serve_in_thread
+
+
+def test_route_templates_follow_azure() -> None:
+    pattern = compile_route("api", "conversations/{phone}/messages")
+    match = pattern.match("/api/conversations/%2B14155550101/messages")
+    assert match is not None
+    assert match.group("phone") == "%2B14155550101"
+    assert pattern.match("/api/conversations/a/b/messages") is None
+    assert compile_route("api", "files/{*rest}").match("/api/files/a/b/c") is not None
+    optional = compile_route("", "items/{id?}")
+    assert optional.match("/items/") is not None
+    assert optional.match("/items/7") is not None
+
+
+def test_ncrontab_has_seconds_and_sunday_is_zero() -> None:
+    every_30s = Schedule.parse("*/30 * * * * *")
+    assert every_30s.matches(datetime(2026, 1, 4, 9, 0, 30, tzinfo=UTC))
+    assert not every_30s.matches(datetime(2026, 1, 4, 9, 0, 31, tzinfo=UTC))
+    sundays = Schedule.parse("0 0 3 * * 0")
+    assert sundays.matches(datetime(2026, 1, 4, 3, 0, 0, tzinfo=UTC))  # a Sunday
+    assert not sundays.matches(datetime(2026, 1, 5, 3, 0, 0, tzinfo=UTC))
+    assert Schedule.parse("0 15,45 9-17 * * 1-5").matches(datetime(2026, 1, 5, 9, 45, tzinfo=UTC))
+    for bad in ("* * * * *", "61 * * * * *", "*/0 * * * * *"):
+        with pytest.raises(ValueError, match=r"."):
+            Schedule.parse(bad)
+
+
+def test_schedules_can_name_a_setting() -> None:
+    assert resolve_schedule("%POLL_SCHEDULE%", {"POLL_SCHEDULE": "*/5 * * * * *"}) == "*/5 * * * * *"
+    with pytest.raises(ValueError, match="POLL_SCHEDULE"):
+        resolve_schedule("%POLL_SCHEDULE%", {})
+
+
+def test_timers_run_on_schedule_and_stop() -> None:
+    ran = threading.Event()
+    job = TimerJob("tick", Schedule.parse("* * * * * *"), ran.set)
+
+    async def scenario() -> bool:
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_timers([job], stop))
+        fired = await asyncio.to_thread(ran.wait, 3.0)
+        stop.set()
+        await asyncio.wait_for(task, 5)
+        return fired
+
+    assert asyncio.run(scenario())
+
+
+def test_a_function_app_runs_with_real_http_requests() -> None:
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+    seen: list[func.HttpRequest] = []
+
+    @app.route(route="echo/{name}", methods=["POST"])
+    def echo(req: func.HttpRequest) -> func.HttpResponse:
+        seen.append(req)
+        return func.HttpResponse(f"hi {req.route_params['name']}", status_code=201, mimetype="text/plain")
+
+    @app.timer_trigger(schedule="0 0 * * * *", arg_name="timer")
+    def hourly(timer: func.TimerRequest) -> None:
+        return None
+
+    host = FunctionsHost(app, "api")
+    assert [t.name for t in host.timers] == ["hourly"]
+    with serve_in_thread(Starlette(routes=[Route("/api/{path:path}", host.handle, methods=["GET", "POST"])])) as base:
+        r = httpx.post(f"{base}/api/echo/ada%20l?x=1", content=b"body", headers={"X-Test": "1"}, timeout=5)
+        wrong_method = httpx.get(f"{base}/api/echo/ada", timeout=5)
+        missing = httpx.get(f"{base}/api/nothing", timeout=5)
+    assert r.status_code == 201
+    assert r.text == "hi ada l"
+    assert isinstance(seen[0], func.HttpRequest)
+    assert seen[0].url == f"{base}/api/echo/ada%20l?x=1"
+    assert seen[0].params == {"x": "1"}
+    assert seen[0].get_body() == b"body"
+    assert seen[0].headers["x-test"] == "1"
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["error"]["code"] == "method_not_allowed"
+    assert missing.status_code == 404
