@@ -23,7 +23,7 @@ from amqtt.plugins import TopicMatcher
 from amqtt.plugins.base import BaseAuthPlugin
 from amqtt.session import ApplicationMessage, Session
 
-from relay.tokens import ALGORITHM, SERVICE_USER
+from relay.tokens import HS256, SERVICE_USER
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class DeskGuardPlugin(BaseAuthPlugin):  # type: ignore[misc]  # amqtt ships no t
             claims = jwt.decode(
                 session.password,
                 self.config.secret_key,
-                algorithms=[ALGORITHM],
+                algorithms=[HS256],
                 options={"require": ["sub", "iat", "exp"]},
             )
         except jwt.InvalidTokenError:

@@ -74,7 +74,7 @@ def build(settings: Settings, clock: Clock | None = None, store: Store | None = 
     clock = clock or SystemClock()
     configure(settings.log_level)
     topics = Topics(settings.mqtt_topic_prefix)
-    issuer = TokenIssuer(settings.relay_signing_key, topics)
+    issuer = TokenIssuer(settings.relay_signing_key, topics, settings.relay_signing_algorithm)
     store = store or open_store(settings.relay_store)
 
     def broker_password() -> str | None:

@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 import phonenumbers
 
 from relay.errors import SettingsError
+from relay.tokens import ALGORITHMS, TokenIssuer
+from relay.topics import Topics
 
 MQTT_SCHEMES = ("mqtt", "mqtts", "ws", "wss")
 INBOUND_MODES = ("push", "poll", "both")
@@ -41,6 +43,7 @@ class Settings:
     mqtt_topic_prefix: str = "sms"
     mqtt_publish_timeout_seconds: float = 5.0
     mqtt_broker_access: str = "jwt"
+    relay_signing_algorithm: str = "HS256"
     relay_store: str = ".data/relay.sqlite3"
     conversation_ttl_hours: float = 4.0
     retention_days: int = 90
@@ -101,7 +104,10 @@ class Settings:
         return cls(
             twilio_account_sid=r.required_sid("TWILIO_ACCOUNT_SID", "AC"),
             twilio_auth_token=r.required("TWILIO_AUTH_TOKEN"),
-            relay_signing_key=r.signing_key("RELAY_SIGNING_KEY"),
+            relay_signing_key=r.signing_key(
+                "RELAY_SIGNING_KEY", r.choice("RELAY_SIGNING_ALGORITHM", ALGORITHMS, "HS256", upper=True)
+            ),
+            relay_signing_algorithm=r.choice("RELAY_SIGNING_ALGORITHM", ALGORITHMS, "HS256", upper=True),
             relay_access_code=r.text("RELAY_ACCESS_CODE") or _required_unless_appservice(r),
             twilio_from_number=from_number,
             twilio_messaging_service_sid=service_sid,
@@ -170,8 +176,15 @@ class _Reader:
             raise SettingsError(name, "required")
         return value
 
-    def signing_key(self, name: str) -> str:
+    def signing_key(self, name: str, algorithm: str) -> str:
         value = self.required(name)
+        if algorithm == "RS256":
+            pem = value.replace("\\n", "\n")  # app settings often carry a PEM on one line
+            try:
+                TokenIssuer(pem, Topics(), "RS256")
+            except (ValueError, TypeError):
+                raise SettingsError(name, "must be a PEM RSA private key when RELAY_SIGNING_ALGORITHM=RS256") from None
+            return pem
         if len(value) < 32:
             raise SettingsError(name, "must be at least 32 characters")
         return value

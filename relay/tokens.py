@@ -10,11 +10,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 
 from relay.errors import Unauthorized
 from relay.topics import Topics
 
-ALGORITHM = "HS256"
+HS256 = "HS256"
+ALGORITHMS = (HS256, "RS256")
 SERVICE_USER = "relay-service"
 
 
@@ -36,9 +39,21 @@ def new_client_id(web_app_id: str) -> str:
 
 
 class TokenIssuer:
-    def __init__(self, signing_key: str, topics: Topics) -> None:
-        self._key = signing_key
+    """HS256 with a shared secret (the embedded broker, EMQX), or RS256 with a PEM private key for brokers that
+    check tokens against a certificate (Azure Event Grid's CUSTOM-JWT; untested here)."""
+
+    def __init__(self, signing_key: str, topics: Topics, algorithm: str = "HS256") -> None:
+        if algorithm not in ALGORITHMS:
+            raise ValueError(f"unsupported signing algorithm {algorithm}")
+        self._algorithm = algorithm
         self._topics = topics
+        self._key: str | RSAPrivateKey = signing_key
+        self._verify_key: str | RSAPublicKey = signing_key
+        if algorithm == "RS256":
+            private = serialization.load_pem_private_key(signing_key.encode(), password=None)
+            if not isinstance(private, RSAPrivateKey):
+                raise ValueError("RS256 needs an RSA private key")
+            self._key, self._verify_key = private, private.public_key()
 
     def issue(self, web_app_id: str, now: datetime, ttl: timedelta) -> tuple[str, datetime]:
         expires = now + ttl
@@ -49,7 +64,7 @@ class TokenIssuer:
             "subs": self._topics.filters_for(web_app_id),
             "pub": [],
         }
-        return jwt.encode(claims, self._key, algorithm=ALGORITHM), expires
+        return jwt.encode(claims, self._key, algorithm=self._algorithm), expires
 
     def service_token(self, now: datetime, ttl: timedelta) -> str:
         """The relay's own broker credential for the embedded broker: publish anywhere under the prefix."""
@@ -60,7 +75,7 @@ class TokenIssuer:
             "subs": [],
             "pub": [self._topics.everything()],
         }
-        return jwt.encode(claims, self._key, algorithm=ALGORITHM)
+        return jwt.encode(claims, self._key, algorithm=self._algorithm)
 
     def verify(self, token: str, now: datetime, *, allow_expired_for: timedelta | None = None) -> TokenClaims:
         """Check signature and expiry; `allow_expired_for` admits a recently expired token for resuming."""
@@ -68,9 +83,10 @@ class TokenIssuer:
         try:
             claims = jwt.decode(
                 token,
-                self._key,
-                algorithms=[ALGORITHM],
-                options={"require": ["sub", "exp", "iat"], "verify_exp": False},
+                self._verify_key,
+                algorithms=[self._algorithm],
+                # Times are checked below against our clock, not PyJWT's, so tests and skewed instances agree.
+                options={"require": ["sub", "exp", "iat"], "verify_exp": False, "verify_iat": False},
             )
         except jwt.InvalidTokenError:
             raise Unauthorized("The session token is invalid.", code="invalid_token") from None

@@ -1,0 +1,92 @@
+"""Session tokens: bound to a webAppId, short-lived, verified only with the configured algorithm and key."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from relay.errors import Unauthorized
+from relay.settings import Settings
+from relay.tokens import TokenIssuer, new_client_id, new_web_app_id
+from relay.topics import Topics
+
+NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+KEY = "s" * 48
+
+
+def rsa_pem() -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+def test_ids_are_random_url_safe_and_client_ids_carry_the_web_app_id() -> None:
+    ids = {new_web_app_id() for _ in range(100)}
+    assert len(ids) == 100
+    assert all(len(i) >= 22 and "/" not in i and "+" not in i for i in ids)
+    web_app_id = new_web_app_id()
+    assert new_client_id(web_app_id).startswith(web_app_id + "-")
+    assert new_client_id(web_app_id) != new_client_id(web_app_id)
+
+
+def test_a_token_carries_only_the_desk_and_its_topic_claims() -> None:
+    token, expires = TokenIssuer(KEY, Topics()).issue("desk1", NOW, timedelta(hours=12))
+    claims = jwt.decode(token, KEY, algorithms=["HS256"], options={"verify_exp": False, "verify_iat": False})
+    assert set(claims) == {"sub", "iat", "exp", "subs", "pub"}
+    assert claims["subs"] == ["sms/desk1/#", "sms/unrouted/#"]
+    assert claims["pub"] == []
+    assert expires == NOW + timedelta(hours=12)
+
+
+def test_expiry_and_resume_window() -> None:
+    issuer = TokenIssuer(KEY, Topics())
+    token, _ = issuer.issue("desk1", NOW, timedelta(hours=1))
+    assert issuer.verify(token, NOW + timedelta(minutes=59)).web_app_id == "desk1"
+    with pytest.raises(Unauthorized) as expired:
+        issuer.verify(token, NOW + timedelta(hours=1))
+    assert expired.value.code == "token_expired"
+    assert issuer.verify(token, NOW + timedelta(days=2), allow_expired_for=timedelta(days=7)).web_app_id == "desk1"
+
+
+def test_another_key_or_the_service_token_is_refused() -> None:
+    token, _ = TokenIssuer("x" * 48, Topics()).issue("desk1", NOW, timedelta(hours=1))
+    with pytest.raises(Unauthorized):
+        TokenIssuer(KEY, Topics()).verify(token, NOW)
+    service = TokenIssuer(KEY, Topics()).service_token(NOW, timedelta(hours=1))
+    with pytest.raises(Unauthorized):
+        TokenIssuer(KEY, Topics()).verify(service, NOW)
+
+
+def test_rs256_signs_and_refuses_algorithm_confusion() -> None:
+    pem = rsa_pem()
+    issuer = TokenIssuer(pem, Topics(), "RS256")
+    token, _ = issuer.issue("desk1", NOW, timedelta(hours=1))
+    assert jwt.get_unverified_header(token)["alg"] == "RS256"
+    assert issuer.verify(token, NOW).web_app_id == "desk1"
+    hs_token, _ = TokenIssuer(KEY, Topics()).issue("desk1", NOW, timedelta(hours=1))
+    with pytest.raises(Unauthorized):
+        issuer.verify(hs_token, NOW)
+
+
+def test_rs256_setting_takes_a_one_line_pem() -> None:
+    pem = rsa_pem()
+    base = {
+        "TWILIO_ACCOUNT_SID": "AC" + "a" * 32,
+        "TWILIO_AUTH_TOKEN": "t",
+        "TWILIO_FROM_NUMBER": "+14155550100",
+        "RELAY_ACCESS_CODE": "c",
+        "RELAY_SIGNING_ALGORITHM": "rs256",
+    }
+    settings = Settings.from_mapping({**base, "RELAY_SIGNING_KEY": pem.replace("\n", "\\n")})
+    assert settings.relay_signing_algorithm == "RS256"
+    assert settings.relay_signing_key == pem
+    from relay.errors import SettingsError
+
+    with pytest.raises(SettingsError) as failed:
+        Settings.from_mapping({**base, "RELAY_SIGNING_KEY": "s" * 48})
+    assert failed.value.name == "RELAY_SIGNING_KEY"
