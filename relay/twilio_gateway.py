@@ -6,6 +6,8 @@ import base64
 import logging
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -76,14 +78,8 @@ class TwilioGateway:
             kwargs["media_url"] = media_urls
         if status_callback:
             kwargs["status_callback"] = status_callback
-        try:
+        with _twilio_errors():
             message = self._client.messages.create(**kwargs)
-        except TwilioRestException as exc:
-            raise _refusal(exc) from None
-        except (TwilioException, OSError) as exc:
-            raise Unavailable(
-                f"Twilio could not be reached: {type(exc).__name__}.", code="twilio_unavailable"
-            ) from None
         return SentMessage(
             sid=str(message.sid),
             status=str(message.status),
@@ -100,17 +96,11 @@ class TwilioGateway:
         `to` lists one of our numbers; without it every message is listed and only those through
         `service_sid` are kept (the Messages list cannot filter by Messaging Service)."""
         after = sent_after.astimezone(UTC)  # the SDK formats the wall time as if it were UTC
-        try:
+        with _twilio_errors():
             records = self._client.messages.list(
                 to=to if to else values.unset, date_sent_after=after, page_size=page_size
             )
             found = [self._listing(m) for m in reversed(records) if self._wanted(m, service_sid)]
-        except TwilioRestException as exc:
-            raise _refusal(exc) from None
-        except (TwilioException, OSError) as exc:
-            raise Unavailable(
-                f"Twilio could not be reached: {type(exc).__name__}.", code="twilio_unavailable"
-            ) from None
         found.sort(key=lambda item: item.date_sent)  # stable: Twilio's order stands within a second
         return found
 
@@ -203,6 +193,17 @@ class TwilioGateway:
                 raise PayloadTooLarge("The media is larger than 5 MB.", code="media_too_large")
             content_type = response.headers.get("Content-Type", "application/octet-stream")
             return Media(content=content, content_type=content_type)
+
+
+@contextmanager
+def _twilio_errors() -> Iterator[None]:
+    """Twilio's refusals keep their code; a transport failure is ours to report as unavailable."""
+    try:
+        yield
+    except TwilioRestException as exc:
+        raise _refusal(exc) from None
+    except (TwilioException, OSError) as exc:
+        raise Unavailable(f"Twilio could not be reached: {type(exc).__name__}.", code="twilio_unavailable") from None
 
 
 def _refusal(exc: TwilioRestException) -> Exception:
