@@ -149,6 +149,7 @@ async def serve(
         access_log=False,
         proxy_headers=False,  # the functions decide which forwarded headers to trust (TRUSTED_PROXY_HOPS)
         timeout_graceful_shutdown=3,
+        timeout_keep_alive=60,  # like a front end: idle client connections are reused, not cut after 5 s
     )
     server = uvicorn.Server(config)
     stop = asyncio.Event()

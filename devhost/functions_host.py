@@ -82,7 +82,7 @@ def json_error(status: int, code: str, message: str, headers: dict[str, str] | N
 
 
 class FunctionsHost:
-    def __init__(self, app: func.FunctionApp, route_prefix: str, *, threads: int = 64) -> None:
+    def __init__(self, app: func.FunctionApp, route_prefix: str, *, threads: int = 16) -> None:
         self.http, self.timers = load_functions(app, route_prefix)
         self._limiter = anyio.CapacityLimiter(threads)
 

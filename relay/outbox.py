@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import threading
 from datetime import timedelta
 
@@ -27,6 +28,10 @@ class Outbox:
         self._topics = topics
         self._clock = clock
         self._drain_lock = threading.Lock()
+        self._acks: queue.SimpleQueue[Event] = queue.SimpleQueue()
+        self._unmarked: set[str] = set()
+        self._unmarked_lock = threading.Lock()
+        threading.Thread(target=self._record_acks, name="outbox-acks", daemon=True).start()
 
     def topic(self, event: Event) -> str:
         return self._topics.of(event.audience, event.kind)
@@ -43,10 +48,33 @@ class Outbox:
         return True
 
     def _acked(self, event: Event) -> None:
-        try:
-            self._store.mark_published(event)
-        except StoreError:
-            log.exception("could not mark event %s published; it may be published again", event.key)
+        """Runs on paho's network thread: hand over, never touch the store there."""
+        with self._unmarked_lock:
+            self._unmarked.add(event.key)
+        self._acks.put(event)
+
+    def _record_acks(self) -> None:
+        """Marks acknowledged events published, many per write, so PUBACKs never queue on the store's lock."""
+        while True:
+            batch = [self._acks.get()]
+            while len(batch) < 500:
+                try:
+                    batch.append(self._acks.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                self._store.mark_published(*batch)
+            except StoreError:
+                log.exception("could not mark %d events published; they may be published again", len(batch))
+            with self._unmarked_lock:
+                self._unmarked.difference_update(e.key for e in batch)
+
+    def _settled(self, key: str) -> bool:
+        """Published, or about to be: in paho's hands, or acknowledged and waiting to be marked."""
+        with self._unmarked_lock:
+            if key in self._unmarked:
+                return True
+        return self._publisher.is_inflight(key)
 
     def drain(self, min_age: timedelta = timedelta(0), limit: int = 500) -> int:
         """Publish pending events older than `min_age`, oldest first; stops at the first failure."""
@@ -56,7 +84,7 @@ class Outbox:
             sent = 0
             while True:
                 batch = self._store.pending_events(self._clock.now() - min_age, limit)
-                todo = [e for e in batch if not self._publisher.is_inflight(e.key)]
+                todo = [e for e in batch if not self._settled(e.key)]
                 for event in todo:
                     if not self.publish(event):
                         return sent

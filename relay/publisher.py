@@ -151,7 +151,6 @@ class Publisher:
     def _handle_publish(self, client: mqtt.Client, userdata: object, mid: int, *args: object) -> None:
         with self._lock:
             key, done = self._inflight.pop(mid, ("", None))
-            self._inflight_keys.discard(key)
             if done is None:
                 self._acked_early.add(mid)
         if done is not None:
@@ -159,6 +158,8 @@ class Publisher:
                 done()
             except Exception:
                 log.exception("after-PUBACK hook failed")
+        with self._lock:
+            self._inflight_keys.discard(key)  # only now: the hook has recorded the acknowledgement
 
     def _handle_connect(
         self, client: mqtt.Client, userdata: object, flags: object, reason: object, *args: object

@@ -106,7 +106,8 @@ class Store(Protocol):
 
     def pending_events(self, created_before: datetime, limit: int) -> list[Event]: ...
 
-    def mark_published(self, event: Event) -> None: ...
+    def mark_published(self, *events: Event) -> None:
+        """Several at once where the backend can, so acknowledgements do not queue on the write lock."""
 
     def kv_get(self, namespace: str, key: str, now: datetime) -> dict[str, Any] | None:
         """None when absent or expired."""

@@ -286,9 +286,9 @@ class SqliteStore:
         )
         return [_event(r) for r in rows]
 
-    def mark_published(self, event: Event) -> None:
+    def mark_published(self, *events: Event) -> None:
         with self._write() as db:
-            db.execute("UPDATE events SET published = 1 WHERE seq = ?", (int(event.key),))
+            db.executemany("UPDATE events SET published = 1 WHERE seq = ?", [(int(e.key),) for e in events])
 
     def kv_get(self, namespace: str, key: str, now: datetime) -> dict[str, Any] | None:
         rows = self._read("SELECT value, expires_at FROM kv WHERE namespace = ? AND key = ?", (namespace, key))

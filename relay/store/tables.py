@@ -526,12 +526,13 @@ class TableStore:
         rows.sort(key=lambda r: str(r["RowKey"]))
         return [_event(r) for r in rows[: max(0, limit)]]
 
-    def mark_published(self, event: Event) -> None:
-        with _guard("mark_published"), suppress(ResourceNotFoundError):
-            self._t(EVENTS).update_entity(
-                {"PartitionKey": _enc(event.audience), "RowKey": event.key, "published": True},
-                mode=UpdateMode.MERGE,
-            )
+    def mark_published(self, *events: Event) -> None:
+        for event in events:
+            with _guard("mark_published"), suppress(ResourceNotFoundError):
+                self._t(EVENTS).update_entity(
+                    {"PartitionKey": _enc(event.audience), "RowKey": event.key, "published": True},
+                    mode=UpdateMode.MERGE,
+                )
 
     # -- key/value
 
