@@ -67,6 +67,7 @@ class SqliteStore:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._writer = threading.Lock()
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         conn = self._conn()
@@ -96,11 +97,18 @@ class SqliteStore:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
+        """One writer at a time in this process, queued on a lock: SQLite's own busy handler would make the
+        losers sleep in growing steps (up to 100 ms), which under load costs far more than waiting in line."""
         conn = self._conn()
+        with self._writer, self._transaction(conn):
+            yield conn
+
+    @contextmanager
+    def _transaction(self, conn: sqlite3.Connection) -> Iterator[None]:
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                yield conn
+                yield
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
