@@ -22,11 +22,12 @@ from devhost.sandbox import SandboxConfig, create_sandbox_app
 from devhost.server import create_app
 from devhost.timers import run_timers
 from relay.errors import SettingsError
-from relay.runtime import build, install
+from relay.runtime import Runtime, build, install
 from relay.settings import Settings, local_values
 
 ROOT = Path(__file__).resolve().parent.parent
 BROKER_READY_SECONDS = 20.0
+READY_SECONDS = 15.0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -154,7 +155,7 @@ async def serve(
     server = uvicorn.Server(config)
     stop = asyncio.Event()
     timers = asyncio.create_task(run_timers(host.timers, stop))
-    announce = asyncio.create_task(_announce(server, settings, http_base, sandbox_on, own_broker))
+    announce = asyncio.create_task(_announce(server, runtime, http_base, sandbox_on, own_broker))
     try:
         await server.serve()
     finally:
@@ -166,8 +167,15 @@ async def serve(
     return 0
 
 
-async def _announce(server: uvicorn.Server, settings: Settings, http_base: str, sandbox_on: bool, own: bool) -> None:
-    while not server.started:
+async def _announce(server: uvicorn.Server, runtime: Runtime, http_base: str, sandbox_on: bool, own: bool) -> None:
+    """Print the URLs once /api/health would say ready (broker connected, store reachable), or say why not."""
+    settings = runtime.settings
+    deadline = asyncio.get_running_loop().time() + READY_SECONDS
+    while not server.started or not (await asyncio.to_thread(runtime.health))[0]:
+        if asyncio.get_running_loop().time() > deadline:
+            _, report = await asyncio.to_thread(runtime.health)
+            print(f"devhost: not ready after {READY_SECONDS:g} s: {report}", file=sys.stderr, flush=True)
+            break
         await asyncio.sleep(0.05)
     code = f"?code={settings.relay_access_code}" if settings.relay_auth == "accesscode" else ""
     lines = [
