@@ -63,6 +63,7 @@ class TokenIssuer:
             "exp": int(expires.timestamp()),
             "subs": self._topics.filters_for(web_app_id),
             "pub": [],
+            "acl": _emqx_acl(subscribe=self._topics.filters_for(web_app_id), publish=[]),
         }
         return jwt.encode(claims, self._key, algorithm=self._algorithm), expires
 
@@ -74,6 +75,7 @@ class TokenIssuer:
             "exp": int((now + ttl).timestamp()),
             "subs": [],
             "pub": [self._topics.everything()],
+            "acl": _emqx_acl(subscribe=[], publish=[self._topics.everything()]),
         }
         return jwt.encode(claims, self._key, algorithm=self._algorithm)
 
@@ -102,3 +104,10 @@ class TokenIssuer:
             issued_at=datetime.fromtimestamp(float(claims["iat"]), tz),
             expires_at=datetime.fromtimestamp(exp, tz),
         )
+
+
+def _emqx_acl(subscribe: list[str], publish: list[str]) -> list[dict[str, str]]:
+    """The same rights in EMQX's JWT `acl` claim (5.5+ format), ending in an explicit deny of everything else."""
+    rules = [{"permission": "allow", "action": "subscribe", "topic": t} for t in subscribe]
+    rules += [{"permission": "allow", "action": "publish", "topic": t} for t in publish]
+    return [*rules, {"permission": "deny", "action": "all", "topic": "#"}]

@@ -37,9 +37,14 @@ def test_ids_are_random_url_safe_and_client_ids_carry_the_web_app_id() -> None:
 def test_a_token_carries_only_the_desk_and_its_topic_claims() -> None:
     token, expires = TokenIssuer(KEY, Topics()).issue("desk1", NOW, timedelta(hours=12))
     claims = jwt.decode(token, KEY, algorithms=["HS256"], options={"verify_exp": False, "verify_iat": False})
-    assert set(claims) == {"sub", "iat", "exp", "subs", "pub"}
+    assert set(claims) == {"sub", "iat", "exp", "subs", "pub", "acl"}
     assert claims["subs"] == ["sms/desk1/#", "sms/unrouted/#"]
     assert claims["pub"] == []
+    assert claims["acl"] == [
+        {"permission": "allow", "action": "subscribe", "topic": "sms/desk1/#"},
+        {"permission": "allow", "action": "subscribe", "topic": "sms/unrouted/#"},
+        {"permission": "deny", "action": "all", "topic": "#"},
+    ]
     assert expires == NOW + timedelta(hours=12)
 
 
