@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -68,14 +67,9 @@ def test_sign_out_disconnects_and_deletes(runtime: Runtime, broker: MosquittoPro
     session = as_session(a, runtime)
     sub = Subscriber(broker.mqtt_port, session)
     sub.start()
-    gone: list[object] = []
-    sub.client.on_disconnect = lambda *args: gone.append(args)
     try:
-        runtime.sessions.sign_out(a.token)
-        deadline = time.monotonic() + 5
-        while not gone and time.monotonic() < deadline:
-            time.sleep(0.05)
+        closed = sub.disconnected_by_broker(lambda: runtime.sessions.sign_out(a.token), timeout=5)
     finally:
         sub.stop()
-    assert gone
+    assert closed
     assert not connects(broker.mqtt_port, session)

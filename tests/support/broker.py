@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -13,6 +12,7 @@ from types import TracebackType
 from typing import Self
 
 from tests.support.ports import free_port
+from tests.support.processes import terminate
 
 REPO = Path(__file__).resolve().parents[2]
 READY_PREFIX = "broker ready "
@@ -70,14 +70,7 @@ class BrokerProcess:
         proc, self._proc = self._proc, None
         if proc is None:
             return self.returncode
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout)
-        self.returncode = proc.returncode
+        self.returncode = terminate(proc, timeout)
         return self.returncode
 
     kind = "amqtt"

@@ -10,7 +10,6 @@ import getpass
 import json
 import secrets
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -19,6 +18,7 @@ from types import TracebackType
 from typing import Self
 
 from tests.support.ports import free_port, wait_for_port
+from tests.support.processes import terminate
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 DYNSEC_PLUGIN = "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"
@@ -93,16 +93,7 @@ class MosquittoProcess:
 
     def stop(self, timeout: float = 5.0) -> int | None:
         proc, self._proc = self._proc, None
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout)
-        return proc.returncode
+        return terminate(proc, timeout)
 
     def restart(self) -> int | None:
         code = self.stop()

@@ -72,6 +72,13 @@ class Subscriber:
             if match(topic, payload):
                 return topic, payload
 
+    def disconnected_by_broker(self, cause: Callable[[], object], timeout: float = 10.0) -> bool:
+        """Run `cause` and report whether the broker then closed this connection within `timeout`."""
+        gone = threading.Event()
+        self.client.on_disconnect = lambda *args: gone.set()
+        cause()
+        return gone.wait(timeout)
+
     def drain(self, quiet: float = 0.5) -> list[tuple[str, dict[str, Any]]]:
         """Everything that arrives until nothing has for `quiet` seconds."""
         got = []
