@@ -1,6 +1,9 @@
-// DOM rendering. Text goes in through textContent only: never innerHTML.
+// DOM rendering. Text goes in through textContent only, never parsed as HTML.
 import { formatPhone } from "./phone.js";
 import { twilioErrorText } from "./api.js";
+
+/** The element with this id. */
+export const $ = (id) => document.getElementById(id);
 
 export function el(tag, props = {}, ...children) {
   const node = document.createElement(tag);

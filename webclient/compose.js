@@ -1,0 +1,324 @@
+// Writing texts: the compose box under the open conversation (with a draft
+// per conversation) and the "New message" dialog with its appointment reminder.
+import { ApiError, explainApiError } from "./api.js";
+import { COUNTRIES, formatPhone, normalizePhone } from "./phone.js";
+import { $ } from "./render.js";
+import { countSegments, describeSegments, MAX_CHARS } from "./segments.js";
+
+const KEY_COUNTRY = "smsrelay.country";
+
+function uuid() {
+  if (globalThis.crypto?.randomUUID) return crypto.randomUUID();
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  return [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
+}
+
+function describeLimit(text) {
+  const c = countSegments(text);
+  return c.tooLong ? `Too long: ${c.chars} characters. The limit is ${MAX_CHARS}; shorten the message to send it.` : "";
+}
+
+/** Put a message the API accepted into the store; returns the phone it went to. */
+function recordSent(store, phone, res, text) {
+  const msg = {
+    sid: res.sid,
+    direction: "outbound",
+    from: res.from ?? "",
+    to: res.to ?? phone,
+    body: text,
+    displayBody: text,
+    at: new Date().toISOString(),
+    status: res.status ?? "queued",
+    errorCode: null,
+    errorMessage: null,
+    media: [],
+    reminder: res.reminder ?? null,
+  };
+  const target = res.to ?? phone;
+  const merged = store.addMessage(target, msg);
+  store.touchConversation(target, merged, false);
+  return target;
+}
+
+function isPlainEnter(ev) {
+  return ev.key === "Enter" && !ev.shiftKey && !ev.isComposing && !ev.altKey && !ev.ctrlKey && !ev.metaKey;
+}
+
+/** The compose box of the open conversation. */
+export class Composer {
+  /** onSent(phone, sid) runs right after a sent message is recorded. */
+  constructor({ api, store, onSent }) {
+    this.api = api;
+    this.store = store;
+    this.onSent = onSent;
+    this.key = null; // idempotency key, kept across retries of the same text
+    this.sending = false;
+
+    const box = $("compose-text");
+    box.addEventListener("input", () => {
+      this.key = null;
+      const err = $("compose-error");
+      if (err.dataset.kind === "api") {
+        err.textContent = "";
+        err.dataset.kind = "";
+      }
+      this.update();
+    });
+    box.addEventListener("keydown", (ev) => {
+      if (isPlainEnter(ev)) {
+        ev.preventDefault();
+        this.send();
+      }
+    });
+    $("compose").addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      this.send();
+    });
+  }
+
+  /** Keep what was typed for the open conversation. */
+  saveDraft() {
+    if (this.store.current) this.store.drafts.set(this.store.current, $("compose-text").value);
+  }
+
+  /** Show the draft of the conversation just opened. */
+  load(phone) {
+    this.key = null;
+    $("compose-text").value = this.store.drafts.get(phone) ?? "";
+    $("compose-error").textContent = "";
+    this.update();
+  }
+
+  focus() {
+    $("compose-text").focus({ preventScroll: true });
+  }
+
+  update() {
+    const text = $("compose-text").value;
+    const c = countSegments(text);
+    const counter = $("compose-counter");
+    counter.textContent = describeSegments(text);
+    counter.classList.toggle("over", c.tooLong);
+    $("compose-send").disabled = this.sending || c.tooLong || text.trim() === "";
+    const limit = describeLimit(text);
+    const err = $("compose-error");
+    if (limit) {
+      err.textContent = limit;
+      err.dataset.kind = "limit";
+    } else if (err.dataset.kind === "limit") {
+      err.textContent = "";
+      err.dataset.kind = "";
+    }
+    $("compose-text").setAttribute("aria-invalid", c.tooLong ? "true" : "false");
+  }
+
+  async send() {
+    const store = this.store;
+    const phone = store.current;
+    const box = $("compose-text");
+    const text = box.value;
+    const c = countSegments(text);
+    if (!phone || this.sending || c.tooLong || text.trim() === "") return;
+    this.sending = true;
+    this.key = this.key ?? uuid();
+    const err = $("compose-error");
+    err.textContent = "";
+    err.dataset.kind = "";
+    this.update();
+    $("compose-send").textContent = "Sending…";
+    try {
+      const res = await this.api.sendSms({ to: phone, body: text }, this.key);
+      this.key = null;
+      this.onSent(recordSent(store, phone, res, text), res.sid);
+      if (box.value === text && store.current === phone) box.value = "";
+      store.drafts.delete(phone);
+    } catch (e) {
+      err.textContent = explainApiError(e);
+      err.dataset.kind = "api";
+      if (!(e instanceof ApiError) || e.status === 0 || e.status >= 500) {
+        /* keep the key: a retry of the same text must not send twice */
+      } else {
+        this.key = null;
+      }
+    } finally {
+      this.sending = false;
+      $("compose-send").textContent = "Send";
+      this.update();
+    }
+  }
+}
+
+function defaultCountry() {
+  const saved = localStorage.getItem(KEY_COUNTRY);
+  if (saved && COUNTRIES.some((c) => c.code === saved)) return saved;
+  const region = (navigator.language ?? "").split("-")[1]?.toUpperCase();
+  return COUNTRIES.some((c) => c.code === region) ? region : "US";
+}
+
+function phoneCheck() {
+  return normalizePhone($("new-phone").value, $("new-country").value);
+}
+
+function reminderText() {
+  const d = $("new-date").value;
+  const t = $("new-time").value;
+  if (!d || !t) return null;
+  const [y, m, day] = d.split("-").map(Number);
+  const [hh, mm] = t.split(":").map(Number);
+  const when = new Date(y, m - 1, day, hh, mm);
+  const date = when.toLocaleDateString("en-US", { weekday: "long", month: "long", day: "numeric" });
+  const time = when.toLocaleTimeString("en-US", { hour: "numeric", minute: "2-digit" });
+  return `Your appointment is on ${date} at ${time}. Reply C to confirm.`;
+}
+
+/** The "New message" dialog: a number, an optional appointment reminder, and the text. */
+export class NewMessageForm {
+  /** onSent(phone, sid) runs right after a sent message is recorded; onOpen(phone) opens its conversation. */
+  constructor({ api, store, onSent, onOpen }) {
+    this.api = api;
+    this.store = store;
+    this.onSent = onSent;
+    this.onOpen = onOpen;
+    this.key = null; // idempotency key, kept across retries of the same text
+    this.sending = false;
+    this.phoneTouched = false;
+    this.lastTemplate = null;
+
+    const sel = $("new-country");
+    for (const c of COUNTRIES) {
+      const opt = document.createElement("option");
+      opt.value = c.code;
+      opt.textContent = c.label;
+      sel.append(opt);
+    }
+    sel.value = defaultCountry();
+    sel.addEventListener("change", () => {
+      localStorage.setItem(KEY_COUNTRY, sel.value);
+      this.update();
+    });
+    $("new-phone").addEventListener("input", () => { this.key = null; this.update(); });
+    $("new-phone").addEventListener("blur", () => {
+      if ($("new-phone").value.trim()) this.phoneTouched = true;
+      this.update();
+    });
+    $("new-text").addEventListener("input", () => {
+      this.key = null;
+      if ($("new-error").dataset.kind === "api") $("new-error").textContent = "";
+      this.update();
+    });
+    $("new-date").addEventListener("change", () => this.fillTemplate(false));
+    $("new-time").addEventListener("change", () => this.fillTemplate(false));
+    $("new-template").addEventListener("click", () => this.fillTemplate(true));
+    $("new-cancel").addEventListener("click", () => $("new-dialog").close());
+    $("new-form").addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      this.send();
+    });
+    $("new-text").addEventListener("keydown", (ev) => {
+      if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) {
+        ev.preventDefault();
+        this.send();
+      }
+    });
+  }
+
+  update() {
+    const check = phoneCheck();
+    const status = $("new-phone-status");
+    const input = $("new-phone");
+    if (check.ok) {
+      status.textContent = `✓ Will text ${formatPhone(check.e164)}`;
+      status.dataset.kind = "ok";
+      input.setAttribute("aria-invalid", "false");
+    } else if (check.empty && !this.phoneTouched) {
+      status.textContent = "";
+      status.dataset.kind = "";
+      input.setAttribute("aria-invalid", "false");
+    } else {
+      status.textContent = check.error;
+      status.dataset.kind = "error";
+      input.setAttribute("aria-invalid", "true");
+    }
+    const text = $("new-text").value;
+    const c = countSegments(text);
+    $("new-counter").textContent = describeSegments(text);
+    $("new-counter").classList.toggle("over", c.tooLong);
+    const err = $("new-error");
+    const limit = describeLimit(text);
+    if (limit) {
+      err.textContent = limit;
+      err.dataset.kind = "limit";
+    } else if (err.dataset.kind === "limit") {
+      err.textContent = "";
+      err.dataset.kind = "";
+    }
+    $("new-send").disabled = this.sending || !check.ok || c.tooLong || text.trim() === "";
+  }
+
+  fillTemplate(force) {
+    const text = reminderText();
+    const box = $("new-text");
+    if (!text) {
+      if (force) {
+        $("new-error").textContent = "Pick the appointment date and time first.";
+        $("new-error").dataset.kind = "template";
+        ($("new-date").value ? $("new-time") : $("new-date")).focus();
+      }
+      return;
+    }
+    if (force || box.value === "" || box.value === this.lastTemplate) {
+      box.value = text;
+      this.lastTemplate = text;
+      if ($("new-error").dataset.kind === "template") $("new-error").textContent = "";
+    }
+    this.update();
+  }
+
+  open() {
+    const dlg = $("new-dialog");
+    $("new-error").textContent = "";
+    $("new-error").dataset.kind = "";
+    this.phoneTouched = false;
+    this.update();
+    dlg.showModal();
+    $("new-phone").focus();
+  }
+
+  async send() {
+    const check = phoneCheck();
+    this.phoneTouched = true;
+    const text = $("new-text").value;
+    const c = countSegments(text);
+    this.update();
+    if (!check.ok) {
+      $("new-phone").focus();
+      return;
+    }
+    if (c.tooLong || text.trim() === "" || this.sending) return;
+    this.sending = true;
+    this.key = this.key ?? uuid();
+    $("new-error").textContent = "";
+    $("new-error").dataset.kind = "";
+    $("new-send").textContent = "Sending…";
+    this.update();
+    try {
+      const res = await this.api.sendSms({ to: check.e164, body: text, confirm: $("new-confirm").checked }, this.key);
+      this.key = null;
+      const sent = { ...res, to: res.to ?? check.e164, reminder: $("new-confirm").checked ? "pending" : null };
+      this.onSent(recordSent(this.store, check.e164, sent, text), sent.sid);
+      $("new-form").reset();
+      $("new-country").value = defaultCountry();
+      this.lastTemplate = null;
+      $("new-dialog").close();
+      this.onOpen(sent.to);
+    } catch (e) {
+      $("new-error").textContent = explainApiError(e);
+      $("new-error").dataset.kind = "api";
+      if (e instanceof ApiError && e.status > 0 && e.status < 500) this.key = null;
+    } finally {
+      this.sending = false;
+      $("new-send").textContent = "Send";
+      this.update();
+    }
+  }
+}

@@ -1,0 +1,204 @@
+// The conversation pane: the open conversation's messages, paging back through
+// its history, read receipts to the server, and images fetched as blob URLs.
+import { explainApiError } from "./api.js";
+import { formatPhone } from "./phone.js";
+import { $, MessageView } from "./render.js";
+import { ts } from "./state.js";
+
+const PAGE = 30;
+
+export class ConversationPane {
+  /** lists: the sidebar (re-rendered on open); composer: the compose box under the pane. */
+  constructor({ api, store, lists, composer }) {
+    this.api = api;
+    this.store = store;
+    this.lists = lists;
+    this.composer = composer;
+    this.view = new MessageView($("message-list"), { loadMedia: (url) => this.loadMedia(url) });
+    this.mediaCache = new Map(); // url -> Promise<blob URL>
+    this.readTimers = new Map(); // phone -> debounce timer for the server's read mark
+
+    $("back-btn").addEventListener("click", () => this.close());
+    const s = this.scroller();
+    s.addEventListener("scroll", () => {
+      if (s.scrollTop < 60) this.loadOlder();
+    }, { passive: true });
+  }
+
+  loadMedia(url) {
+    let p = this.mediaCache.get(url);
+    if (!p) {
+      p = this.api.media(url).then((blob) => URL.createObjectURL(blob));
+      p.catch(() => this.mediaCache.delete(url));
+      this.mediaCache.set(url, p);
+    }
+    return p;
+  }
+
+  scroller() {
+    return $("message-scroller");
+  }
+
+  nearBottom() {
+    const s = this.scroller();
+    return s.scrollHeight - s.scrollTop - s.clientHeight < 80;
+  }
+
+  scrollToBottom() {
+    const s = this.scroller();
+    s.scrollTop = s.scrollHeight;
+  }
+
+  /** Add or update a message of the open conversation, following it down if we were at the bottom. */
+  showMessage(msg) {
+    const wasNew = !this.view.nodes.has(msg.sid);
+    const stick = this.nearBottom();
+    this.view.upsert(msg);
+    if (wasNew && (stick || msg.direction === "outbound")) this.scrollToBottom();
+  }
+
+  /** Refresh a message's status or reminder line if it is on screen. */
+  updateMessage(msg) {
+    if (this.view.nodes.has(msg.sid)) this.view.upsert(msg);
+  }
+
+  /** After sending: keep the new message in view if its conversation is open. */
+  revealSent(phone, sid) {
+    if (this.store.current === phone && this.view.nodes.has(sid)) this.scrollToBottom();
+  }
+
+  /** Is the desk looking at this conversation right now? */
+  isViewing(phone) {
+    return this.store.current === phone && !document.hidden && $("layout").dataset.view === "conversation";
+  }
+
+  async open(phone) {
+    const store = this.store;
+    if (store.current !== phone) {
+      this.composer.saveDraft();
+      store.current = phone;
+      this.view.clear();
+      this.composer.load(phone);
+    }
+    $("pane-empty").hidden = true;
+    $("conversation").hidden = false;
+    $("layout").dataset.view = "conversation";
+    $("conv-title").textContent = formatPhone(phone);
+    $("conversation").dataset.phone = phone;
+    this.lists.render();
+
+    const t = store.thread(phone);
+    if (!t.loaded && !t.loading) {
+      t.loading = true;
+      this.setHistoryStatus("Loading messages…");
+      try {
+        const res = await this.api.messages(phone, { limit: PAGE });
+        for (const m of res?.messages ?? []) store.addMessage(phone, m);
+        t.next = res?.next ?? null;
+        t.loaded = true;
+      } catch (err) {
+        this.setHistoryStatus(explainApiError(err));
+        t.loading = false;
+        return;
+      }
+      t.loading = false;
+    }
+    if (store.current !== phone) return;
+    const msgs = [...t.sids].map((sid) => store.bySid.get(sid)).filter(Boolean).sort((a, b) => ts(a.at) - ts(b.at));
+    for (const m of msgs) this.view.upsert(m);
+    this.updateHistoryStatus();
+    this.scrollToBottom();
+    this.markRead(phone);
+    if (window.matchMedia("(min-width: 701px)").matches) this.composer.focus();
+    else $("conv-title").focus({ preventScroll: true });
+    // A short first page might not fill the pane: load more so scrolling works.
+    const s = this.scroller();
+    if (t.next && s.scrollHeight <= s.clientHeight) this.loadOlder();
+  }
+
+  close() {
+    this.composer.saveDraft();
+    $("layout").dataset.view = "list";
+    const phone = this.store.current;
+    if (!phone) {
+      $("conversation").hidden = true;
+      $("pane-empty").hidden = false;
+      return;
+    }
+    // On a narrow screen "back" just shows the list; the pane keeps its state.
+    const item = $("conv-list").querySelector(`[data-phone="${CSS.escape(phone)}"] button`);
+    item?.focus();
+  }
+
+  /** Drop the shown messages and the fetched images (the store was cleared). */
+  reset() {
+    for (const p of this.mediaCache.values()) p.then((u) => URL.revokeObjectURL(u)).catch(() => {});
+    this.mediaCache.clear();
+    this.view.clear();
+  }
+
+  setHistoryStatus(text) {
+    const box = $("history-status");
+    box.replaceChildren(text);
+  }
+
+  updateHistoryStatus() {
+    const store = this.store;
+    const t = store.current ? store.threads.get(store.current) : null;
+    const box = $("history-status");
+    if (!t || !t.loaded) return;
+    if (t.loading) {
+      box.replaceChildren("Loading older messages…");
+    } else if (t.next) {
+      const btn = document.createElement("button");
+      btn.type = "button";
+      btn.className = "link";
+      btn.textContent = "Load older messages";
+      btn.addEventListener("click", () => this.loadOlder());
+      box.replaceChildren(btn);
+    } else {
+      box.replaceChildren(t.sids.size ? "Beginning of the conversation" : "No messages yet");
+    }
+  }
+
+  async loadOlder() {
+    const store = this.store;
+    const phone = store.current;
+    const t = phone ? store.threads.get(phone) : null;
+    if (!t || !t.next || t.loading) return;
+    t.loading = true;
+    this.updateHistoryStatus();
+    const s = this.scroller();
+    try {
+      const res = await this.api.messages(phone, { before: t.next, limit: PAGE });
+      if (store.current !== phone) return;
+      const before = s.scrollHeight - s.scrollTop;
+      for (const m of res?.messages ?? []) store.addMessage(phone, m);
+      s.scrollTop = s.scrollHeight - before;
+      t.next = res?.next ?? null;
+    } catch (err) {
+      this.setHistoryStatus(explainApiError(err));
+      t.loading = false;
+      return;
+    } finally {
+      t.loading = false;
+    }
+    this.updateHistoryStatus();
+  }
+
+  /** Zero the unread count here and (debounced) on the server. */
+  markRead(phone) {
+    if (!this.store.markRead(phone)) return;
+    clearTimeout(this.readTimers.get(phone));
+    this.readTimers.set(phone, setTimeout(() => {
+      this.readTimers.delete(phone);
+      this.api.markRead(phone).catch(() => {});
+    }, 250));
+  }
+
+  /** The tab came back: the open conversation has now been seen. */
+  markOpenRead() {
+    const phone = this.store.current;
+    if (phone && $("layout").dataset.view === "conversation") this.markRead(phone);
+  }
+}

@@ -1,0 +1,211 @@
+// Live events: the MQTT connection and its status line, catching up over HTTP
+// after every (re)connect, and what each event (inbound, outbound, status,
+// claimed, reminder) does to the store. MQTT and catch-up share one path.
+import { ApiError } from "./api.js";
+import { Connection } from "./connection.js";
+import { notify } from "./notifications.js";
+import { $ } from "./render.js";
+import { cursorKey } from "./session.js";
+import { ts } from "./state.js";
+
+const STATE_TEXT = {
+  connecting: "Connecting…",
+  connected: "Connected",
+  reconnecting: "Reconnecting…",
+  offline: "Offline",
+};
+
+export class LiveEvents {
+  /** onAuthError() runs when the broker refuses our credentials. */
+  constructor({ api, store, lists, pane, onAuthError }) {
+    this.api = api;
+    this.store = store;
+    this.lists = lists;
+    this.pane = pane;
+    this.onAuthError = onAuthError;
+    this.conn = null;
+    this.catchingUp = false;
+    this.catchUpAgain = false;
+  }
+
+  start() {
+    this.conn?.stop();
+    const info = this.store.session?.mqtt;
+    if (!info) return;
+    this.conn = new Connection({
+      onState: (state) => {
+        const box = $("conn-state");
+        box.dataset.state = state;
+        $("conn-text").textContent = STATE_TEXT[state] ?? state;
+      },
+      onMessage: (topic, payload) => this.handle(topic, null, payload, true),
+      onConnect: () => this.catchUp(),
+      onAuthError: () => this.onAuthError(),
+    });
+    this.conn.start(info);
+  }
+
+  stop() {
+    this.conn?.stop();
+    this.conn = null;
+  }
+
+  /** The tab is visible again: check the connection now rather than at the next retry. */
+  nudge() {
+    this.conn?.nudge();
+  }
+
+  updateCredentials(mqtt) {
+    this.conn?.updateCredentials(mqtt.username, mqtt.password);
+  }
+
+  async catchUp() {
+    const store = this.store;
+    if (!store.session) return;
+    if (this.catchingUp) {
+      this.catchUpAgain = true;
+      return;
+    }
+    this.catchingUp = true;
+    try {
+      let pages = 0;
+      do {
+        this.catchUpAgain = false;
+        const id = store.session.webAppId;
+        let res;
+        try {
+          res = await this.api.events(store.cursor);
+        } catch (err) {
+          if (err instanceof ApiError && err.code === "invalid_cursor" && store.cursor != null) {
+            store.cursor = null; // a cursor from another data set: start from the beginning
+            localStorage.removeItem(cursorKey(id));
+            this.catchUpAgain = true;
+            continue;
+          }
+          throw err;
+        }
+        if (!store.session || store.session.webAppId !== id) return;
+        const events = res?.events ?? [];
+        for (const ev of events) this.handle(ev.topic, ev.kind, ev.payload);
+        const moved = res?.cursor != null && String(res.cursor) !== store.cursor;
+        if (moved) {
+          store.cursor = String(res.cursor);
+          localStorage.setItem(cursorKey(id), store.cursor);
+        }
+        // The feed is paged: keep going until a page comes back empty.
+        if (events.length > 0 && moved) this.catchUpAgain = true;
+      } while (this.catchUpAgain && ++pages < 100);
+    } catch (err) {
+      console.warn("catch-up failed", err);
+      setTimeout(() => { if (this.conn?.state === "connected") this.catchUp(); }, 5000);
+    } finally {
+      this.catchingUp = false;
+    }
+  }
+
+  handle(topic, kind, p, live = false) {
+    const store = this.store;
+    if (!p || typeof p !== "object" || !store.session) return;
+    const parts = String(topic ?? "").split("/");
+    const audience = parts.length >= 2 ? parts[parts.length - 2] : "";
+    kind = kind ?? parts[parts.length - 1];
+    const mine = store.session.webAppId;
+    switch (kind) {
+      case "inbound": {
+        const msg = {
+          sid: p.MessageSid,
+          direction: "inbound",
+          from: p.From,
+          to: p.To,
+          body: p.Body ?? "",
+          displayBody: p.displayBody ?? p.Body ?? "",
+          at: p.receivedAt ?? new Date().toISOString(),
+          status: "received",
+          errorCode: null,
+          errorMessage: null,
+          media: Array.isArray(p.media) ? p.media : [],
+          reminder: null,
+        };
+        if (!msg.sid || !msg.from) return;
+        if (audience === "unrouted" || p.webAppId === "unrouted") this.onUnroutedInbound(msg);
+        else if (audience === mine || p.webAppId === mine) this.onInbound(msg, live);
+        break;
+      }
+      case "outbound": {
+        if (!p.MessageSid || !p.To) return;
+        const msg = {
+          sid: p.MessageSid,
+          direction: "outbound",
+          from: p.From,
+          to: p.To,
+          body: p.Body ?? "",
+          displayBody: p.Body ?? "",
+          at: p.sentAt ?? new Date().toISOString(),
+          status: p.Status ?? "queued",
+          errorCode: null,
+          errorMessage: null,
+          media: Array.isArray(p.media) ? p.media : [],
+          reminder: p.reminder ?? null,
+        };
+        const conv = store.convs.get(msg.to);
+        const isNew = !store.bySid.has(msg.sid);
+        store.addMessage(msg.to, msg);
+        if (isNew || !conv) store.touchConversation(msg.to, store.bySid.get(msg.sid), false);
+        break;
+      }
+      case "status":
+        store.applyStatus(p.MessageSid, p.MessageStatus, p.ErrorCode, p.ErrorMessage);
+        break;
+      case "claimed":
+        store.claimed(p.phone, p.webAppId);
+        break;
+      case "reminder":
+        store.applyReminder(p.MessageSid, p.state);
+        break;
+      default:
+        break;
+    }
+  }
+
+  onInbound(msg, live) {
+    const store = this.store;
+    const phone = msg.from;
+    const conv = store.convs.get(phone);
+    const isNew = !store.bySid.has(msg.sid) && conv?.lastMessage?.sid !== msg.sid;
+    // A replayed (catch-up) message older than what the list already shows is
+    // already counted in the server's unread figure.
+    const newer = live || !conv || ts(msg.at) > ts(conv.lastAt);
+    store.addMessage(phone, msg);
+    if (store.unrouted.delete(phone)) this.lists.renderSoon();
+    if (isNew && newer) {
+      const viewing = this.pane.isViewing(phone);
+      store.touchConversation(phone, msg, !viewing);
+      if (viewing) this.pane.markRead(phone);
+      else this.notify(phone, msg);
+    }
+  }
+
+  onUnroutedInbound(msg) {
+    const store = this.store;
+    const phone = msg.from;
+    const isNew = !store.bySid.has(msg.sid);
+    store.bySid.set(msg.sid, { ...(store.bySid.get(msg.sid) ?? {}), ...msg });
+    const entry = store.unrouted.get(phone);
+    if (!entry || ts(msg.at) >= ts(entry.lastAt)) {
+      store.unrouted.set(phone, {
+        phone,
+        lastMessage: { sid: msg.sid, direction: "inbound", body: msg.displayBody, at: msg.at },
+        unread: (entry?.unread ?? 0) + (isNew ? 1 : 0),
+        lastAt: msg.at,
+      });
+      this.lists.renderSoon();
+      if (isNew) this.notify(phone, msg);
+    }
+  }
+
+  notify(phone, msg) {
+    notify(this.store, phone, msg, () => {
+      if (this.store.convs.has(phone)) this.pane.open(phone);
+    });
+  }
+}

@@ -1,0 +1,86 @@
+// The sidebar: this desk's conversations, the unrouted "new conversations"
+// waiting to be claimed, and the notice line above them.
+import { ApiError, explainApiError } from "./api.js";
+import { updateTitle } from "./notifications.js";
+import { $, renderConversations, renderUnrouted } from "./render.js";
+import { ts } from "./state.js";
+
+export class ConversationLists {
+  /** onOpen(phone) opens a conversation in the pane. */
+  constructor({ api, store, onOpen }) {
+    this.api = api;
+    this.store = store;
+    this.onOpen = onOpen;
+    this.renderQueued = false;
+    this.noticeTimer = null;
+  }
+
+  render() {
+    const store = this.store;
+    const convs = [...store.convs.values()].sort((a, b) => ts(b.lastAt) - ts(a.lastAt));
+    renderConversations($("conv-list"), convs, { current: store.current, onOpen: this.onOpen });
+    $("conv-empty").hidden = convs.length > 0;
+    const unrouted = [...store.unrouted.values()].sort((a, b) => ts(b.lastAt) - ts(a.lastAt));
+    renderUnrouted($("unrouted-list"), unrouted, { onClaim: (phone) => this.claim(phone), busy: store.claiming });
+    $("unrouted-section").hidden = unrouted.length === 0;
+    updateTitle(store);
+  }
+
+  /** Render once after the current burst of changes. */
+  renderSoon() {
+    if (this.renderQueued) return;
+    this.renderQueued = true;
+    setTimeout(() => {
+      this.renderQueued = false;
+      this.render();
+    }, 0);
+  }
+
+  showNotice(text) {
+    const box = $("list-notice");
+    box.textContent = text;
+    box.hidden = !text;
+    clearTimeout(this.noticeTimer);
+    if (text) this.noticeTimer = setTimeout(() => { box.hidden = true; box.textContent = ""; }, 8000);
+  }
+
+  /** Load both lists from the server, keeping anything newer we already know. */
+  async refresh() {
+    const store = this.store;
+    const [c, u] = await Promise.all([this.api.conversations(), this.api.unrouted()]);
+    for (const item of c?.conversations ?? []) {
+      const local = store.convs.get(item.phone);
+      if (local && ts(local.lastAt) > ts(item.lastAt)) {
+        local.unread = Math.max(local.unread, item.unread ?? 0);
+      } else {
+        store.convs.set(item.phone, { ...item, unread: item.unread ?? 0, lastAt: item.lastAt ?? item.lastMessage?.at });
+      }
+    }
+    store.unrouted.clear();
+    for (const item of u?.conversations ?? []) {
+      if (!store.convs.has(item.phone)) {
+        store.unrouted.set(item.phone, { ...item, lastAt: item.lastAt ?? item.lastMessage?.at });
+      }
+    }
+    this.render();
+  }
+
+  async claim(phone) {
+    const store = this.store;
+    if (store.claiming.has(phone)) return;
+    store.claiming.add(phone);
+    this.render();
+    try {
+      await this.api.claim(phone);
+      store.claimed(phone, store.session.webAppId);
+      store.claiming.delete(phone);
+      this.render();
+      this.onOpen(phone);
+    } catch (err) {
+      store.claiming.delete(phone);
+      if (err instanceof ApiError && err.code === "already_claimed") store.unrouted.delete(phone);
+      this.render();
+      this.showNotice(explainApiError(err));
+    }
+  }
+}

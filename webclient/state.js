@@ -1,0 +1,174 @@
+// The desk's data: the session, the conversation lists, and every message
+// known so far, merged by MessageSid. Nothing here touches the DOM; the screen
+// hears about changes through the three callbacks set in app.js.
+
+const STATUS_RANK = {
+  pending: 0, accepted: 1, queued: 1, sending: 2, sent: 3, delivered: 4, read: 5, failed: 9, undelivered: 9,
+};
+export const rank = (s) => STATUS_RANK[s] ?? 0;
+
+/** Milliseconds since the epoch for an ISO time; 0 when missing or invalid. */
+export function ts(iso) {
+  const t = Date.parse(iso ?? "");
+  return Number.isNaN(t) ? 0 : t;
+}
+
+/** Merge what we learnt about a message into what we knew; status never goes backwards. */
+export function mergeMessage(old, msg) {
+  if (!old) return { ...msg };
+  const out = { ...old };
+  for (const [k, v] of Object.entries(msg)) {
+    if (v === undefined || v === null) continue;
+    if (k === "status" || k === "errorCode" || k === "errorMessage" || k === "at") continue;
+    if (k === "media" && (!v.length && old.media?.length)) continue;
+    out[k] = v;
+  }
+  if (!old.at) out.at = msg.at;
+  if (rank(msg.status) > rank(old.status) || !old.status) {
+    out.status = msg.status;
+    out.errorCode = msg.errorCode ?? null;
+    out.errorMessage = msg.errorMessage ?? null;
+  }
+  return out;
+}
+
+const noop = () => {};
+
+export class Store {
+  constructor() {
+    this.session = null;
+    this.convs = new Map(); // phone -> {phone, lastMessage, unread, lastAt}
+    this.unrouted = new Map(); // phone -> {phone, lastMessage, unread, lastAt}
+    this.threads = new Map(); // phone -> {sids: Set, next, loaded, loading}
+    this.bySid = new Map(); // sid -> Message
+    this.pendingStatus = new Map(); // sid -> status update that arrived before its message
+    this.pendingReminder = new Map();
+    this.cursor = null;
+    this.current = null; // phone of the open conversation
+    this.claiming = new Set();
+    this.drafts = new Map();
+
+    /** A message of the open, loaded conversation was added or merged. */
+    this.onShow = noop;
+    /** A message of the open conversation changed status or reminder state. */
+    this.onChange = noop;
+    /** The conversation lists changed. */
+    this.onLists = noop;
+  }
+
+  /** Forget everything but the session. */
+  clear() {
+    this.convs.clear();
+    this.unrouted.clear();
+    this.threads.clear();
+    this.bySid.clear();
+    this.pendingStatus.clear();
+    this.pendingReminder.clear();
+    this.claiming.clear();
+    this.drafts.clear();
+    this.cursor = null;
+    this.current = null;
+  }
+
+  thread(phone) {
+    let t = this.threads.get(phone);
+    if (!t) {
+      t = { sids: new Set(), next: null, loaded: false, loading: false };
+      this.threads.set(phone, t);
+    }
+    return t;
+  }
+
+  /** Upsert a message by sid and show it if its conversation is open. */
+  addMessage(phone, msg) {
+    let merged = mergeMessage(this.bySid.get(msg.sid), msg);
+    const pending = this.pendingStatus.get(msg.sid);
+    if (pending) {
+      this.pendingStatus.delete(msg.sid);
+      merged = mergeMessage(merged, { status: pending.status, errorCode: pending.errorCode, errorMessage: pending.errorMessage });
+    }
+    const reminder = this.pendingReminder.get(msg.sid);
+    if (reminder) {
+      this.pendingReminder.delete(msg.sid);
+      merged.reminder = reminder;
+    }
+    this.bySid.set(msg.sid, merged);
+    const t = this.thread(phone);
+    if (t.loaded || t.loading) t.sids.add(msg.sid);
+    if (this.current === phone && t.loaded) this.onShow(merged);
+    return merged;
+  }
+
+  applyStatus(sid, status, errorCode, errorMessage) {
+    if (!sid || !status) return;
+    const msg = this.bySid.get(sid);
+    if (!msg) {
+      const prev = this.pendingStatus.get(sid);
+      if (!prev || rank(status) > rank(prev.status)) this.pendingStatus.set(sid, { status, errorCode, errorMessage });
+      if (this.pendingStatus.size > 500) this.pendingStatus.delete(this.pendingStatus.keys().next().value);
+      return;
+    }
+    if (rank(status) <= rank(msg.status)) return; // never backwards; failed/undelivered are final
+    msg.status = status;
+    msg.errorCode = errorCode || null;
+    msg.errorMessage = errorMessage || null;
+    const phone = msg.direction === "outbound" ? msg.to : msg.from;
+    if (this.current === phone) this.onChange(msg);
+  }
+
+  applyReminder(sid, state) {
+    if (!sid || !state) return;
+    const msg = this.bySid.get(sid);
+    if (!msg) {
+      this.pendingReminder.set(sid, state);
+      return;
+    }
+    msg.reminder = state;
+    const phone = msg.direction === "outbound" ? msg.to : msg.from;
+    if (this.current === phone) this.onChange(msg);
+  }
+
+  /** Make msg the conversation's last message if it is the newest; optionally count it unread. */
+  touchConversation(phone, msg, countUnread) {
+    const conv = this.convs.get(phone) ?? { phone, lastMessage: null, unread: 0, lastAt: null };
+    if (!conv.lastAt || ts(msg.at) >= ts(conv.lastAt)) {
+      conv.lastMessage = { sid: msg.sid, direction: msg.direction, body: msg.displayBody ?? msg.body, at: msg.at, media: msg.media };
+      conv.lastAt = msg.at;
+    }
+    if (countUnread) conv.unread = (conv.unread ?? 0) + 1;
+    this.convs.set(phone, conv);
+    this.onLists();
+  }
+
+  /** A new conversation was claimed (by webAppId): it leaves the unrouted list. */
+  claimed(phone, webAppId) {
+    if (!phone) return;
+    const entry = this.unrouted.get(phone);
+    this.unrouted.delete(phone);
+    if (webAppId && webAppId === this.session?.webAppId && !this.convs.has(phone)) {
+      this.convs.set(phone, {
+        phone,
+        lastMessage: entry?.lastMessage ?? null,
+        unread: entry?.unread ?? 0,
+        lastAt: entry?.lastAt ?? new Date().toISOString(),
+      });
+    }
+    this.onLists();
+  }
+
+  /** Zero a conversation's unread count; false if there is no such conversation. */
+  markRead(phone) {
+    const conv = this.convs.get(phone);
+    if (!conv) return false;
+    conv.unread = 0;
+    this.onLists();
+    return true;
+  }
+
+  totalUnread() {
+    let n = 0;
+    for (const c of this.convs.values()) n += c.unread > 0 ? c.unread : 0;
+    for (const c of this.unrouted.values()) n += c.unread > 0 ? c.unread : 0;
+    return n;
+  }
+}
