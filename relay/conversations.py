@@ -91,7 +91,9 @@ class Conversations:
         status = latest(self._store.statuses(m.sid)) if m.direction == "outbound" else None
         p = m.payload
         ours = str(p.get("To" if m.direction == "inbound" else "From") or m.our_side)
-        reminder = self._store.kv_get("reminder-state", m.sid, self._clock.now())
+        # Only reminders can have an answer: no store read for every other message of the page.
+        pending = p.get("reminder") == "pending"
+        reminder = self._store.kv_get("reminder-state", m.sid, self._clock.now()) if pending else None
         return {
             "sid": m.sid,
             "direction": m.direction,
