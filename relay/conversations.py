@@ -10,7 +10,7 @@ from relay.outbox import Outbox
 from relay.phones import normalise
 from relay.settings import Settings
 from relay.statuses import latest
-from relay.store import UNROUTED, Conversation, Event, MessageRecord, Store
+from relay.store import UNROUTED, Conversation, Event, MessageRecord, StatusRecord, Store
 from relay.topics import Topics
 from relay.twilio_gateway import Media, TwilioGateway
 
@@ -42,7 +42,8 @@ class Conversations:
             page, cursor = self._store.history(web_app_id, phone, before or None, limit)
         except ValueError:
             raise BadRequest("'before' is not a cursor this API gave out.", code="invalid_cursor") from None
-        return {"messages": [self._message(m) for m in page], "next": cursor}
+        statuses = self._store.statuses_of([m.sid for m in page if m.direction == "outbound"])
+        return {"messages": [self._message(m, statuses.get(m.sid, [])) for m in page], "next": cursor}
 
     def mark_read(self, web_app_id: str, phone_raw: str) -> None:
         self._store.mark_read(web_app_id, normalise(phone_raw, field="phone"))
@@ -87,8 +88,8 @@ class Conversations:
         page, _ = self._store.history(UNROUTED, phone, None, 1)
         return page[0].our_side if page else self._settings.our_side
 
-    def _message(self, m: MessageRecord) -> dict[str, Any]:
-        status = latest(self._store.statuses(m.sid)) if m.direction == "outbound" else None
+    def _message(self, m: MessageRecord, statuses: list[StatusRecord]) -> dict[str, Any]:
+        status = latest(statuses)
         p = m.payload
         ours = str(p.get("To" if m.direction == "inbound" else "From") or m.our_side)
         # Only reminders can have an answer: no store read for every other message of the page.

@@ -136,6 +136,19 @@ def test_statuses_dedupe_and_keep_recorded_order(store: Store) -> None:
     assert [e.key for e in store.events_after([DESK], None, 10)][1:] == keys
 
 
+def test_statuses_of_a_page_come_back_per_message_in_order(store: Store) -> None:
+    sids = [f"SMp{i:02d}" for i in range(25)]
+    for i, sid in enumerate(sids):
+        for j, name in enumerate(("queued", "sent", "delivered")[: 1 + i % 3]):
+            store.add_status(StatusRecord(sid, name, None, None, at(i + j)), Event(DESK, "status", {}, at(i + j)))
+    found = store.statuses_of([*sids, "SM-none"])
+    assert set(found) == {*sids, "SM-none"}
+    assert found["SM-none"] == []
+    for i, sid in enumerate(sids):
+        assert found[sid] == store.statuses(sid)
+        assert [r.status for r in found[sid]] == ["queued", "sent", "delivered"][: 1 + i % 3]
+
+
 # -- routes
 
 

@@ -84,6 +84,9 @@ class Store(Protocol):
     def statuses(self, sid: str) -> list[StatusRecord]:
         """In the order they were recorded."""
 
+    def statuses_of(self, sids: list[str]) -> dict[str, list[StatusRecord]]:
+        """`statuses` for a page of messages in as few round trips as the backend allows."""
+
     def history(
         self, web_app_id: str, phone: str, before: str | None, limit: int
     ) -> tuple[list[MessageRecord], str | None]:

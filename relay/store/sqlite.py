@@ -187,6 +187,18 @@ class SqliteStore:
         rows = self._read("SELECT * FROM statuses WHERE sid = ? ORDER BY seq", (sid,))
         return [StatusRecord(r["sid"], r["status"], r["error_code"], r["error_message"], _dt(r["at"])) for r in rows]
 
+    def statuses_of(self, sids: list[str]) -> dict[str, list[StatusRecord]]:
+        found: dict[str, list[StatusRecord]] = {sid: [] for sid in sids}
+        for start in range(0, len(sids), 500):
+            chunk = sids[start : start + 500]
+            marks = ",".join("?" for _ in chunk)
+            sql = f"SELECT * FROM statuses WHERE sid IN ({marks}) ORDER BY seq"  # noqa: S608 - placeholders only
+            for r in self._read(sql, tuple(chunk)):
+                found[r["sid"]].append(
+                    StatusRecord(r["sid"], r["status"], r["error_code"], r["error_message"], _dt(r["at"]))
+                )
+        return found
+
     def history(
         self, web_app_id: str, phone: str, before: str | None, limit: int
     ) -> tuple[list[MessageRecord], str | None]:

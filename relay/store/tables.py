@@ -339,6 +339,21 @@ class TableStore:
             for r in rows
         ]
 
+    def statuses_of(self, sids: list[str]) -> dict[str, list[StatusRecord]]:
+        found: dict[str, list[StatusRecord]] = {sid: [] for sid in sids}
+        for start in range(0, len(sids), 20):  # OR-ed partition keys keep the query URL short
+            chunk = sids[start : start + 20]
+            query = " or ".join(f"PartitionKey eq @p{i}" for i in range(len(chunk)))
+            with _guard("statuses_of"):
+                rows = self._query(STATUSES, query, {f"p{i}": _enc(sid) for i, sid in enumerate(chunk)})
+            for r in sorted(rows, key=lambda r: str(r["event_key"])):
+                found[str(r["sid"])].append(
+                    StatusRecord(
+                        r["sid"], r["status"], r.get("error_code"), r.get("error_message"), _from_stamp(r["at"])
+                    )
+                )
+        return found
+
     # -- history and conversations
 
     def history(
