@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -14,9 +13,6 @@ from relay.errors import TooManyRequests, Unauthorized
 from relay.settings import Settings
 from relay.store import Store
 from relay.tokens import TokenIssuer, new_client_id, new_web_app_id
-from relay.topics import Topics
-
-log = logging.getLogger("relay.sessions")
 
 ALIAS_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 LOGIN_WINDOW = timedelta(minutes=15)
@@ -52,7 +48,6 @@ class Sessions:
         self._issuer = issuer
         self._clock = clock
         self._access = access
-        self._topics = Topics(settings.mqtt_topic_prefix)
 
     @property
     def ttl(self) -> timedelta:
