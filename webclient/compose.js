@@ -100,15 +100,7 @@ export class Composer {
     counter.textContent = describeSegments(text);
     counter.classList.toggle("over", c.tooLong);
     $("compose-send").disabled = this.sending || c.tooLong || text.trim() === "";
-    const limit = describeLimit(text);
-    const err = $("compose-error");
-    if (limit) {
-      err.textContent = limit;
-      err.dataset.kind = "limit";
-    } else if (err.dataset.kind === "limit") {
-      err.textContent = "";
-      err.dataset.kind = "";
-    }
+    showLimit($("compose-error"), text);
     $("compose-text").setAttribute("aria-invalid", c.tooLong ? "true" : "false");
   }
 
@@ -243,15 +235,7 @@ export class NewMessageForm {
     const c = countSegments(text);
     $("new-counter").textContent = describeSegments(text);
     $("new-counter").classList.toggle("over", c.tooLong);
-    const err = $("new-error");
-    const limit = describeLimit(text);
-    if (limit) {
-      err.textContent = limit;
-      err.dataset.kind = "limit";
-    } else if (err.dataset.kind === "limit") {
-      err.textContent = "";
-      err.dataset.kind = "";
-    }
+    showLimit($("new-error"), text);
     $("new-send").disabled = this.sending || !check.ok || c.tooLong || text.trim() === "";
   }
 
@@ -320,5 +304,17 @@ export class NewMessageForm {
       $("new-send").textContent = "Send";
       this.update();
     }
+  }
+}
+
+// The length warning shares its box with API errors: clear it only if it is the one showing.
+function showLimit(err, text) {
+  const limit = describeLimit(text);
+  if (limit) {
+    err.textContent = limit;
+    err.dataset.kind = "limit";
+  } else if (err.dataset.kind === "limit") {
+    err.textContent = "";
+    err.dataset.kind = "";
   }
 }

@@ -16,6 +16,7 @@ import httpx
 from tests.support.broker import BrokerProcess
 from tests.support.mosquitto import MosquittoProcess
 from tests.support.ports import free_port
+from tests.support.processes import terminate
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -81,14 +82,7 @@ class DevhostProcess:
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(8)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        terminate(proc, timeout=8)
 
     def session(self, **extra: Any) -> dict[str, Any]:
         """A new desk session, as a browser tab would open one."""
