@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from relay.clock import Clock
-from relay.errors import BadRequest, RelayError, StoreUnavailable
+from relay.errors import BadRequest, RelayError, Unavailable, UpstreamRefused
 from relay.inbound import Inbound
 from relay.phones import mask
 from relay.settings import Settings
@@ -77,7 +77,7 @@ class Poller:
                     break
                 try:
                     self._ingest(item)
-                except StoreUnavailable:
+                except (Unavailable, UpstreamRefused):  # the store, or Twilio's media list: next run resumes here
                     complete = False
                     break
                 ingested += 1
@@ -102,8 +102,11 @@ class Poller:
         return sorted(found.values(), key=lambda item: item.date_sent)
 
     def _ingest(self, item: InboundListing) -> None:
+        params = item.params
+        if params.get("NumMedia", "0") != "0":
+            params = {**params, **self._gateway.media_params(params["MessageSid"])}
         try:
-            result = self._inbound.ingest(item.params)
+            result = self._inbound.ingest(params)
         except BadRequest as exc:
             # It can never succeed; stopping here would stall every later message behind it.
             log.error("poll: message %s skipped: %s", item.params.get("MessageSid"), exc.message)

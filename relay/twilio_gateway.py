@@ -111,7 +111,7 @@ class TwilioGateway:
         return service_sid is None or m.messaging_service_sid == service_sid
 
     def _listing(self, m: Any) -> InboundListing:
-        """The webhook's form, as far as the Message resource tells it, media URLs included."""
+        """The webhook's form, as far as the Message resource tells it; media URLs come from `media_params`."""
         params = {
             "MessageSid": str(m.sid),
             "SmsSid": str(m.sid),
@@ -127,19 +127,20 @@ class TwilioGateway:
         }
         if m.messaging_service_sid:
             params["MessagingServiceSid"] = str(m.messaging_service_sid)
-        if params["NumMedia"] != "0":
-            params.update(self._media_params(str(m.sid)))
         return InboundListing(params=params, date_sent=m.date_sent)
 
-    def _media_params(self, sid: str) -> dict[str, str]:
-        """MediaUrlN/MediaContentTypeN as the webhook has them; media Twilio no longer lists is left out."""
-        try:
-            media = self._client.messages(sid).media.list(limit=10)
-        except TwilioRestException as exc:
-            if exc.status != 404:
-                raise
-            log.warning("media of %s could not be listed (HTTP 404); stored without it", sid)
-            return {}
+    def media_params(self, sid: str) -> dict[str, str]:
+        """MediaUrlN/MediaContentTypeN as the webhook has them; media Twilio no longer lists is left out.
+
+        A separate call, so a poller asks only for messages it has not stored yet."""
+        with _twilio_errors():
+            try:
+                media = self._client.messages(sid).media.list(limit=10)
+            except TwilioRestException as exc:
+                if exc.status != 404:
+                    raise
+                log.warning("media of %s could not be listed (HTTP 404); stored without it", sid)
+                return {}
         base = self._client.api.base_url.rstrip("/")
         params = {}
         for index, item in enumerate(media):
