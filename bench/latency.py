@@ -118,16 +118,7 @@ def _measure_inbound(
     rate: float,
     warmup: int,
 ) -> None:
-    mqtt = dev.session()["mqtt"]
-    assert isinstance(mqtt, dict)
-    sub = Subscriber(
-        broker.ws_port,
-        transport="websockets",
-        client_id=str(mqtt["clientId"]),
-        username=str(mqtt["username"]),
-        password=str(mqtt["password"]),
-        topics=["sms/unrouted/#"],
-    )
+    sub = Subscriber.for_session(dev.session(), broker.ws_port, "websockets", ["sms/unrouted/#"])
     sub.start()
     user, password = broker.service_credentials()
     raw = Publisher(broker.mqtt_port, "relay-service-bench-raw", user, password)

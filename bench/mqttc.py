@@ -16,6 +16,22 @@ SID = re.compile(rb'"MessageSid":\s*"(\w+)"')
 class Subscriber:
     """Records when each MessageSid arrives (perf_counter), and every arrival for exactly-once checks."""
 
+    @classmethod
+    def for_session(
+        cls, session: dict[str, object], port: int, transport: Literal["tcp", "websockets"], topics: list[str]
+    ) -> Subscriber:
+        """A desk's subscriber, with the MQTT credentials `/api/session` answered."""
+        mqtt_creds = session["mqtt"]
+        assert isinstance(mqtt_creds, dict)
+        return cls(
+            port,
+            transport=transport,
+            client_id=str(mqtt_creds["clientId"]),
+            username=str(mqtt_creds["username"]),
+            password=str(mqtt_creds["password"]),
+            topics=topics,
+        )
+
     def __init__(
         self,
         port: int,

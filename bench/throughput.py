@@ -63,16 +63,7 @@ def run_throughput(
     dev = start_devhost(workdir, broker, name, wrapper=wrapper)
     result = ThroughputResult(broker.kind, float(seconds), connections)
     try:
-        mqtt = dev.session()["mqtt"]
-        assert isinstance(mqtt, dict)
-        sub = Subscriber(
-            broker.mqtt_port,
-            transport="tcp",
-            client_id=str(mqtt["clientId"]),
-            username=str(mqtt["username"]),
-            password=str(mqtt["password"]),
-            topics=["sms/unrouted/#"],
-        )
+        sub = Subscriber.for_session(dev.session(), broker.mqtt_port, "tcp", ["sms/unrouted/#"])
         sub.start()
         try:
             prefix = workdir / f"{name}-requests"
