@@ -28,10 +28,11 @@ class Outbox:
         self._topics = topics
         self._clock = clock
         self._drain_lock = threading.Lock()
-        self._acks: queue.SimpleQueue[Event] = queue.SimpleQueue()
+        self._acks: queue.SimpleQueue[Event | None] = queue.SimpleQueue()  # None: stop
         self._unmarked: set[str] = set()
         self._unmarked_lock = threading.Lock()
-        threading.Thread(target=self._record_acks, name="outbox-acks", daemon=True).start()
+        self._recorder = threading.Thread(target=self._record_acks, name="outbox-acks", daemon=True)
+        self._recorder.start()
 
     def topic(self, event: Event) -> str:
         return self._topics.of(event.audience, event.kind)
@@ -55,19 +56,30 @@ class Outbox:
 
     def _record_acks(self) -> None:
         """Marks acknowledged events published, many per write, so PUBACKs never queue on the store's lock."""
-        while True:
-            batch = [self._acks.get()]
-            while len(batch) < 500:
+        stopping = False
+        while not stopping:
+            batch: list[Event] = []
+            item = self._acks.get()
+            while item is not None and len(batch) < 500:
+                batch.append(item)
                 try:
-                    batch.append(self._acks.get_nowait())
+                    item = self._acks.get_nowait()
                 except queue.Empty:
                     break
+            stopping = item is None
+            if not batch:
+                continue
             try:
                 self._store.mark_published(*batch)
             except StoreError:
                 log.exception("could not mark %d events published; they may be published again", len(batch))
             with self._unmarked_lock:
                 self._unmarked.difference_update(e.key for e in batch)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Record the acknowledgements already received, then stop; the store must outlive this call."""
+        self._acks.put(None)
+        self._recorder.join(timeout)
 
     def _settled(self, key: str) -> bool:
         """Published, or about to be: in paho's hands, or acknowledged and waiting to be marked."""

@@ -66,6 +66,7 @@ class Runtime:
 
     def close(self) -> None:
         self.publisher.stop()
+        self.outbox.close()
         self.store.close()
 
 

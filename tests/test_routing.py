@@ -153,3 +153,14 @@ def test_history_pages_in_order_without_gaps(runtime: Runtime) -> None:
         if cursor is None:
             break
     assert seen == [f"m{i}" for i in reversed(range(12))] + ["start"]
+
+
+def test_closing_the_outbox_records_every_acknowledgement_first(runtime: Runtime) -> None:
+    """Acks are written by a background thread; Runtime.close() closes the outbox, then the store."""
+    a, phone = desk(runtime), fresh_phone()
+    sids = [phone_says(runtime, phone, f"ack {i}")["MessageSid"] for i in range(30)]
+    text(runtime, a, phone)
+    runtime.publisher.stop()
+    runtime.outbox.close()
+    pending = runtime.store.pending_events(clock(runtime).now(), 500)
+    assert [e for e in pending if e.payload.get("MessageSid") in sids] == []
