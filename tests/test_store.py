@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import threading
 import time
 import uuid
@@ -424,6 +426,29 @@ def test_purge_removes_old_rows_and_keeps_new_ones(store: Store) -> None:
 
 def test_ping_on_a_live_store(store: Store) -> None:
     store.ping()
+
+
+def test_sqlite_commits_reach_the_database_file_without_a_commit_paying_for_it(tmp_path: Path) -> None:
+    """Automatic checkpoints are off, so without the checkpointer thread this data would stay in the WAL."""
+    path = tmp_path / "relay.db"
+    store = SqliteStore(str(path))
+    try:
+        for i in range(50):
+            save(store, message(f"SMc{i}", at(i)))
+        copy = tmp_path / "copy.db"
+        deadline = time.monotonic() + 5
+        while True:
+            copy.write_bytes(path.read_bytes())  # the database file alone, without its -wal
+            with contextlib.closing(sqlite3.connect(copy)) as db:
+                tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
+                rows = db.execute("SELECT count(*) FROM messages").fetchone()[0] if "messages" in tables else 0
+            if rows == 50 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert rows == 50
+    finally:
+        store.close()
+    assert not Path(f"{path}-wal").exists()
 
 
 def test_table_store_on_a_dead_port_fails_fast() -> None:

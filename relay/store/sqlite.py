@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -21,6 +22,10 @@ from relay.store.base import (
     StatusRecord,
     StoreError,
 )
+
+log = logging.getLogger("relay.store")
+
+CHECKPOINT_SECONDS = 0.25
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -68,6 +73,8 @@ class SqliteStore:
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._writer = threading.Lock()
+        self._closing = threading.Event()
+        self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="sqlite-checkpoint", daemon=True)
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         conn = self._conn()
@@ -78,6 +85,8 @@ class SqliteStore:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise StoreError(f"cannot create the SQLite schema: {exc}") from None
+        if path != ":memory:":
+            self._checkpointer.start()
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -86,6 +95,7 @@ class SqliteStore:
                 conn = sqlite3.connect(self._path, timeout=self._timeout, isolation_level=None, check_same_thread=False)
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer thread does it, off the request path
                 conn.execute(f"PRAGMA busy_timeout={int(self._timeout * 1000)}")
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot open the SQLite store: {exc}") from None
@@ -117,6 +127,16 @@ class SqliteStore:
             if conn.in_transaction:  # a failed COMMIT would otherwise leave this thread's connection stuck
                 conn.execute("ROLLBACK")
             raise StoreError(f"SQLite write failed: {exc}") from None
+
+    def _checkpoint_loop(self) -> None:
+        """Copy the WAL into the database beside the writers, never inside a request: SQLite's automatic
+        checkpoint runs in whichever commit crosses 1,000 pages and fsyncs there, which took one webhook in
+        about 150 from 0.8 ms to 4.7 ms. PASSIVE neither waits for nor blocks readers and writers."""
+        while not self._closing.wait(CHECKPOINT_SECONDS):
+            try:
+                self._conn().execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error as exc:
+                log.warning("SQLite checkpoint failed, will retry: %s", exc)
 
     def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         try:
@@ -376,6 +396,10 @@ class SqliteStore:
         self._read("SELECT 1")
 
     def close(self) -> None:
+        """The last connection to close checkpoints what is left and removes the WAL file."""
+        self._closing.set()
+        if self._checkpointer.is_alive():
+            self._checkpointer.join()
         with self._lock:
             for conn in self._all:
                 conn.close()
