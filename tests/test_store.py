@@ -451,6 +451,24 @@ def test_sqlite_commits_reach_the_database_file_without_a_commit_paying_for_it(t
     assert not Path(f"{path}-wal").exists()
 
 
+def test_sqlite_writers_in_two_workers_wait_in_line_instead_of_failing_busy(tmp_path: Path) -> None:
+    """Two stores on one file are two worker processes: the second waits its turn past its busy timeout."""
+    path = str(tmp_path / "relay.db")
+    first, second = SqliteStore(path), SqliteStore(path, timeout_seconds=0.2)
+    try:
+        saved = threading.Event()
+        with first._write():  # the other worker, mid-transaction for longer than our busy timeout
+            waiter = threading.Thread(target=lambda: (save(second, message("SMw1", at(1))), saved.set()))
+            waiter.start()
+            assert not saved.wait(0.6)
+        waiter.join(5)
+        assert saved.is_set()
+        assert first.get_message("SMw1") is not None
+    finally:
+        first.close()
+        second.close()
+
+
 def test_table_store_on_a_dead_port_fails_fast() -> None:
     dead = TableStore(connection_string(free_port()), table_prefix="dead", timeout_seconds=2.0)
     started = time.monotonic()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -74,9 +76,11 @@ class SqliteStore:
         self._lock = threading.Lock()
         self._writer = threading.Lock()
         self._closing = threading.Event()
+        self._file_lock: int | None = None
         self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="sqlite-checkpoint", daemon=True)
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self._file_lock = os.open(f"{path}.writer", os.O_RDWR | os.O_CREAT, 0o600)
         conn = self._conn()
         try:
             # executescript commits any open transaction first, so the script carries its own.
@@ -107,11 +111,19 @@ class SqliteStore:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One writer at a time in this process, queued on a lock: SQLite's own busy handler would make the
-        losers sleep in growing steps (up to 100 ms), which under load costs far more than waiting in line."""
+        """One writer at a time, queued on a thread lock and, across processes sharing the file, on a file
+        lock: SQLite's own busy handler would make the losers sleep in growing steps (1 ms up to 100 ms),
+        holding up every writer queued behind them, which under load costs far more than waiting in line."""
         conn = self._conn()
-        with self._writer, self._transaction(conn):
-            yield conn
+        with self._writer:
+            if self._file_lock is not None:
+                fcntl.flock(self._file_lock, fcntl.LOCK_EX)
+            try:
+                with self._transaction(conn):
+                    yield conn
+            finally:
+                if self._file_lock is not None:
+                    fcntl.flock(self._file_lock, fcntl.LOCK_UN)
 
     @contextmanager
     def _transaction(self, conn: sqlite3.Connection) -> Iterator[None]:
@@ -400,10 +412,13 @@ class SqliteStore:
         self._closing.set()
         if self._checkpointer.is_alive():
             self._checkpointer.join()
-        with self._lock:
+        with self._writer, self._lock:
             for conn in self._all:
                 conn.close()
             self._all.clear()
+            if self._file_lock is not None:
+                os.close(self._file_lock)
+                self._file_lock = None
         self._local = threading.local()
 
 
