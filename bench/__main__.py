@@ -47,6 +47,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--wrk-seconds", type=int, default=60)
     p.add_argument("--wrk-connections", type=int, default=64)
     p.add_argument("--wrk-threads", type=int, default=2)
+    p.add_argument("--devhost-workers", type=int, default=2, help="scenario 2 devhost worker processes")
     p.add_argument("--sign-rate", type=int, default=2500, help="pre-signed webhooks per second of wrk run")
     p.add_argument("--fanout-clients", type=int, default=1000)
     p.add_argument("--fanout-workers", type=int, default=2)
@@ -147,6 +148,7 @@ def _throughput(run: Run, args: argparse.Namespace, workdir: Path, broker: Broke
         connections=args.wrk_connections,
         threads=args.wrk_threads,
         sign_rate=args.sign_rate,
+        workers=args.devhost_workers,
     )
     run.throughput.append(result)
     run.errors += [f"{broker.kind} throughput: {f}" for f in result.failures]

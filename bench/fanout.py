@@ -19,7 +19,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from bench.mqttc import Publisher
+from bench.mqttc import MaskingClient, Publisher
 from bench.procs import Broker
 from bench.stats import Summary
 
@@ -68,7 +68,7 @@ class _Desks:
 
     def _connect(self, port: int, cred: Credential) -> mqtt.Client:
         client_id, username, password, topic = cred
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, transport="websockets", userdata=topic)
+        client = MaskingClient(CallbackAPIVersion.VERSION2, client_id=client_id, transport="websockets", userdata=topic)
         client.ws_set_options(path="/mqtt")
         client.username_pw_set(username, password)
         client.on_connect = self._on_connect

@@ -165,6 +165,8 @@ def _measure_inbound(
     finally:
         raw.stop()
         sub.stop()
+        if sub.dropped:
+            result.notes.append(f"the WebSocket subscriber lost its connection {sub.dropped} times")
         for name, target in targets.items():
             target.close()
             if target.reconnects:

@@ -13,6 +13,28 @@ from paho.mqtt.enums import CallbackAPIVersion
 SID = re.compile(rb'"MessageSid":\s*"(\w+)"')
 
 
+class _MaskedWebsocket(mqtt._WebsocketWrapper):
+    """paho 2.2.0 answers a server's Ping with an unmasked Pong (and a Close with an unmasked Close).
+
+    RFC 6455 §5.1: a client masks every frame, and a server must fail the connection on an unmasked one. The
+    websockets server under amqtt pings every 20 s and closes with 1002 "incorrect masking" on paho's Pong;
+    Mosquitto does not ping, so it never showed. Masking costs nothing here.
+    """
+
+    def _create_frame(self, opcode: int, data: bytearray, do_masking: int = 1) -> bytearray:
+        return super()._create_frame(opcode, data, 1)
+
+
+class MaskingClient(mqtt.Client):
+    """A paho client whose WebSocket transport masks every frame it sends (see `_MaskedWebsocket`)."""
+
+    def _create_socket(self) -> mqtt.SocketLike:
+        sock = super()._create_socket()
+        if isinstance(sock, mqtt._WebsocketWrapper):
+            sock.__class__ = _MaskedWebsocket
+        return sock
+
+
 class Subscriber:
     """Records when each MessageSid arrives (perf_counter), and every arrival for exactly-once checks."""
 
@@ -44,16 +66,24 @@ class Subscriber:
     ) -> None:
         self.arrivals: dict[str, float] = {}
         self.order: list[str] = []
+        self.dropped = 0
         self._cond = threading.Condition()
         self._ready = threading.Event()
+        self._unsubscribed = threading.Event()
         self._port = port
         self._topics = topics
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, transport=transport)
+        # A persistent session: if the connection drops, the broker queues QoS 1 messages for us and resends the
+        # unacknowledged ones when paho reconnects, so a drop costs latency, not messages.
+        client = MaskingClient(
+            CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False, transport=transport
+        )
         if transport == "websockets":
             client.ws_set_options(path="/mqtt")
         client.username_pw_set(username, password)
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
+        client.on_unsubscribe = self._on_unsubscribe
+        client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         self.client = client
 
@@ -63,6 +93,14 @@ class Subscriber:
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
         self._ready.set()
+
+    def _on_unsubscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
+        self._unsubscribed.set()
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        """Counted so a scenario can report drops, which the persistent session turns into delays."""
+        if reason.is_failure:
+            self.dropped += 1
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         now = time.perf_counter()
@@ -91,7 +129,11 @@ class Subscriber:
         with self._cond:
             return len(self.order)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
+        """Unsubscribe first: the session outlives the connection, and the broker would keep queueing for it."""
+        result, _ = self.client.unsubscribe(self._topics)
+        if result == mqtt.MQTT_ERR_SUCCESS:
+            self._unsubscribed.wait(timeout)
         self.client.disconnect()
         self.client.loop_stop()
 

@@ -209,6 +209,7 @@ def start_devhost(
     tls: bool = False,
     cert: Path | None = None,
     wrapper: list[str] | None = None,
+    workers: int = 1,
 ) -> Devhost:
     """devhost with the sandbox on a known Twilio account, publishing to `broker` (over TLS when asked)."""
     port = free_port()
@@ -233,6 +234,7 @@ def start_devhost(
         env["SSL_CERT_FILE"] = str(cert)  # paho's tls_set() loads the default CAs, which OpenSSL reads from here
     cmd = [*(wrapper or [sys.executable]), "-m", "devhost", "--http-port", str(port), "--data-dir", str(data)]
     cmd += ["--mqtt-port", str(broker.mqtt_port), "--ws-port", str(broker.ws_port), "--sandbox"]
+    cmd += ["--workers", str(workers)]
     begin = time.monotonic()
     proc = spawn(name, cmd, workdir, env)
     base_url = f"http://127.0.0.1:{port}"

@@ -55,12 +55,13 @@ def run_throughput(
     connections: int,
     threads: int,
     sign_rate: int,
+    workers: int = 1,
     profile_to: Path | None = None,
 ) -> ThroughputResult:
     """`sign_rate` bounds the webhooks/s the pre-signed files can feed; running out fails the run."""
     name = f"devhost-{broker.kind}-{'profile' if profile_to else 'wrk'}"
     wrapper = None if profile_to is None else [".venv/bin/python", "-m", "bench.sampler", str(profile_to), "--"]
-    dev = start_devhost(workdir, broker, name, wrapper=wrapper)
+    dev = start_devhost(workdir, broker, name, wrapper=wrapper, workers=workers)
     result = ThroughputResult(broker.kind, float(seconds), connections)
     try:
         sub = Subscriber.for_session(dev.session(), broker.mqtt_port, "tcp", ["sms/unrouted/#"])
@@ -74,6 +75,8 @@ def run_throughput(
             _check(result, slices, sub.order)
         finally:
             sub.stop()
+            if sub.dropped:
+                result.failures.append(f"the subscriber lost its connection {sub.dropped} times")
         result.peak_rss = dev.process.peak_rss()
     finally:
         dev.stop()

@@ -38,7 +38,7 @@ def development_environment(
     environ: dict[str, str],
     *,
     sandbox: bool,
-    http_base: str,
+    sandbox_base: str,
     mqtt_port: int,
     ws_port: int,
     secrets_path: Path,
@@ -56,5 +56,5 @@ def development_environment(
         env.setdefault("TWILIO_AUTH_TOKEN", kept["SANDBOX_AUTH_TOKEN"])
         if not env.get("TWILIO_MESSAGING_SERVICE_SID"):
             env.setdefault("TWILIO_FROM_NUMBER", DEFAULT_FROM)
-        env["TWILIO_API_BASE_URL"] = f"{http_base}/sandbox/twilio"
+        env["TWILIO_API_BASE_URL"] = f"{sandbox_base}/sandbox/twilio"
     return env

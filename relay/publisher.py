@@ -184,6 +184,7 @@ class Publisher:
     def stop(self) -> None:
         if not self._started:
             return
+        self._connected.clear()  # a disconnect we asked for is not a lost connection
         self._client.disconnect()
         self._client.loop_stop()
         self._connected.clear()
