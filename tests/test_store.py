@@ -455,18 +455,64 @@ def test_sqlite_writers_in_two_workers_wait_in_line_instead_of_failing_busy(tmp_
     """Two stores on one file are two worker processes: the second waits its turn past its busy timeout."""
     path = str(tmp_path / "relay.db")
     first, second = SqliteStore(path), SqliteStore(path, timeout_seconds=0.2)
+    entered, release, saved = threading.Event(), threading.Event(), threading.Event()
+
+    def mid_transaction(db: sqlite3.Connection) -> None:  # the other worker, for longer than our busy timeout
+        entered.set()
+        release.wait(5)
+
+    def save_second() -> None:
+        save(second, message("SMw1", at(1)))
+        saved.set()
+
+    holder = threading.Thread(target=first._write, args=(mid_transaction,))
+    waiter = threading.Thread(target=save_second)
     try:
-        saved = threading.Event()
-        with first._write():  # the other worker, mid-transaction for longer than our busy timeout
-            waiter = threading.Thread(target=lambda: (save(second, message("SMw1", at(1))), saved.set()))
-            waiter.start()
-            assert not saved.wait(0.6)
+        holder.start()
+        assert entered.wait(5)
+        waiter.start()
+        assert not saved.wait(0.6)
+        release.set()
         waiter.join(5)
         assert saved.is_set()
         assert first.get_message("SMw1") is not None
     finally:
+        release.set()
+        holder.join(5)
         first.close()
         second.close()
+
+
+def test_sqlite_group_commit_keeps_one_failing_write_from_failing_the_others(tmp_path: Path) -> None:
+    """Writes queued behind a busy writer commit together; one that fails is rolled back alone."""
+    store = SqliteStore(str(tmp_path / "relay.db"))
+    entered, release = threading.Event(), threading.Event()
+
+    def busy(db: sqlite3.Connection) -> None:
+        entered.set()
+        release.wait(5)
+
+    def broken(db: sqlite3.Connection) -> None:
+        db.execute("INSERT INTO no_such_table VALUES (1)")
+
+    holder = threading.Thread(target=store._write, args=(busy,))
+    holder.start()
+    try:
+        assert entered.wait(5)
+        with ThreadPoolExecutor(9) as pool:
+            saves = [pool.submit(save, store, message(f"SMg{i}", at(i))) for i in range(8)]
+            failing = pool.submit(store._write, broken)
+            time.sleep(0.3)  # all nine queued behind the busy writer
+            release.set()
+            events = [f.result(5) for f in saves]
+            with pytest.raises(StoreError):
+                failing.result(5)
+        assert len({e.key for e in events}) == 8
+        assert all(store.get_message(f"SMg{i}") is not None for i in range(8))
+    finally:
+        release.set()
+        holder.join(5)
+        store.close()
 
 
 def test_table_store_on_a_dead_port_fails_fast() -> None:
