@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
 
 import azure.functions as func
 import httpx
@@ -15,6 +19,9 @@ from starlette.routing import Route
 from devhost.functions_host import FunctionsHost, compile_route
 from devhost.timers import Schedule, TimerJob, resolve_schedule, run_timers
 from tests.support.asgi import serve_in_thread
+from tests.support.broker import BrokerProcess
+from tests.support.devhost import DevhostProcess
+from tests.support.mqtt import Subscriber
 
 
 def test_route_templates_follow_azure() -> None:
@@ -92,3 +99,50 @@ def test_a_function_app_runs_with_real_http_requests() -> None:
     assert wrong_method.status_code == 405
     assert wrong_method.json()["error"]["code"] == "method_not_allowed"
     assert missing.status_code == 404
+
+
+def worker_pids(parent: int) -> set[int]:
+    """The function processes a devhost started (multiprocessing's resource tracker is not one)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == parent and b"spawn_main" in cmdline:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def test_several_workers_serve_one_port_with_the_sandbox_apart(
+    broker: BrokerProcess, signing_key: str, tmp_path: Path
+) -> None:
+    host = DevhostProcess(broker, tmp_path, access_code=secrets.token_urlsafe(12), signing_key=signing_key, workers=2)
+    with host:
+        assert host.sandbox_url != f"{host.base_url}/sandbox"
+        workers = worker_pids(host.pid)
+        assert len(workers) == 2
+        desk = host.session()
+        phones = [f"+1415555{3000 + i:04d}" for i in range(30)]
+        with Subscriber(broker.mqtt_port, desk) as sub, ThreadPoolExecutor(10) as pool:
+
+            def text(phone: str) -> str:
+                r = httpx.post(f"{host.sandbox_url}/phones/{phone}/reply", json={"body": "hello"}, timeout=20)
+                r.raise_for_status()
+                return str(r.json()["sid"])
+
+            sids = list(pool.map(text, phones))  # 30 webhooks at once, into two processes and one SQLite file
+            arrived: list[str] = []
+            deadline = time.monotonic() + 15
+            while len(arrived) < len(sids) and time.monotonic() < deadline:
+                arrived += [p["MessageSid"] for t, p in sub.drain(0.3) if t.endswith("/inbound")]
+        assert sorted(arrived) == sorted(sids)
+        sent = httpx.post(
+            f"{host.base_url}/api/send_sms",
+            json={"to": phones[0], "body": "Thanks, see you soon."},
+            headers={"Authorization": f"Bearer {desk['token']}"},
+            timeout=15,
+        )
+        assert sent.status_code == 201, sent.text
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers)

@@ -31,11 +31,14 @@ class DevhostProcess:
         signing_key: str,
         extra_env: dict[str, str] | None = None,
         ready_timeout: float = 30.0,
+        workers: int = 1,
     ) -> None:
         self.broker = broker
         self.http_port = free_port()
         self.base_url = f"http://127.0.0.1:{self.http_port}"
-        self.sandbox_url = f"{self.base_url}/sandbox"
+        self.workers = workers
+        self.sandbox_port = free_port() if workers > 1 else self.http_port  # several workers: the sandbox apart
+        self.sandbox_url = f"http://127.0.0.1:{self.sandbox_port}/sandbox"
         self.access_code = access_code
         self.signing_key = signing_key
         self.account_sid = "AC" + secrets.token_hex(16)
@@ -62,6 +65,8 @@ class DevhostProcess:
         env.update(self.extra_env)
         cmd = [sys.executable, "-m", "devhost", "--http-port", str(self.http_port), "--data-dir", str(self.data_dir)]
         cmd += ["--mqtt-port", str(self.broker.mqtt_port), "--ws-port", str(self.broker.ws_port), "--sandbox"]
+        if self.workers > 1:
+            cmd += ["--workers", str(self.workers), "--sandbox-port", str(self.sandbox_port)]
         with self.log_path.open("ab") as log:
             self._proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + self.ready_timeout
@@ -76,6 +81,11 @@ class DevhostProcess:
             time.sleep(0.1)
         self.stop()
         raise TimeoutError(f"devhost not healthy after {self.ready_timeout}s:\n{self.log()}")
+
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None
+        return self._proc.pid
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
