@@ -47,7 +47,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--wrk-seconds", type=int, default=60)
     p.add_argument("--wrk-connections", type=int, default=64)
     p.add_argument("--wrk-threads", type=int, default=2)
-    p.add_argument("--devhost-workers", type=int, default=2, help="scenario 2 devhost worker processes")
+    p.add_argument("--devhost-workers", type=int, default=3, help="devhost worker processes for scenario 2")
     p.add_argument("--sign-rate", type=int, default=2500, help="pre-signed webhooks per second of wrk run")
     p.add_argument("--fanout-clients", type=int, default=1000)
     p.add_argument("--fanout-workers", type=int, default=2)
@@ -169,7 +169,8 @@ def _profile(run: Run, args: argparse.Namespace, workdir: Path, broker: Broker) 
         connections=args.wrk_connections,
         threads=args.wrk_threads,
         sign_rate=args.sign_rate,
-        profile_to=workdir / "profile.json",
+        workers=args.devhost_workers,
+        profile_to=workdir / "profile.txt",
     )
 
 

@@ -62,6 +62,18 @@ def proc_status(pid: int, field_name: str) -> int:
     raise KeyError(field_name)
 
 
+def children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
 @dataclass
 class Process:
     """A child process with its log file; stop() is SIGTERM, then SIGKILL after a bounded wait."""
@@ -78,7 +90,8 @@ class Process:
         return proc_status(self.pid, "VmRSS")
 
     def peak_rss(self) -> int:
-        return proc_status(self.pid, "VmHWM")
+        """Of this process and its direct children (devhost's worker processes), summed."""
+        return sum(proc_status(pid, "VmHWM") for pid in (self.pid, *children(self.pid)))
 
     def stop(self, timeout: float = 8.0) -> None:
         if self.popen.poll() is not None:
@@ -208,7 +221,6 @@ def start_devhost(
     *,
     tls: bool = False,
     cert: Path | None = None,
-    wrapper: list[str] | None = None,
     workers: int = 1,
 ) -> Devhost:
     """devhost with the sandbox on a known Twilio account, publishing to `broker` (over TLS when asked)."""
@@ -232,7 +244,7 @@ def start_devhost(
     )
     if tls and cert is not None:
         env["SSL_CERT_FILE"] = str(cert)  # paho's tls_set() loads the default CAs, which OpenSSL reads from here
-    cmd = [*(wrapper or [sys.executable]), "-m", "devhost", "--http-port", str(port), "--data-dir", str(data)]
+    cmd = [sys.executable, "-m", "devhost", "--http-port", str(port), "--data-dir", str(data)]
     cmd += ["--mqtt-port", str(broker.mqtt_port), "--ws-port", str(broker.ws_port), "--sandbox"]
     cmd += ["--workers", str(workers)]
     begin = time.monotonic()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import subprocess
@@ -11,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import profiler
 from bench.forms import SidSource, inbound_params, signed
 from bench.mqttc import Subscriber
 from bench.procs import Broker, start_devhost
@@ -26,6 +26,7 @@ class ThroughputResult:
     broker: str
     seconds: float
     connections: int
+    workers: int
     issued: int = 0
     issued_per_thread: dict[int, int] = field(default_factory=dict)
     ok: int = 0
@@ -60,17 +61,19 @@ def run_throughput(
 ) -> ThroughputResult:
     """`sign_rate` bounds the webhooks/s the pre-signed files can feed; running out fails the run."""
     name = f"devhost-{broker.kind}-{'profile' if profile_to else 'wrk'}"
-    wrapper = None if profile_to is None else [".venv/bin/python", "-m", "bench.sampler", str(profile_to), "--"]
-    dev = start_devhost(workdir, broker, name, wrapper=wrapper, workers=workers)
-    result = ThroughputResult(broker.kind, float(seconds), connections)
+    dev = start_devhost(workdir, broker, name, workers=workers)
+    result = ThroughputResult(broker.kind, float(seconds), connections, workers)
     try:
         sub = Subscriber.for_session(dev.session(), broker.mqtt_port, "tcp", ["sms/unrouted/#"])
         sub.start()
         try:
             prefix = workdir / f"{name}-requests"
             slices = _write_requests(prefix, f"{dev.base_url}/api/receive_sms", threads, sign_rate * seconds)
+            spy = None if profile_to is None else profiler.start(dev.process.pid, seconds, profile_to)
             output = _wrk(prefix, dev.base_url, seconds=seconds, connections=connections, threads=threads)
             _parse_wrk(output, result)
+            if spy is not None and profile_to is not None:
+                result.profile = profiler.finish(spy, profile_to, seconds)
             _drain(sub, result.ok)
             _check(result, slices, sub.order)
         finally:
@@ -80,8 +83,6 @@ def run_throughput(
         result.peak_rss = dev.process.peak_rss()
     finally:
         dev.stop()
-    if profile_to is not None and profile_to.exists():
-        result.profile = json.loads(profile_to.read_text())
     return result
 
 
