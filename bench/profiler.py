@@ -17,7 +17,7 @@ from typing import Any
 
 RATE = 100  # samples per second per process
 ROLES = (  # the first frame, from the stack's root, that says what a thread is for
-    ("WorkerThread.run", "function threads (the relay's code)"),
+    ("_worker", "function threads (the relay's code)"),
     ("Client._thread_main", "paho network loop"),
     ("Outbox._record_acks", "outbox: recording PUBACKs"),
     ("SqliteStore._checkpoint_loop", "SQLite checkpointer"),

@@ -7,18 +7,18 @@ pool, as the Python worker runs them.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-import anyio
 import azure.functions as func
 from azure.functions.timer import TimerRequest
-from starlette.requests import Request
-from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from devhost.timers import Schedule, TimerJob, resolve_schedule
 
@@ -76,15 +76,26 @@ def _timer_call(user_function: Callable[..., Any], arg: str) -> Callable[[], Non
     return run
 
 
-def json_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
-    body = json.dumps({"error": {"code": code, "message": message}})
-    return Response(body, status, headers=headers, media_type="application/json")
+def json_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Reply:
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    return Reply(status, {**(headers or {}), "content-type": "application/json"}, body)
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
 
 
 class FunctionsHost:
-    def __init__(self, app: func.FunctionApp, route_prefix: str, *, threads: int = 16) -> None:
+    """An ASGI app for every path under the route prefix, without a web framework in between: this sits on the
+    path of every webhook, and Starlette's request and response objects cost more than the routing itself."""
+
+    def __init__(self, app: func.FunctionApp, route_prefix: str, *, threads: int = 6) -> None:
         self.http, self.timers = load_functions(app, route_prefix)
-        self._limiter = anyio.CapacityLimiter(threads)
+        # As the Python worker runs sync functions: a ThreadPoolExecutor, through run_in_executor.
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="function")
 
     def match(self, path: str) -> list[tuple[HttpFunction, dict[str, str]]]:
         found = []
@@ -94,47 +105,70 @@ class FunctionsHost:
                 found.append((fn, {k: unquote(v) for k, v in m.groupdict().items() if v is not None}))
         return found
 
-    async def handle(self, request: Request) -> Response:
-        raw_path = bytes(request.scope.get("raw_path") or request.url.path.encode()).decode("latin-1")
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        reply = await self.handle(scope, receive)
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers.items()]
+        headers.append((b"content-length", str(len(reply.body)).encode()))
+        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+        await send({"type": "http.response.body", "body": reply.body})
+
+    async def handle(self, scope: Scope, receive: Receive) -> Reply:
+        raw_path = bytes(scope.get("raw_path") or str(scope["path"]).encode()).decode("latin-1")
+        method = str(scope["method"])
         matches = self.match(raw_path)
         if not matches:
             return json_error(404, "not_found", "No function serves this path.")
-        allowed = [(fn, params) for fn, params in matches if request.method in fn.methods]
+        allowed = [(fn, params) for fn, params in matches if method in fn.methods]
         if not allowed:
             methods = sorted({m for fn, _ in matches for m in fn.methods})
-            return json_error(405, "method_not_allowed", "Method not allowed.", {"Allow": ", ".join(methods)})
+            return json_error(405, "method_not_allowed", "Method not allowed.", {"allow": ", ".join(methods)})
         fn, route_params = allowed[0]
-        length = request.headers.get("content-length")
+        headers: dict[str, str] = {}
+        for key, value in scope["headers"]:
+            name = key.decode("latin-1").lower()
+            text = value.decode("latin-1")
+            headers[name] = f"{headers[name]}, {text}" if name in headers else text
+        length = headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
             return json_error(413, "payload_too_large", f"The body is larger than {MAX_BODY_BYTES} bytes.")
         body = bytearray()
-        async for chunk in request.stream():
-            body.extend(chunk)
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return json_error(400, "client_disconnected", "The client went away.")
+            body.extend(message.get("body", b""))
             if len(body) > MAX_BODY_BYTES:
                 return json_error(413, "payload_too_large", f"The body is larger than {MAX_BODY_BYTES} bytes.")
-        headers = {k: v for k, v in request.headers.items() if k != "x-client-ip"}
-        if request.client:
-            headers["x-client-ip"] = request.client.host
-        query = bytes(request.scope.get("query_string", b"")).decode("latin-1")
-        host = request.headers.get("host") or f"{request.url.hostname}:{request.url.port}"
+            if not message.get("more_body"):
+                break
+        headers.pop("x-client-ip", None)
+        if scope.get("client"):
+            headers["x-client-ip"] = str(scope["client"][0])
+        query = bytes(scope.get("query_string", b"")).decode("latin-1")
+        server = scope.get("server") or ("127.0.0.1", 80)
+        host = headers.get("host") or f"{server[0]}:{server[1]}"
         req = func.HttpRequest(
-            method=request.method,
-            url=f"{request.url.scheme}://{host}{raw_path}" + (f"?{query}" if query else ""),
+            method=method,
+            url=f"{scope.get('scheme', 'http')}://{host}{raw_path}" + (f"?{query}" if query else ""),
             headers=headers,
-            params=dict(parse_qsl(request.url.query, keep_blank_values=True)),
+            params=dict(parse_qsl(query, keep_blank_values=True)),
             route_params=route_params,
             body=bytes(body),
         )
-        result = await anyio.to_thread.run_sync(lambda: fn.call(**{fn.arg_name: req}), limiter=self._limiter)
-        return to_response(result)
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(self._executor, lambda: fn.call(**{fn.arg_name: req}))
+        return to_reply(result)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
 
 
-def to_response(result: Any) -> Response:
+def to_reply(result: Any) -> Reply:
     if isinstance(result, func.HttpResponse):
         headers = {k.lower(): v for k, v in result.headers.items() if k.lower() != "content-length"}
         if "content-type" not in headers and result.status_code != 204:
             headers["content-type"] = f"{result.mimetype}; charset={result.charset}"
-        return Response(result.get_body(), result.status_code, headers=headers)
+        return Reply(result.status_code, headers, result.get_body())
     if result is None:
-        return Response(status_code=204)
-    return Response(str(result), 200, media_type="text/plain")
+        return Reply(204, {}, b"")
+    return Reply(200, {"content-type": "text/plain; charset=utf-8"}, str(result).encode())

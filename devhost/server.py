@@ -9,7 +9,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Mount, request_response
+from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -40,12 +40,11 @@ def create_app(host: FunctionsHost, route_prefix: str, webclient: Path, sandbox:
         routes.append(Mount("/sandbox", app=sandbox))
     routes.append(Mount("/", app=StaticFiles(directory=webclient, html=True, check_dir=False)))
     pages = Starlette(routes=routes, middleware=[Middleware(PageHeaders)])
-    functions = request_response(host.handle)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         """Every path under the prefix goes to the functions, even one Starlette's path patterns would not match."""
         if scope["type"] == "http" and str(scope["path"]).startswith(prefix):
-            await functions(scope, receive, send)
+            await host(scope, receive, send)
         else:
             await pages(scope, receive, send)
 

@@ -91,6 +91,7 @@ async def run_functions(
     finally:
         stop.set()
         await timer_task
+        host.close()
         runtime.close()
         install(None)
 

@@ -114,8 +114,14 @@ class Inbound:
         except StoreError as exc:
             log.error("inbound not stored: sid=%s from=%s reason=%s", sid, mask(phone), exc)
             raise StoreUnavailable("The message store is unavailable; Twilio should retry.") from None
-        log.info("inbound stored: sid=%s from=%s audience=%s", sid, mask(phone), _who(resolution.audience))
-        self._outbox.publish(event)
+        published = self._outbox.publish(event)  # before the log line, which would only delay the desk
+        log.info(
+            "inbound stored: sid=%s from=%s audience=%s published=%s",
+            sid,
+            mask(phone),
+            _who(resolution.audience),
+            "yes" if published else "deferred",
+        )
         if decision is None:
             return InboundResult(sid, resolution.audience, duplicate=False)
         self._apply(decision, sid, now)

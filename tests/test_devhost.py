@@ -13,8 +13,6 @@ from pathlib import Path
 import azure.functions as func
 import httpx
 import pytest
-from starlette.applications import Starlette
-from starlette.routing import Route
 
 from devhost.functions_host import FunctionsHost, compile_route
 from devhost.timers import Schedule, TimerJob, resolve_schedule, run_timers
@@ -83,9 +81,9 @@ def test_a_function_app_runs_with_real_http_requests() -> None:
     def hourly(timer: func.TimerRequest) -> None:
         return None
 
-    host = FunctionsHost(app, "api")
+    host = FunctionsHost(app, "api", threads=2)
     assert [t.name for t in host.timers] == ["hourly"]
-    with serve_in_thread(Starlette(routes=[Route("/api/{path:path}", host.handle, methods=["GET", "POST"])])) as base:
+    with serve_in_thread(host) as base:
         r = httpx.post(f"{base}/api/echo/ada%20l?x=1", content=b"body", headers={"X-Test": "1"}, timeout=5)
         wrong_method = httpx.get(f"{base}/api/echo/ada", timeout=5)
         missing = httpx.get(f"{base}/api/nothing", timeout=5)
