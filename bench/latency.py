@@ -21,7 +21,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
 from bench.forms import SidSource, inbound_params, signed
-from bench.mqttc import Publisher, Subscriber
+from bench.mqttc import Publisher, SubscriberProcess, clock, desk_login
 from bench.procs import (
     ACCOUNT_SID,
     AUTH_TOKEN,
@@ -118,7 +118,9 @@ def _measure_inbound(
     rate: float,
     warmup: int,
 ) -> None:
-    sub = Subscriber.for_session(dev.session(), broker.ws_port, "websockets", ["sms/unrouted/#"])
+    sub = SubscriberProcess(
+        broker.ws_port, transport="websockets", topics=["sms/unrouted/#"], **desk_login(dev.session())
+    )
     sub.start()
     user, password = broker.service_credentials()
     raw = Publisher(broker.mqtt_port, "relay-service-bench-raw", user, password)
@@ -136,7 +138,7 @@ def _measure_inbound(
 
     def one(name: str, index: int) -> None:
         sid, send = prepare(name, index)
-        start = time.perf_counter()
+        start = clock()
         send()
         arrived = sub.wait(sid, ARRIVAL_TIMEOUT)
         if arrived is None:

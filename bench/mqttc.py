@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import threading
 import time
-from typing import Any, Literal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal, TypedDict
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 SID = re.compile(rb'"MessageSid":\s*"(\w+)"')
+PASSWORD_VARIABLE = "BENCH_MQTT_PASSWORD"  # noqa: S105 - where the subscriber process finds it, not argv
+REPO = Path(__file__).resolve().parent.parent
 
 
 class _MaskedWebsocket(mqtt._WebsocketWrapper):
@@ -35,25 +42,52 @@ class MaskingClient(mqtt.Client):
         return sock
 
 
-class Subscriber:
-    """Records when each MessageSid arrives (perf_counter), and every arrival for exactly-once checks."""
+def clock() -> float:
+    """CLOCK_MONOTONIC in seconds: one clock for every process on the machine, so a subscriber in another
+    process stamps arrivals that the harness can subtract its own send times from."""
+    return time.clock_gettime(time.CLOCK_MONOTONIC)
 
-    @classmethod
-    def for_session(
-        cls, session: dict[str, object], port: int, transport: Literal["tcp", "websockets"], topics: list[str]
-    ) -> Subscriber:
-        """A desk's subscriber, with the MQTT credentials `/api/session` answered."""
-        mqtt_creds = session["mqtt"]
-        assert isinstance(mqtt_creds, dict)
-        return cls(
-            port,
-            transport=transport,
-            client_id=str(mqtt_creds["clientId"]),
-            username=str(mqtt_creds["username"]),
-            password=str(mqtt_creds["password"]),
-            topics=topics,
-        )
 
+class DeskLogin(TypedDict):
+    client_id: str
+    username: str
+    password: str
+
+
+def desk_login(session: dict[str, object]) -> DeskLogin:
+    """A desk's MQTT credentials from what `/api/session` answered, as subscriber keyword arguments."""
+    creds = session["mqtt"]
+    assert isinstance(creds, dict)
+    return DeskLogin(client_id=str(creds["clientId"]), username=str(creds["username"]), password=str(creds["password"]))
+
+
+class Arrivals:
+    """When each MessageSid first arrived, and every arrival in order, for exactly-once checks."""
+
+    def __init__(self) -> None:
+        self.arrivals: dict[str, float] = {}
+        self.order: list[str] = []
+        self.dropped = 0
+        self._cond = threading.Condition()
+
+    def record(self, sid: str, at: float) -> None:
+        with self._cond:
+            self.order.append(sid)
+            self.arrivals.setdefault(sid, at)
+            self._cond.notify_all()
+
+    def wait(self, sid: str, timeout: float) -> float | None:
+        """When `sid` arrived (`clock()`), or None after `timeout` seconds."""
+        with self._cond:
+            self._cond.wait_for(lambda: sid in self.arrivals, timeout)
+            return self.arrivals.get(sid)
+
+    def count(self) -> int:
+        with self._cond:
+            return len(self.order)
+
+
+class Subscriber(Arrivals):
     def __init__(
         self,
         port: int,
@@ -63,15 +97,14 @@ class Subscriber:
         username: str | None,
         password: str | None,
         topics: list[str],
+        on_arrival: Callable[[str, float], None] | None = None,
     ) -> None:
-        self.arrivals: dict[str, float] = {}
-        self.order: list[str] = []
-        self.dropped = 0
-        self._cond = threading.Condition()
+        super().__init__()
         self._ready = threading.Event()
         self._unsubscribed = threading.Event()
         self._port = port
         self._topics = topics
+        self._on_arrival = on_arrival
         # A persistent session: if the connection drops, the broker queues QoS 1 messages for us and resends the
         # unacknowledged ones when paho reconnects, so a drop costs latency, not messages.
         client = MaskingClient(
@@ -103,31 +136,20 @@ class Subscriber:
             self.dropped += 1
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        now = time.perf_counter()
+        now = clock()
         m = SID.search(message.payload)
         if m is None:
             return
         sid = m.group(1).decode()
-        with self._cond:
-            self.order.append(sid)
-            self.arrivals.setdefault(sid, now)
-            self._cond.notify_all()
+        self.record(sid, now)
+        if self._on_arrival is not None:
+            self._on_arrival(sid, now)
 
     def start(self, timeout: float = 15.0) -> None:
         self.client.connect("127.0.0.1", self._port, keepalive=30)
         self.client.loop_start()
         if not self._ready.wait(timeout):
             raise TimeoutError("subscriber got no SUBACK")
-
-    def wait(self, sid: str, timeout: float) -> float | None:
-        """When `sid` arrived, or None after `timeout` seconds."""
-        with self._cond:
-            self._cond.wait_for(lambda: sid in self.arrivals, timeout)
-            return self.arrivals.get(sid)
-
-    def count(self) -> int:
-        with self._cond:
-            return len(self.order)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Unsubscribe first: the session outlives the connection, and the broker would keep queueing for it."""
@@ -136,6 +158,61 @@ class Subscriber:
             self._unsubscribed.wait(timeout)
         self.client.disconnect()
         self.client.loop_stop()
+
+
+class SubscriberProcess(Arrivals):
+    """A Subscriber in a process of its own, as a browser is: in the harness's process, the subscriber had to
+    win the GIL from the harness's own HTTP client, reading the webhook's answer, before it could stamp an
+    arrival. The child prints `<MessageSid> <CLOCK_MONOTONIC ns>` per arrival and exits when its stdin closes."""
+
+    def __init__(
+        self,
+        port: int,
+        *,
+        transport: Literal["tcp", "websockets"],
+        client_id: str,
+        username: str | None,
+        password: str | None,
+        topics: list[str],
+    ) -> None:
+        super().__init__()
+        self._cmd = [sys.executable, "-m", "bench.mqttc", str(port), transport, client_id, username or "", *topics]
+        self._env = {**os.environ, PASSWORD_VARIABLE: password or ""}
+        self._ready = threading.Event()
+        self._proc: subprocess.Popen[str] | None = None
+        self._reader = threading.Thread(target=self._read, name="subscriber-reader", daemon=True)
+
+    def start(self, timeout: float = 15.0) -> None:
+        self._proc = subprocess.Popen(
+            self._cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=self._env, cwd=REPO
+        )
+        self._reader.start()
+        if not self._ready.wait(timeout):
+            self.stop()
+            raise TimeoutError("the subscriber process got no SUBACK")
+
+    def _read(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        for line in self._proc.stdout:
+            word, _, value = line.strip().partition(" ")
+            if word == "ready":
+                self._ready.set()
+            elif word == "dropped":
+                self.dropped = int(value)
+            elif value:
+                self.record(word, int(value) / 1e9)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._proc is None:
+            return
+        if self._proc.stdin is not None:
+            self._proc.stdin.close()
+        try:
+            self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait(5)
+        self._reader.join(5)
 
 
 class Publisher:
@@ -158,3 +235,35 @@ class Publisher:
     def stop(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def main(argv: list[str]) -> int:
+    """`python -m bench.mqttc PORT TRANSPORT CLIENT_ID USERNAME TOPIC...`, for SubscriberProcess."""
+    port, transport, client_id, username, *topics = argv
+    assert transport in ("tcp", "websockets")
+    out = threading.Lock()
+
+    def emit(line: str) -> None:
+        with out:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+
+    sub = Subscriber(
+        int(port),
+        transport="tcp" if transport == "tcp" else "websockets",
+        client_id=client_id,
+        username=username or None,
+        password=os.environ.get(PASSWORD_VARIABLE) or None,
+        topics=topics,
+        on_arrival=lambda sid, at: emit(f"{sid} {round(at * 1e9)}"),
+    )
+    sub.start()
+    emit("ready")
+    sys.stdin.read()
+    sub.stop()
+    emit(f"dropped {sub.dropped}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

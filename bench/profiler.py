@@ -21,7 +21,7 @@ ROLES = (  # the first frame, from the stack's root, that says what a thread is 
     ("Client._thread_main", "paho network loop"),
     ("Outbox._record_acks", "outbox: recording PUBACKs"),
     ("SqliteStore._checkpoint_loop", "SQLite checkpointer"),
-    ("BaseEventLoop.run_forever", "event loop (uvicorn, starlette)"),
+    ("BaseEventLoop.run_forever", "event loop (uvicorn)"),
 )
 
 

@@ -291,7 +291,8 @@ def _profile(run: Run) -> list[str]:
         f"devhost with {t.workers} worker processes under py-spy (`record --subprocesses --gil`, {p['rate']} Hz per "
         f"process, read from outside the processes, keeping only the thread that holds the GIL) while wrk drove "
         f"{t.connections} senders for {t.seconds:.0f} s against {t.broker} ({t.rate:,.0f} webhooks/s under the "
-        f"profiler). Share of the time each process's GIL was held: {shares}. {samples:,} samples."
+        f"profiler). Share of the time each process's GIL was held (the workers, then the supervisor, which "
+        f"serves only the sandbox): {shares}. {samples:,} samples."
     )
     roles: dict[str, int] = p["roles"]
     out += ["", table(["thread", "samples", "share"], [[k, f"{v:,}", f"{v / samples:.0%}"] for k, v in roles.items()])]
@@ -334,6 +335,17 @@ from different runs than the tables above, on the same machine).
    bind, so each response sent in two writes waited out the client's delayed ACK. Setting it on the listening
    socket, from which accepted sockets inherit it, made that 0.85 ms. Throughput with 2 workers went to
    1,280–1,400/s, and with 3 workers to 1,510–1,570/s.
+6. **Starlette and anyio on every webhook.** With the workers, the GIL profile had the event loop at 27–29% of
+   the GIL time, much of it Starlette's request and response objects and anyio's thread hand-off. The function
+   routes became a plain ASGI app that hands sync functions to a `ThreadPoolExecutor` through
+   `run_in_executor`, which is what Azure's Python worker does. The loop's share fell to 17%. Across two full
+   `make bench` runs, Mosquitto throughput went from 1,453 to 1,557/s. Over the same runs, our p50 over the raw
+   limit went from +1.05 to +0.93 ms, and our p50 against the original design went from 2.36× to 2.63×.
+7. **The harness's subscriber waited for the harness.** The WebSocket subscriber ran in the harness process,
+   where it had to win the GIL back from the harness's own HTTP client, which was reading the webhook's answer,
+   before it could stamp an arrival. Only our variant has an HTTP answer to read. On amqtt, which delivers
+   later than Mosquitto, the two overlapped, and our p50 stood 1.10 ms over the raw limit. The subscriber now
+   runs in a process of its own, as a browser does; in the run that checked this the figure was +0.91 ms.
 5. **The old profiler misled.** The in-process sampler charged each thread's CPU clock to wherever the thread
    stood at the next sample. Threads that parse and validate and then queue on the write lock had their work
    booked to the lock, so `save_message` showed 43% "CPU". Profiles now come from py-spy, from outside.
@@ -363,7 +375,8 @@ METHOD = """
   thread like a sync function, it validates the signature, serializes the form to JSON and publishes QoS 0 with
   `paho.mqtt.publish.single` over TLS: a brand-new connection per webhook, as in 2018. The limit is a
   long-lived paho client publishing QoS 1 over TCP straight to the broker, no HTTP. The subscriber is paho over
-  WebSocket (as the web app connects), QoS 1 subscription, in the harness process.
+  WebSocket (as the web app connects), QoS 1 subscription, in a process of its own, as a browser is; it stamps
+  each arrival with CLOCK_MONOTONIC, the clock the harness stamps its sends with.
 - On loopback a new connection costs no network round trips. Against a real broker each extra round trip of the
   original design (TCP, TLS 1.3, CONNECT/CONNACK: about 3 RTT before the publish) adds to its latency, while our
   long-lived connection publishes at once: the ratios here are the floor of the difference.

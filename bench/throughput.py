@@ -12,7 +12,7 @@ from typing import Any
 
 from bench import profiler
 from bench.forms import SidSource, inbound_params, signed
-from bench.mqttc import Subscriber
+from bench.mqttc import Subscriber, desk_login
 from bench.procs import Broker, start_devhost
 
 LUA = Path(__file__).with_name("webhooks.lua")
@@ -64,7 +64,7 @@ def run_throughput(
     dev = start_devhost(workdir, broker, name, workers=workers)
     result = ThroughputResult(broker.kind, float(seconds), connections, workers)
     try:
-        sub = Subscriber.for_session(dev.session(), broker.mqtt_port, "tcp", ["sms/unrouted/#"])
+        sub = Subscriber(broker.mqtt_port, transport="tcp", topics=["sms/unrouted/#"], **desk_login(dev.session()))
         sub.start()
         try:
             prefix = workdir / f"{name}-requests"
