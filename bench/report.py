@@ -346,6 +346,12 @@ from different runs than the tables above, on the same machine).
    before it could stamp an arrival. Only our variant has an HTTP answer to read. On amqtt, which delivers
    later than Mosquitto, the two overlapped, and our p50 stood 1.10 ms over the raw limit. The subscriber now
    runs in a process of its own, as a browser does; in the run that checked this the figure was +0.91 ms.
+8. **The send path's p99 of ~275 ms was the sandbox.** The SDK calling the sandbox directly had the same p99
+   as our function. py-spy on devhost showed the event loop inside `ssl.create_default_context`: the sandbox
+   opened a new httpx client for each status callback, and each one loaded the CA bundle again, for about
+   30 ms per callback, three callbacks per text. Every request the sandbox was serving waited behind those.
+   One SSL context for all callbacks took 400 sequential sends from p50 5.6 / p99 ~275 ms to p50 1.6 /
+   p99 29 ms.
 5. **The old profiler misled.** The in-process sampler charged each thread's CPU clock to wherever the thread
    stood at the next sample. Threads that parse and validate and then queue on the write lock had their work
    booked to the lock, so `save_message` showed 43% "CPU". Profiles now come from py-spy, from outside.
