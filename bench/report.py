@@ -347,14 +347,17 @@ from different runs than the tables above, on the same machine).
    later than Mosquitto, the two overlapped, and our p50 stood 1.10 ms over the raw limit. The subscriber now
    runs in a process of its own, as a browser does; in the run that checked this the figure was +0.91 ms.
 8. **The send path's p99 of ~275 ms was the sandbox.** The SDK calling the sandbox directly had the same p99
-   as our function. py-spy on devhost showed the event loop inside `ssl.create_default_context`: the sandbox
-   opened a new httpx client for each status callback, and each one loaded the CA bundle again, for about
-   30 ms per callback, three callbacks per text. Every request the sandbox was serving waited behind those.
-   One SSL context for all callbacks took 400 sequential sends from p50 5.6 / p99 ~275 ms to p50 1.6 /
-   p99 29 ms.
-5. **The old profiler misled.** The in-process sampler charged each thread's CPU clock to wherever the thread
-   stood at the next sample. Threads that parse and validate and then queue on the write lock had their work
-   booked to the lock, so `save_message` showed 43% "CPU". Profiles now come from py-spy, from outside.
+   as our function. py-spy on devhost showed the event loop inside `ssl.create_default_context`. The sandbox
+   opened a new httpx client for each status callback, and each one loaded the CA bundle again: about 30 ms
+   per callback, three callbacks per text. Every request the sandbox was serving waited behind those. A second
+   cost was httpcore retrying a missing `import sniffio`, a `sys.path` search, on every async call; sniffio is
+   now installed. With one SSL context for all callbacks, our p99 went from ~310 to ~30 ms.
+
+   Our p50 went the other way, from 6.7 to 11 ms, and that is the honest figure. Callbacks now arrive on time,
+   three per text. At this benchmark's ~60 sequential sends a second, that is some 240 function calls a second
+   in one process, running alongside the sends. Before, they were pushed back behind the stalls. For the same
+   reason the direct SDK calls now ask for the same status callback, so the sandbox's work weighs on both
+   variants alike.
 """
 
 
