@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
-from twilio.request_validator import HMAC_SHA1, RequestValidator, get_signature_algorithm
+from twilio.request_validator import HMAC_SHA1, RequestValidator, compare, get_signature_algorithm
 
 from relay.errors import Forbidden
 from relay.settings import Settings
@@ -66,7 +66,7 @@ class WebhookValidator:
         signature = request.headers.get("x-twilio-signature", "")
         algorithm = get_signature_algorithm(request.headers.get("x-twilio-webhooks-signature-settings"))
         validator = self._account if algorithm == HMAC_SHA1 else self._shared
-        if signature and validator is not None and validator.validate(url, dict(request.params), signature, algorithm):
+        if signature and validator is not None and _signed(validator, url, dict(request.params), signature, algorithm):
             return
         log.warning(
             "webhook signature rejected: url=%s algorithm=%s signature=%s params=%s",
@@ -76,3 +76,15 @@ class WebhookValidator:
             ",".join(sorted(request.params)),
         )
         raise Forbidden("The Twilio signature is missing or does not match.", code="invalid_signature")
+
+
+def _signed(validator: RequestValidator, url: str, params: dict[str, str], signature: str, algorithm: str) -> bool:
+    """The SDK's check, which signs the URL both with and without its port. The URL exactly as called is one of
+    the two, so the SDK signs that alone first: half the cost (~70 µs) of every genuine webhook, and the full
+    check for anything else."""
+    try:
+        if compare(validator.compute_signature(url, params, algorithm), signature):
+            return True
+    except ValueError:  # an algorithm the SDK does not know: validate() logs it and refuses
+        pass
+    return bool(validator.validate(url, params, signature, algorithm))

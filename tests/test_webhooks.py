@@ -55,6 +55,24 @@ def test_twilio_published_vector_is_accepted() -> None:
     WebhookValidator(settings()).validate(webhook_request(req))
 
 
+@pytest.mark.parametrize(
+    ("called", "signed_for"),
+    [
+        ("https://relay.example.org:443/api/receive_sms", "https://relay.example.org/api/receive_sms"),
+        ("https://relay.example.org/api/receive_sms", "https://relay.example.org:443/api/receive_sms"),
+        ("https://relay.example.org/api/receive_sms", "https://relay.example.org/api/receive_sms"),
+    ],
+)
+def test_a_signature_with_or_without_the_port_validates(called: str, signed_for: str) -> None:
+    params = {"MessageSid": "SM" + "b" * 32, "Body": "port?"}
+    req = request(called, params, {"X-Twilio-Signature": signed(signed_for, params)})
+    WebhookValidator(settings()).validate(webhook_request(req))
+    other_port = signed("https://relay.example.org:8443/api/receive_sms", params)
+    wrong = request(called, params, {"X-Twilio-Signature": other_port})
+    with pytest.raises(Forbidden):
+        WebhookValidator(settings()).validate(webhook_request(wrong))
+
+
 def test_behind_a_tls_terminating_proxy_public_base_url_is_what_was_signed() -> None:
     params = {"MessageSid": "SM" + "a" * 32, "Body": "hi"}
     sig = signed("https://relay.example.org/api/receive_sms", params)

@@ -204,14 +204,17 @@ class SqliteStore:
             raise StoreError(f"SQLite read failed: {exc}") from None
 
     @staticmethod
-    def _insert_event(db: sqlite3.Connection, event: Event) -> Event:
+    def _insert_event(db: sqlite3.Connection, event: Event, payload: str | None = None) -> Event:
+        """`payload`: the event's payload already as JSON, when the caller has it."""
         cursor = db.execute(
             "INSERT INTO events (audience, kind, payload, created_at) VALUES (?, ?, ?, ?)",
-            (event.audience, event.kind, json.dumps(event.payload), _ts(event.created_at)),
+            (event.audience, event.kind, payload or json.dumps(event.payload), _ts(event.created_at)),
         )
         return replace(event, key=str(cursor.lastrowid))
 
     def save_message(self, message: MessageRecord, event: Event) -> Event | None:
+        payload = json.dumps(message.payload)  # once: an inbound message's event carries the same payload
+
         def job(db: sqlite3.Connection) -> Event | None:
             inserted = db.execute(
                 "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sid) DO NOTHING",
@@ -223,7 +226,7 @@ class SqliteStore:
                     message.web_app_id,
                     message.body,
                     _ts(message.created_at),
-                    json.dumps(message.payload),
+                    payload,
                 ),
             ).rowcount
             if not inserted:
@@ -247,7 +250,7 @@ class SqliteStore:
                     unread,
                 ),
             )
-            return self._insert_event(db, event)
+            return self._insert_event(db, event, payload if event.payload is message.payload else None)
 
         return self._write(job)
 
