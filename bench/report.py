@@ -403,6 +403,8 @@ METHOD = """
   processes (paho clients driven by one selector loop per process) and subscribe QoS 1 to `sms/<id>/inbound`.
   Then a service client (`relay-service-bench`) publishes one message QoS 1 to each desk at {a.fanout_rate:g}
   msg/s carrying its CLOCK_MONOTONIC send time. Per-connection memory = broker RSS growth / connections.
+  Each broker's fan-out runs in the same broker process, after its throughput run. amqtt delivers more slowly
+  after that load than when fresh: fan-out alone on a fresh amqtt measured a p50 of 1.5 ms.
 - 5 Cold start: fresh processes, {a.cold_runs} runs, medians; devhost against the running Mosquitto.
 - Profile: a separate {a.profile_seconds}-second throughput run on Mosquitto with py-spy attached to devhost
   and its workers; the profiler slows it, so its rate is not the throughput figure.
