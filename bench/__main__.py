@@ -20,7 +20,7 @@ from bench.fanout import run_fanout
 from bench.latency import run_inbound
 from bench.procs import REPO, Broker, make_certificate, start_amqtt, start_mosquitto
 from bench.report import Run, render
-from bench.throughput import run_throughput
+from bench.throughput import ThroughputResult, run_throughput
 
 QUICK = {
     "latency_messages": 600,
@@ -140,16 +140,23 @@ def _latency(run: Run, args: argparse.Namespace, workdir: Path, broker: Broker, 
             run.errors.append(f"{broker.kind} latency: {summary.lost} webhooks through {name} never arrived")
 
 
-def _throughput(run: Run, args: argparse.Namespace, workdir: Path, broker: Broker) -> None:
-    result = run_throughput(
+def _wrk_run(
+    args: argparse.Namespace, workdir: Path, broker: Broker, seconds: int, profile_to: Path | None = None
+) -> ThroughputResult:
+    return run_throughput(
         workdir,
         broker,
-        seconds=args.wrk_seconds,
+        seconds=seconds,
         connections=args.wrk_connections,
         threads=args.wrk_threads,
         sign_rate=args.sign_rate,
         workers=args.devhost_workers,
+        profile_to=profile_to,
     )
+
+
+def _throughput(run: Run, args: argparse.Namespace, workdir: Path, broker: Broker) -> None:
+    result = _wrk_run(args, workdir, broker, args.wrk_seconds)
     run.throughput.append(result)
     run.errors += [f"{broker.kind} throughput: {f}" for f in result.failures]
 
@@ -162,16 +169,7 @@ def _fanout(run: Run, args: argparse.Namespace, broker: Broker) -> None:
 
 
 def _profile(run: Run, args: argparse.Namespace, workdir: Path, broker: Broker) -> None:
-    run.profile = run_throughput(
-        workdir,
-        broker,
-        seconds=args.profile_seconds,
-        connections=args.wrk_connections,
-        threads=args.wrk_threads,
-        sign_rate=args.sign_rate,
-        workers=args.devhost_workers,
-        profile_to=workdir / "profile.txt",
-    )
+    run.profile = _wrk_run(args, workdir, broker, args.profile_seconds, workdir / "profile.txt")
 
 
 def _cold(run: Run, args: argparse.Namespace, workdir: Path, broker: Broker) -> None:

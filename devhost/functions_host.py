@@ -92,7 +92,7 @@ class FunctionsHost:
     """An ASGI app for every path under the route prefix, without a web framework in between: this sits on the
     path of every webhook, and Starlette's request and response objects cost more than the routing itself."""
 
-    def __init__(self, app: func.FunctionApp, route_prefix: str, *, threads: int = 6) -> None:
+    def __init__(self, app: func.FunctionApp, route_prefix: str, *, threads: int) -> None:
         self.http, self.timers = load_functions(app, route_prefix)
         # As the Python worker runs sync functions: a ThreadPoolExecutor, through run_in_executor.
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="function")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import multiprocessing
 import signal
@@ -40,7 +41,9 @@ def sandbox_config(settings: Settings, http_base: str) -> SandboxConfig:
     )
 
 
+@functools.cache
 def route_prefix() -> str:
+    """host.json's routePrefix, read once: the announcement asks for it every 50 ms until ready."""
     host_json = json.loads((ROOT / "host.json").read_text(encoding="utf-8"))
     return str(host_json.get("extensions", {}).get("http", {}).get("routePrefix", "api"))
 

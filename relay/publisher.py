@@ -187,5 +187,4 @@ class Publisher:
         self._connected.clear()  # a disconnect we asked for is not a lost connection
         self._client.disconnect()
         self._client.loop_stop()
-        self._connected.clear()
         self._started = False
