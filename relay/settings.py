@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import phonenumbers
 
+from relay.desks import DEFAULT_DESKS, DeskRuleError, DeskSpec, parse_desks
 from relay.errors import SettingsError
 from relay.tokens import ALGORITHMS, TokenIssuer
 from relay.topics import Topics
@@ -31,6 +32,8 @@ class Settings:
     twilio_auth_token: str = field(repr=False)
     relay_signing_key: str = field(repr=False)
     relay_access_code: str = field(repr=False)
+    relay_admin_code: str | None = field(default=None, repr=False)
+    relay_desks: tuple[DeskSpec, ...] = parse_desks(DEFAULT_DESKS)
     twilio_from_number: str | None = None
     twilio_messaging_service_sid: str | None = None
     twilio_api_base_url: str | None = None
@@ -48,7 +51,6 @@ class Settings:
     conversation_ttl_hours: float = 4.0
     retention_days: int = 90
     session_ttl_hours: float = 12.0
-    session_resume_days: float = 7.0
     login_max_failures: int = 10
     send_limit_per_minute: int = 30
     send_limit_per_day: int = 1000
@@ -109,6 +111,8 @@ class Settings:
             ),
             relay_signing_algorithm=r.choice("RELAY_SIGNING_ALGORITHM", ALGORITHMS, "HS256", upper=True),
             relay_access_code=r.text("RELAY_ACCESS_CODE") or _required_unless_appservice(r),
+            relay_admin_code=r.admin_code("RELAY_ADMIN_CODE", r.text("RELAY_ACCESS_CODE")),
+            relay_desks=r.desks("RELAY_DESKS"),
             twilio_from_number=from_number,
             twilio_messaging_service_sid=service_sid,
             twilio_api_base_url=r.url("TWILIO_API_BASE_URL", ("http", "https")),
@@ -125,13 +129,12 @@ class Settings:
             conversation_ttl_hours=r.number("CONVERSATION_TTL_HOURS", 4.0, 0.01, 24 * 365),
             retention_days=int(r.number("RETENTION_DAYS", 90, 1, 3650)),
             session_ttl_hours=r.number("SESSION_TTL_HOURS", 12.0, 0.01, 24 * 30),
-            session_resume_days=r.number("SESSION_RESUME_DAYS", 7.0, 0, 365),
             login_max_failures=int(r.number("LOGIN_MAX_FAILURES", 10, 1, 10_000)),
             send_limit_per_minute=int(r.number("SEND_LIMIT_PER_MINUTE", 30, 1, 100_000)),
             send_limit_per_day=int(r.number("SEND_LIMIT_PER_DAY", 1000, 1, 10_000_000)),
             allowed_countries=countries,
             trusted_proxy_hops=int(r.number("TRUSTED_PROXY_HOPS", 0, 0, 10)),
-            relay_auth=r.choice("RELAY_AUTH", AUTH_MODES, "accesscode"),
+            relay_auth=_auth_mode(r, env),
             log_level=r.choice("LOG_LEVEL", LOG_LEVELS, "INFO", upper=True),
             relay_inbound_mode=r.choice("RELAY_INBOUND_MODE", INBOUND_MODES, "push"),
             poll_schedule=r.text("POLL_SCHEDULE") or "*/30 * * * * *",
@@ -145,6 +148,16 @@ def _required_unless_appservice(r: _Reader) -> str:
     if r.choice("RELAY_AUTH", AUTH_MODES, "accesscode") == "appservice":
         return ""
     raise SettingsError("RELAY_ACCESS_CODE", "required unless RELAY_AUTH=appservice")
+
+
+def _auth_mode(r: _Reader, env: Mapping[str, str]) -> str:
+    """On Azure, App Service Authentication must be on before its principal headers mean anything: without it
+    they are whatever the caller sent."""
+    mode = r.choice("RELAY_AUTH", AUTH_MODES, "accesscode")
+    enabled = env.get("WEBSITE_AUTH_ENABLED", "").strip().lower() == "true"
+    if mode == "appservice" and env.get("WEBSITE_INSTANCE_ID") and not enabled:
+        raise SettingsError("RELAY_AUTH", "appservice needs App Service Authentication on (WEBSITE_AUTH_ENABLED=true)")
+    return mode
 
 
 def local_values(path: Path) -> dict[str, str]:
@@ -188,6 +201,22 @@ class _Reader:
         if len(value) < 32:
             raise SettingsError(name, "must be at least 32 characters")
         return value
+
+    def admin_code(self, name: str, access_code: str | None) -> str | None:
+        value = self.text(name)
+        if value is None:
+            return None
+        if len(value) < 12:
+            raise SettingsError(name, "must be at least 12 characters")
+        if access_code is not None and value == access_code:
+            raise SettingsError(name, "must differ from RELAY_ACCESS_CODE: staff must not be operators")
+        return value
+
+    def desks(self, name: str) -> tuple[DeskSpec, ...]:
+        try:
+            return parse_desks(self.text(name) or DEFAULT_DESKS)
+        except DeskRuleError as exc:
+            raise SettingsError(name, str(exc)) from None
 
     def sid(self, name: str, prefix: str) -> str | None:
         value = self.text(name)

@@ -1,6 +1,7 @@
-"""Session tokens: short-lived HS256 JWTs bound to a webAppId, also used as the MQTT password.
+"""Session tokens: short-lived JWTs for one staff member's session at one desk, also used as the MQTT password.
 
-They carry only the webAppId (`sub`) and the topic claims the broker enforces (`subs`, `pub`).
+They carry the desk (`sub`, which is also the webAppId), the session (`sid`), who is signed in (`staff`), and the
+topic claims the broker enforces (`subs`, `pub`, and EMQX's `acl`).
 """
 
 from __future__ import annotations
@@ -22,20 +23,31 @@ SERVICE_USER = "relay-service"
 
 
 @dataclass(frozen=True)
+class Staff:
+    id: str
+    name: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"id": self.id, "name": self.name}
+
+
+@dataclass(frozen=True)
 class TokenClaims:
-    web_app_id: str
+    web_app_id: str  # the desk id
+    session_id: str
+    staff: Staff
     issued_at: datetime
     expires_at: datetime
 
 
-def new_web_app_id() -> str:
-    """128 random bits, URL-safe."""
-    return secrets.token_urlsafe(16)
+def new_session_id() -> str:
+    """64 random bits in hex: no '-', so it can sit inside a client id between the desk and the suffix."""
+    return secrets.token_hex(8)
 
 
-def new_client_id(web_app_id: str) -> str:
-    """Per connection and unguessable, prefixed so the broker can tie it to the token."""
-    return f"{web_app_id}-{secrets.token_hex(8)}"
+def new_client_id(web_app_id: str, session_id: str) -> str:
+    """Per connection and unguessable, `<desk>-<session>-<random>`, so the broker can tie it to the token."""
+    return f"{web_app_id}-{session_id}-{secrets.token_hex(6)}"
 
 
 class TokenIssuer:
@@ -55,10 +67,14 @@ class TokenIssuer:
                 raise ValueError("RS256 needs an RSA private key")
             self._key, self._verify_key = private, private.public_key()
 
-    def issue(self, web_app_id: str, now: datetime, ttl: timedelta) -> tuple[str, datetime]:
+    def issue(
+        self, web_app_id: str, session_id: str, staff: Staff, now: datetime, ttl: timedelta
+    ) -> tuple[str, datetime]:
         expires = now + ttl
         claims = {
             "sub": web_app_id,
+            "sid": session_id,
+            "staff": staff.to_json(),
             "iat": int(now.timestamp()),
             "exp": int(expires.timestamp()),
             "subs": self._topics.filters_for(web_app_id),
@@ -79,28 +95,31 @@ class TokenIssuer:
         }
         return jwt.encode(claims, self._key, algorithm=self._algorithm)
 
-    def verify(self, token: str, now: datetime, *, allow_expired_for: timedelta | None = None) -> TokenClaims:
-        """Check signature and expiry; `allow_expired_for` admits a recently expired token for resuming."""
-        leeway = allow_expired_for.total_seconds() if allow_expired_for else 0
+    def verify(self, token: str, now: datetime) -> TokenClaims:
+        """Check signature, expiry and shape; whether the session is still open is the sessions' business."""
         try:
             claims = jwt.decode(
                 token,
                 self._verify_key,
                 algorithms=[self._algorithm],
                 # Times are checked below against our clock, not PyJWT's, so tests and skewed instances agree.
-                options={"require": ["sub", "exp", "iat"], "verify_exp": False, "verify_iat": False},
+                options={"require": ["sub", "sid", "exp", "iat"], "verify_exp": False, "verify_iat": False},
             )
         except jwt.InvalidTokenError:
             raise Unauthorized("The session token is invalid.", code="invalid_token") from None
         exp = float(claims["exp"])
-        if now.timestamp() >= exp + leeway:
+        if now.timestamp() >= exp:
             raise Unauthorized("The session token has expired.", code="token_expired")
-        sub = claims["sub"]
-        if not isinstance(sub, str) or not sub or sub == SERVICE_USER:
+        sub, sid, staff = claims["sub"], claims["sid"], claims.get("staff")
+        if not isinstance(sub, str) or not sub or sub == SERVICE_USER or not isinstance(sid, str) or not sid:
+            raise Unauthorized("The session token is invalid.", code="invalid_token")
+        if not isinstance(staff, dict) or not isinstance(staff.get("id"), str) or not isinstance(staff.get("name"), str):
             raise Unauthorized("The session token is invalid.", code="invalid_token")
         tz = now.tzinfo
         return TokenClaims(
             web_app_id=sub,
+            session_id=sid,
+            staff=Staff(staff["id"], staff["name"]),
             issued_at=datetime.fromtimestamp(float(claims["iat"]), tz),
             expires_at=datetime.fromtimestamp(exp, tz),
         )

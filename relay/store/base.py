@@ -7,18 +7,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-UNROUTED = "unrouted"
+from relay.desks import UNROUTED as UNROUTED
+
+if TYPE_CHECKING:
+    from relay.store.desks import DeskStore
+    from relay.store.owners import OwnerStore
+    from relay.store.staff import SessionStore
 
 
 @dataclass(frozen=True)
 class MessageRecord:
     sid: str
-    direction: str  # "inbound" or "outbound"
+    direction: str  # "inbound", "outbound", or "event" (a line in the thread such as "Now with Billing")
     phone: str  # the other party, E.164
     our_side: str  # our number, or the Messaging Service SID
-    web_app_id: str  # the desk, or UNROUTED
+    web_app_id: str  # the desk that owned the conversation when it happened, or UNROUTED
     body: str
     created_at: datetime
     payload: dict[str, Any] = field(default_factory=dict)
@@ -46,15 +51,6 @@ class Event:
 
 
 @dataclass(frozen=True)
-class Route:
-    phone: str
-    our_side: str
-    web_app_id: str
-    chosen_at: datetime  # last outbound, claim or alias: the newest wins
-    active_at: datetime  # last message either way: expiry slides on it
-
-
-@dataclass(frozen=True)
 class Conversation:
     web_app_id: str
     phone: str
@@ -71,8 +67,16 @@ class StoreError(Exception):
 
 
 class Store(Protocol):
-    def save_message(self, message: MessageRecord, event: Event) -> Event | None:
-        """Insert once per MessageSid (conditionally, never check-then-insert), with its pending event.
+    """Messages, statuses, conversation summaries, events and small state here; desks, conversation owners and
+    staff sessions in concept stores of their own, on the same backend."""
+
+    desks: DeskStore
+    owners: OwnerStore
+    staff: SessionStore
+
+    def save_message(self, message: MessageRecord, event: Event, *also: Event) -> Event | None:
+        """Insert once per MessageSid (conditionally, never check-then-insert), with its pending event, and
+        `also` events for other desks (a transfer tells both), whose conversation summaries it updates too.
 
         Returns the stored event (its key set), or None for a duplicate, which changes nothing."""
 
@@ -88,21 +92,18 @@ class Store(Protocol):
         """`statuses` for a page of messages in as few round trips as the backend allows."""
 
     def history(
-        self, web_app_id: str, phone: str, before: str | None, limit: int
+        self, phone: str, before: str | None, limit: int, *, until: datetime | None = None, audience: str | None = None
     ) -> tuple[list[MessageRecord], str | None]:
-        """Newest first, `limit` at most; returns the page and the cursor for the next older page."""
+        """A phone's messages newest first, `limit` at most, none after `until`, and only those stored for
+        `audience` when given; returns the page and the cursor for the next older page."""
 
     def conversations(self, web_app_id: str) -> list[Conversation]:
         """Newest activity first."""
 
     def mark_read(self, web_app_id: str, phone: str) -> None: ...
 
-    def claim(self, phone: str, our_side: str, web_app_id: str, at: datetime, event: Event) -> Event | None:
-        """Move an unrouted conversation to a desk; None when it was not unrouted (already claimed)."""
-
-    def touch_route(self, phone: str, our_side: str, web_app_id: str, at: datetime, *, chosen: bool) -> None: ...
-
-    def routes(self, phone: str, our_sides: list[str]) -> list[Route]: ...
+    def claim(self, phone: str, web_app_id: str, event: Event) -> Event | None:
+        """Move an unrouted conversation's summary to a desk; None when it was not unrouted (already claimed)."""
 
     def events_after(self, audiences: list[str], after: str | None, limit: int) -> list[Event]:
         """Oldest first, strictly after the cursor."""

@@ -15,12 +15,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
+from relay.store import desks, owners, staff
 from relay.store.base import (
     UNROUTED,
     Conversation,
     Event,
     MessageRecord,
-    Route,
     StatusRecord,
     StoreError,
 )
@@ -35,7 +35,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
     sid TEXT PRIMARY KEY, direction TEXT NOT NULL, phone TEXT NOT NULL, our_side TEXT NOT NULL,
     web_app_id TEXT NOT NULL, body TEXT NOT NULL, created_at REAL NOT NULL, payload TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS messages_by_desk ON messages (web_app_id, phone, created_at, sid);
+CREATE INDEX IF NOT EXISTS messages_by_phone ON messages (phone, created_at, sid);
 CREATE INDEX IF NOT EXISTS messages_by_age ON messages (created_at);
 CREATE TABLE IF NOT EXISTS statuses (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, sid TEXT NOT NULL, status TEXT NOT NULL,
@@ -45,9 +45,6 @@ CREATE TABLE IF NOT EXISTS events (
     payload TEXT NOT NULL, created_at REAL NOT NULL, published INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS events_by_audience ON events (audience, seq);
 CREATE INDEX IF NOT EXISTS events_pending ON events (published, created_at);
-CREATE TABLE IF NOT EXISTS routes (
-    phone TEXT NOT NULL, our_side TEXT NOT NULL, web_app_id TEXT NOT NULL,
-    chosen_at REAL NOT NULL, active_at REAL NOT NULL, PRIMARY KEY (phone, our_side, web_app_id));
 CREATE TABLE IF NOT EXISTS conversations (
     web_app_id TEXT NOT NULL, phone TEXT NOT NULL, our_side TEXT NOT NULL, last_sid TEXT NOT NULL,
     last_body TEXT NOT NULL, last_direction TEXT NOT NULL, last_at REAL NOT NULL, unread INTEGER NOT NULL,
@@ -101,13 +98,16 @@ class SqliteStore:
         conn = self._conn()
         try:
             # executescript commits any open transaction first, so the script carries its own.
-            conn.executescript(f"BEGIN IMMEDIATE;{SCHEMA}COMMIT;")
+            conn.executescript(f"BEGIN IMMEDIATE;{SCHEMA}{desks.SCHEMA}{owners.SCHEMA}{staff.SCHEMA}COMMIT;")
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise StoreError(f"cannot create the SQLite schema: {exc}") from None
         if path != ":memory:":
             self._checkpointer.start()
+        self.desks: desks.DeskStore = desks.SqliteDesks(self)
+        self.owners: owners.OwnerStore = owners.SqliteOwners(self)
+        self.staff: staff.SessionStore = staff.SqliteSessions(self)
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -126,7 +126,7 @@ class SqliteStore:
                 self._all.append(conn)
         return conn
 
-    def _write(self, run: Callable[[sqlite3.Connection], R]) -> R:
+    def write(self, run: Callable[[sqlite3.Connection], R]) -> R:
         """Group commit: whichever thread gets the write lock commits every write queued meanwhile in one
         transaction, so under load a commit and a lock hand-over serve many writes; alone, a write commits
         by itself with no hand-over to another thread. One writer at a time, queued on a thread lock and,
@@ -197,7 +197,7 @@ class SqliteStore:
             except sqlite3.Error as exc:
                 log.warning("SQLite checkpoint failed, will retry: %s", exc)
 
-    def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+    def read(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         try:
             return self._conn().execute(sql, args).fetchall()
         except sqlite3.Error as exc:
@@ -212,7 +212,7 @@ class SqliteStore:
         )
         return replace(event, key=str(cursor.lastrowid))
 
-    def save_message(self, message: MessageRecord, event: Event) -> Event | None:
+    def save_message(self, message: MessageRecord, event: Event, *also: Event) -> Event | None:
         payload = json.dumps(message.payload)  # once: an inbound message's event carries the same payload
 
         def job(db: sqlite3.Connection) -> Event | None:
@@ -231,31 +231,39 @@ class SqliteStore:
             ).rowcount
             if not inserted:
                 return None
-            unread = 1 if message.direction == "inbound" else 0
-            db.execute(
-                """INSERT INTO conversations VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                   ON CONFLICT (web_app_id, phone) DO UPDATE SET
-                     our_side = excluded.our_side, last_sid = excluded.last_sid, last_body = excluded.last_body,
-                     last_direction = excluded.last_direction, last_at = excluded.last_at,
-                     unread = CASE WHEN excluded.unread = 0 THEN 0 ELSE conversations.unread + 1 END
-                   WHERE excluded.last_at >= conversations.last_at""",
-                (
-                    message.web_app_id,
-                    message.phone,
-                    message.our_side,
-                    message.sid,
-                    message.body,
-                    message.direction,
-                    _ts(message.created_at),
-                    unread,
-                ),
-            )
+            for audience in (message.web_app_id, *(e.audience for e in also)):
+                self._summarize(db, audience, message)
+            for extra in also:
+                self._insert_event(db, extra)
             return self._insert_event(db, event, payload if event.payload is message.payload else None)
 
-        return self._write(job)
+        return self.write(job)
+
+    @staticmethod
+    def _summarize(db: sqlite3.Connection, audience: str, message: MessageRecord) -> None:
+        """The newer message becomes the summary; inbound adds an unread, outbound clears them, a line keeps them."""
+        db.execute(
+            """INSERT INTO conversations VALUES (:desk, :phone, :ours, :sid, :body, :dir, :at, coalesce(:unread, 0))
+               ON CONFLICT (web_app_id, phone) DO UPDATE SET
+                 our_side = excluded.our_side, last_sid = excluded.last_sid, last_body = excluded.last_body,
+                 last_direction = excluded.last_direction, last_at = excluded.last_at,
+                 unread = CASE WHEN :unread IS NULL THEN conversations.unread WHEN :unread = 0 THEN 0
+                          ELSE conversations.unread + 1 END
+               WHERE excluded.last_at >= conversations.last_at""",
+            {
+                "desk": audience,
+                "phone": message.phone,
+                "ours": message.our_side,
+                "sid": message.sid,
+                "body": message.body,
+                "dir": message.direction,
+                "at": _ts(message.created_at),
+                "unread": {"inbound": 1, "outbound": 0}.get(message.direction),
+            },
+        )
 
     def get_message(self, sid: str) -> MessageRecord | None:
-        rows = self._read("SELECT * FROM messages WHERE sid = ?", (sid,))
+        rows = self.read("SELECT * FROM messages WHERE sid = ?", (sid,))
         return _message(rows[0]) if rows else None
 
     def add_status(self, status: StatusRecord, event: Event) -> Event | None:
@@ -267,10 +275,10 @@ class SqliteStore:
             ).rowcount
             return self._insert_event(db, event) if inserted else None
 
-        return self._write(job)
+        return self.write(job)
 
     def statuses(self, sid: str) -> list[StatusRecord]:
-        rows = self._read("SELECT * FROM statuses WHERE sid = ? ORDER BY seq", (sid,))
+        rows = self.read("SELECT * FROM statuses WHERE sid = ? ORDER BY seq", (sid,))
         return [StatusRecord(r["sid"], r["status"], r["error_code"], r["error_message"], _dt(r["at"])) for r in rows]
 
     def statuses_of(self, sids: list[str]) -> dict[str, list[StatusRecord]]:
@@ -279,28 +287,34 @@ class SqliteStore:
             chunk = sids[start : start + 500]
             marks = ",".join("?" for _ in chunk)
             sql = f"SELECT * FROM statuses WHERE sid IN ({marks}) ORDER BY seq"  # noqa: S608 - placeholders only
-            for r in self._read(sql, tuple(chunk)):
+            for r in self.read(sql, tuple(chunk)):
                 found[r["sid"]].append(
                     StatusRecord(r["sid"], r["status"], r["error_code"], r["error_message"], _dt(r["at"]))
                 )
         return found
 
     def history(
-        self, web_app_id: str, phone: str, before: str | None, limit: int
+        self, phone: str, before: str | None, limit: int, *, until: datetime | None = None, audience: str | None = None
     ) -> tuple[list[MessageRecord], str | None]:
-        sql = "SELECT * FROM messages WHERE web_app_id = ? AND phone = ?"
-        args: tuple[Any, ...] = (web_app_id, phone)
+        sql = "SELECT * FROM messages WHERE phone = ?"
+        args: tuple[Any, ...] = (phone,)
+        if until is not None:
+            sql += " AND created_at <= ?"
+            args += (_ts(until),)
+        if audience is not None:
+            sql += " AND web_app_id = ?"
+            args += (audience,)
         if before:
             ts, _, sid = before.partition(":")
             sql += " AND (created_at < ? OR (created_at = ? AND sid < ?))"
             args += (float(ts), float(ts), sid)
-        rows = self._read(sql + " ORDER BY created_at DESC, sid DESC LIMIT ?", (*args, limit + 1))
+        rows = self.read(sql + " ORDER BY created_at DESC, sid DESC LIMIT ?", (*args, limit + 1))
         page = [_message(r) for r in rows[:limit]]
         more = len(rows) > limit
         return page, (f"{_ts(page[-1].created_at)!r}:{page[-1].sid}" if more and page else None)
 
     def conversations(self, web_app_id: str) -> list[Conversation]:
-        rows = self._read("SELECT * FROM conversations WHERE web_app_id = ? ORDER BY last_at DESC", (web_app_id,))
+        rows = self.read("SELECT * FROM conversations WHERE web_app_id = ? ORDER BY last_at DESC", (web_app_id,))
         return [
             Conversation(
                 r["web_app_id"],
@@ -319,18 +333,15 @@ class SqliteStore:
         def job(db: sqlite3.Connection) -> None:
             db.execute("UPDATE conversations SET unread = 0 WHERE web_app_id = ? AND phone = ?", (web_app_id, phone))
 
-        return self._write(job)
+        return self.write(job)
 
-    def claim(self, phone: str, our_side: str, web_app_id: str, at: datetime, event: Event) -> Event | None:
+    def claim(self, phone: str, web_app_id: str, event: Event) -> Event | None:
         def job(db: sqlite3.Connection) -> Event | None:
             row = db.execute(
                 "SELECT * FROM conversations WHERE web_app_id = ? AND phone = ?", (UNROUTED, phone)
             ).fetchone()
             if row is None:
                 return None
-            db.execute(
-                "UPDATE messages SET web_app_id = ? WHERE web_app_id = ? AND phone = ?", (web_app_id, UNROUTED, phone)
-            )
             db.execute("DELETE FROM conversations WHERE web_app_id = ? AND phone = ?", (UNROUTED, phone))
             db.execute(
                 """INSERT INTO conversations VALUES (?, ?, ?, ?, ?, ?, ?, ?)
@@ -350,37 +361,9 @@ class SqliteStore:
                     row["unread"],
                 ),
             )
-            self._upsert_route(db, phone, our_side, web_app_id, at, chosen=True)
             return self._insert_event(db, event)
 
-        return self._write(job)
-
-    @staticmethod
-    def _upsert_route(
-        db: sqlite3.Connection, phone: str, our_side: str, web_app_id: str, at: datetime, *, chosen: bool
-    ) -> None:
-        ts = _ts(at)
-        db.execute(
-            """INSERT INTO routes VALUES (?, ?, ?, ?, ?)
-               ON CONFLICT (phone, our_side, web_app_id) DO UPDATE SET
-                 chosen_at = CASE WHEN ? THEN max(routes.chosen_at, excluded.chosen_at) ELSE routes.chosen_at END,
-                 active_at = max(routes.active_at, excluded.active_at)""",
-            (phone, our_side, web_app_id, ts if chosen else 0.0, ts, int(chosen)),
-        )
-
-    def touch_route(self, phone: str, our_side: str, web_app_id: str, at: datetime, *, chosen: bool) -> None:
-        def job(db: sqlite3.Connection) -> None:
-            self._upsert_route(db, phone, our_side, web_app_id, at, chosen=chosen)
-
-        return self._write(job)
-
-    def routes(self, phone: str, our_sides: list[str]) -> list[Route]:
-        marks = ",".join("?" for _ in our_sides) or "''"
-        sql = f"SELECT * FROM routes WHERE phone = ? AND our_side IN ({marks})"  # noqa: S608 - placeholders only
-        rows = self._read(sql, (phone, *our_sides))
-        return [
-            Route(r["phone"], r["our_side"], r["web_app_id"], _dt(r["chosen_at"]), _dt(r["active_at"])) for r in rows
-        ]
+        return self.write(job)
 
     def events_after(self, audiences: list[str], after: str | None, limit: int) -> list[Event]:
         marks = ",".join("?" for _ in audiences) or "''"
@@ -388,11 +371,11 @@ class SqliteStore:
             raise ValueError("not a cursor of this store")
         seq = int(after) if after else 0
         sql = f"SELECT * FROM events WHERE audience IN ({marks}) AND seq > ? ORDER BY seq LIMIT ?"  # noqa: S608
-        rows = self._read(sql, (*audiences, seq, limit))
+        rows = self.read(sql, (*audiences, seq, limit))
         return [_event(r) for r in rows]
 
     def pending_events(self, created_before: datetime, limit: int) -> list[Event]:
-        rows = self._read(
+        rows = self.read(
             "SELECT * FROM events WHERE published = 0 AND created_at < ? ORDER BY seq LIMIT ?",
             (_ts(created_before), limit),
         )
@@ -402,10 +385,10 @@ class SqliteStore:
         def job(db: sqlite3.Connection) -> None:
             db.executemany("UPDATE events SET published = 1 WHERE seq = ?", [(int(e.key),) for e in events])
 
-        return self._write(job)
+        return self.write(job)
 
     def kv_get(self, namespace: str, key: str, now: datetime) -> dict[str, Any] | None:
-        rows = self._read("SELECT value, expires_at FROM kv WHERE namespace = ? AND key = ?", (namespace, key))
+        rows = self.read("SELECT value, expires_at FROM kv WHERE namespace = ? AND key = ?", (namespace, key))
         if not rows or (rows[0]["expires_at"] is not None and rows[0]["expires_at"] <= _ts(now)):
             return None
         value: dict[str, Any] = json.loads(rows[0]["value"])
@@ -418,7 +401,7 @@ class SqliteStore:
                 (namespace, key, json.dumps(value), _ts(expires_at) if expires_at else None),
             )
 
-        return self._write(job)
+        return self.write(job)
 
     def kv_insert(
         self, namespace: str, key: str, value: dict[str, Any], expires_at: datetime | None, now: datetime
@@ -433,16 +416,16 @@ class SqliteStore:
                 ).rowcount
             )
 
-        return self._write(job)
+        return self.write(job)
 
     def kv_delete(self, namespace: str, key: str) -> None:
         def job(db: sqlite3.Connection) -> None:
             db.execute("DELETE FROM kv WHERE namespace = ? AND key = ?", (namespace, key))
 
-        return self._write(job)
+        return self.write(job)
 
     def kv_expired(self, namespace: str, now: datetime, limit: int) -> list[tuple[str, dict[str, Any]]]:
-        rows = self._read(
+        rows = self.read(
             "SELECT key, value FROM kv WHERE namespace = ? AND expires_at IS NOT NULL AND expires_at <= ? LIMIT ?",
             (namespace, _ts(now), limit),
         )
@@ -452,10 +435,10 @@ class SqliteStore:
         def job(db: sqlite3.Connection) -> None:
             db.execute("INSERT INTO hits (namespace, key, at) VALUES (?, ?, ?)", (namespace, key, _ts(at)))
 
-        return self._write(job)
+        return self.write(job)
 
     def count_hits(self, namespace: str, key: str, since: datetime) -> tuple[int, datetime | None]:
-        row = self._read(
+        row = self.read(
             "SELECT count(*) AS n, min(at) AS oldest FROM hits WHERE namespace = ? AND key = ? AND at >= ?",
             (namespace, key, _ts(since)),
         )[0]
@@ -475,10 +458,10 @@ class SqliteStore:
             db.execute("DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at < ?", (ts,))
             return n
 
-        return self._write(job)
+        return self.write(job)
 
     def ping(self) -> None:
-        self._read("SELECT 1")
+        self.read("SELECT 1")
 
     def close(self) -> None:
         """The last connection to close checkpoints what is left and removes the WAL file."""

@@ -1,0 +1,70 @@
+"""Table Storage plumbing shared by the store's concept modules: key encoding, time stamps, errors, retries."""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import AzureError, HttpResponseError
+
+from relay.store.base import StoreError
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+IF_UNCHANGED = MatchConditions.IfNotModified
+STAMP_WIDTH = 20
+MAX_STAMP = 10**STAMP_WIDTH - 1
+RETRIES = 50  # optimistic-concurrency attempts; each lost race means another writer made progress
+_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
+_SECRETS = re.compile(r"(?i)\b(sig|accountkey|sharedaccesssignature)=[^&;\s'\"]+")
+
+
+def enc(value: str) -> str:
+    """Key-safe and unambiguous: keys forbid / \\ # ? and control characters. '~XX' escapes bytes, '~' alone is ''."""
+    if not value:
+        return "~"
+    return "".join(c if c in _SAFE else "".join(f"~{b:02X}" for b in c.encode()) for c in value)
+
+
+def _us(at: datetime) -> int:
+    aware = at if at.tzinfo is not None else at.astimezone()  # naive means local time, as datetime.timestamp()
+    return (aware - EPOCH) // timedelta(microseconds=1)
+
+
+def stamp(at: datetime) -> str:
+    """Fixed-width microseconds, so string order is time order (filters compare strings; Int64 needs ceremony)."""
+    return f"{min(max(_us(at), 0), MAX_STAMP):0{STAMP_WIDTH}d}"
+
+
+def from_stamp(value: str) -> datetime:
+    return EPOCH + timedelta(microseconds=int(value))
+
+
+def status_of(exc: HttpResponseError, *codes: int) -> bool:
+    return exc.status_code in codes
+
+
+def etag(entity: dict[str, Any]) -> str:
+    metadata: dict[str, Any] = getattr(entity, "metadata", {})
+    return str(metadata["etag"])
+
+
+def backoff() -> None:
+    """A short random pause after a lost optimistic-concurrency race."""
+    time.sleep(random.uniform(0.0, 0.02))
+
+
+@contextmanager
+def guard(operation: str) -> Iterator[None]:
+    """Any transport or service failure becomes a StoreError, with credentials scrubbed from the message."""
+    try:
+        yield
+    except AzureError as exc:
+        text = str(exc)
+        detail = _SECRETS.sub(r"\1=***", text.splitlines()[0] if text else "")[:300]
+        raise StoreError(f"Table Storage {operation} failed: {type(exc).__name__}: {detail}") from None
