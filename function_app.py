@@ -2,7 +2,9 @@
 
 import azure.functions as func
 
+from functions.admin import bp as admin
 from functions.conversations import bp as conversations
+from functions.desks import bp as desks
 from functions.flush_outbox import bp as flush_outbox
 from functions.health import bp as health
 from functions.media import bp as media
@@ -13,5 +15,18 @@ from functions.session import bp as session
 from functions.sms_status import bp as sms_status
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
-for blueprint in (session, send_sms, receive_sms, sms_status, conversations, media, health, flush_outbox, poll_inbound):
+BLUEPRINTS = (
+    session,
+    desks,
+    send_sms,
+    receive_sms,
+    sms_status,
+    conversations,
+    media,
+    health,
+    flush_outbox,
+    poll_inbound,
+    admin,
+)
+for blueprint in BLUEPRINTS:
     app.register_functions(blueprint)

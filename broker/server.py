@@ -50,7 +50,7 @@ class GuardedBroker(Broker):  # type: ignore[misc]  # amqtt ships no type inform
         super().__init__(config)
         for plugin in self.plugins_manager.plugins:
             if isinstance(plugin, DeskGuardPlugin):
-                plugin.bind_disconnector(self.disconnect_user)
+                plugin.bind_disconnector(self.disconnect_clients)
 
     async def _initialize_client_session(
         self,
@@ -106,9 +106,10 @@ class GuardedBroker(Broker):  # type: ignore[misc]  # amqtt ships no type inform
         """Not kept (see the class docstring); the message itself is still delivered live."""
         logger.debug("retain flag ignored on %s", topic_name)
 
-    async def disconnect_user(self, username: str) -> int:
-        """Close and forget every session, live or persistent, of `username` (a webAppId); returns how many."""
-        doomed = [client_id for client_id, (session, _) in self._sessions.items() if session.username == username]
+    async def disconnect_clients(self, prefix: str) -> int:
+        """Close and forget every session, live or persistent, whose client id starts with `prefix` (a desk's
+        `<webAppId>-`, or one staff session's `<webAppId>-<sid>-`); returns how many."""
+        doomed = [client_id for client_id in self._sessions if client_id.startswith(prefix)]
         for client_id in doomed:
             await self._cleanup_session(client_id)
         return len(doomed)

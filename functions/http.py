@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import json
 import logging
@@ -21,6 +23,7 @@ from relay.errors import (
     UnsupportedMediaType,
 )
 from relay.logs import correlation
+from relay.sessions import Principal
 from relay.store import StoreError
 from relay.webhooks import WebhookRequest, forwarded
 
@@ -120,3 +123,31 @@ def client_address(req: func.HttpRequest, trusted_hops: int) -> str:
     """X-Forwarded-For as far as trusted proxies vouch for it, else the address the host saw."""
     headers = {k.lower(): v for k, v in req.headers.items()}
     return forwarded(headers, "x-forwarded-for", trusted_hops) or headers.get("x-client-ip", "") or "unknown"
+
+
+ROLE_CLAIMS = ("roles", "http://schemas.microsoft.com/ws/2008/06/identity/claims/role")
+
+
+def principal(req: func.HttpRequest) -> Principal | None:
+    """App Service Authentication's user: its id and name headers, and the roles in X-MS-CLIENT-PRINCIPAL
+    (base64 JSON whose `claims` are `{"typ", "val"}` pairs). Only meaningful when the platform sets them, which
+    the settings check enforces on Azure."""
+    user_id = (req.headers.get("x-ms-client-principal-id") or "").strip()
+    if not user_id:
+        return None
+    name = (req.headers.get("x-ms-client-principal-name") or "").strip()
+    roles: set[str] = set()
+    raw = req.headers.get("x-ms-client-principal") or ""
+    if raw:
+        try:
+            data = json.loads(base64.b64decode(raw, validate=False))
+        except (ValueError, binascii.Error):
+            raise BadRequest("X-MS-CLIENT-PRINCIPAL is not base64 JSON.", code="invalid_principal") from None
+        claims = data.get("claims") if isinstance(data, dict) else None
+        role_type = data.get("role_typ") if isinstance(data, dict) else None
+        for claim in claims if isinstance(claims, list) else []:
+            if isinstance(claim, dict) and claim.get("typ") in (*ROLE_CLAIMS, role_type):
+                roles.add(str(claim.get("val", "")))
+            if isinstance(claim, dict) and claim.get("typ") == "name" and not name:
+                name = str(claim.get("val", ""))
+    return Principal(user_id[:128], name[:40] or user_id[:40], frozenset(roles))

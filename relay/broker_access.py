@@ -1,9 +1,10 @@
-"""How a desk gets onto the broker: one idea, two implementations.
+"""How a staff session gets onto the broker: one idea, two implementations.
 
 JWT brokers (the embedded amqtt, EMQX) verify the session token themselves, so granting is free and sign-out is
-a control message. Mosquitto has no JWT: the relay, as its dynamic-security admin, creates a client per browser
-connection (bound to that client id, password = the token) with a role that may read only the desk's topics,
-and deletes them at sign-out and expiry.
+a control message naming the session (or, when a desk is archived, the desk). Mosquitto has no JWT: the relay,
+as its dynamic-security admin, creates a client per browser connection (bound to that client id, password = the
+token) with the desk's role, which may read only the desk's topics, and deletes the session's clients at
+sign-out and expiry, and the desk's role when the desk is archived.
 """
 
 from __future__ import annotations
@@ -24,15 +25,20 @@ log = logging.getLogger("relay.broker_access")
 
 DYNSEC_TOPIC = "$CONTROL/dynamic-security/v1"
 GRANTS = "dynsec-grant"
-DESKS = "dynsec-desk"
+SESSIONS = "dynsec-session"
 
 
 class BrokerAccess(Protocol):
-    def credentials(self, web_app_id: str, client_id: str, token: str, expires_at: datetime) -> tuple[str, str]:
+    def credentials(
+        self, web_app_id: str, session_id: str, client_id: str, token: str, expires_at: datetime
+    ) -> tuple[str, str]:
         """The MQTT username and password for this connection, provisioned on the broker if it needs that."""
 
-    def revoke(self, web_app_id: str, issued_before: datetime) -> None:
-        """Close the desk's connections and refuse its current credentials."""
+    def revoke_session(self, web_app_id: str, session_id: str, expires_at: datetime) -> None:
+        """Close one session's connections and refuse its credentials; the desk's other sessions carry on."""
+
+    def revoke_desk(self, web_app_id: str, issued_before: datetime) -> None:
+        """Close every connection of the desk and refuse every credential issued to it so far."""
 
     def sweep(self, now: datetime) -> int:
         """Remove what expired; returns how many grants were removed."""
@@ -43,11 +49,18 @@ class JwtAccess:
         self._publisher = publisher
         self._topics = topics
 
-    def credentials(self, web_app_id: str, client_id: str, token: str, expires_at: datetime) -> tuple[str, str]:
+    def credentials(
+        self, web_app_id: str, session_id: str, client_id: str, token: str, expires_at: datetime
+    ) -> tuple[str, str]:
         return web_app_id, token
 
-    def revoke(self, web_app_id: str, issued_before: datetime) -> None:
-        payload = {"webAppId": web_app_id, "issuedBefore": int(issued_before.timestamp()) + 1}
+    def revoke_session(self, web_app_id: str, session_id: str, expires_at: datetime) -> None:
+        self._signout({"webAppId": web_app_id, "sessionId": session_id, "until": int(expires_at.timestamp()) + 1})
+
+    def revoke_desk(self, web_app_id: str, issued_before: datetime) -> None:
+        self._signout({"webAppId": web_app_id, "issuedBefore": int(issued_before.timestamp()) + 1})
+
+    def _signout(self, payload: dict[str, object]) -> None:
         try:
             self._publisher.publish(self._topics.of("_control", "signout"), json.dumps(payload).encode())
         except RelayError as exc:
@@ -69,7 +82,9 @@ class DynsecAccess:
         self._lock = threading.Lock()
         publisher.listen(DYNSEC_TOPIC + "/response", self._on_response)
 
-    def credentials(self, web_app_id: str, client_id: str, token: str, expires_at: datetime) -> tuple[str, str]:
+    def credentials(
+        self, web_app_id: str, session_id: str, client_id: str, token: str, expires_at: datetime
+    ) -> tuple[str, str]:
         now = datetime.now(UTC)
         role = f"desk-{web_app_id}"
         acls = [
@@ -92,24 +107,39 @@ class DynsecAccess:
         failed = [r for r in replies if r.get("error") and "already exists" not in str(r["error"]).lower()]
         if failed:
             raise Unavailable(f"The broker refused to provision the desk: {failed[0]['error']}", code="broker_refused")
-        self._store.kv_put(GRANTS, client_id, {"webAppId": web_app_id}, expires_at)
-        desk = self._store.kv_get(DESKS, web_app_id, now) or {"clients": []}
-        live = [c for c in desk["clients"] if self._store.kv_get(GRANTS, c, now) is not None]
-        self._store.kv_put(DESKS, web_app_id, {"clients": sorted({*live, client_id})}, None)
+        self._store.kv_put(GRANTS, client_id, {"webAppId": web_app_id, "sessionId": session_id}, expires_at)
+        key = f"{web_app_id}|{session_id}"
+        held = self._store.kv_get(SESSIONS, key, now) or {"clients": []}
+        live = [c for c in held["clients"] if self._store.kv_get(GRANTS, c, now) is not None]
+        self._store.kv_put(SESSIONS, key, {"clients": sorted({*live, client_id})}, expires_at)
         return client_id, token
 
-    def revoke(self, web_app_id: str, issued_before: datetime) -> None:
-        desk = self._store.kv_get(DESKS, web_app_id, issued_before) or {"clients": []}
-        commands: list[dict[str, Any]] = [{"command": "deleteClient", "username": c} for c in desk["clients"]]
-        commands.append({"command": "deleteRole", "rolename": f"desk-{web_app_id}"})
+    def revoke_session(self, web_app_id: str, session_id: str, expires_at: datetime) -> None:
+        key = f"{web_app_id}|{session_id}"
+        held = self._store.kv_get(SESSIONS, key, datetime.now(UTC)) or {"clients": []}
+        if self._delete(held["clients"]):
+            self._store.kv_delete(SESSIONS, key)
+
+    def revoke_desk(self, web_app_id: str, issued_before: datetime) -> None:
+        """The desk's role, and with it every right its remaining clients had (sessions are revoked one by one
+        before this, by the caller)."""
+        try:
+            self._run([{"command": "deleteRole", "rolename": f"desk-{web_app_id}"}])
+        except RelayError as exc:
+            log.warning("desk role not removed from the broker: %s", exc.message)
+
+    def _delete(self, clients: list[str]) -> bool:
+        if not clients:
+            return True
+        commands: list[dict[str, Any]] = [{"command": "deleteClient", "username": c} for c in clients]
         try:
             self._run(commands)
         except RelayError as exc:
             log.warning("sign-out not applied on the broker: %s", exc.message)
-            return
-        for client_id in desk["clients"]:
+            return False
+        for client_id in clients:
             self._store.kv_delete(GRANTS, client_id)
-        self._store.kv_delete(DESKS, web_app_id)
+        return True
 
     def sweep(self, now: datetime) -> int:
         expired = self._store.kv_expired(GRANTS, now, 200)

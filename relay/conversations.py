@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from relay.clock import Clock, iso
+from relay.directory import DeskDirectory
 from relay.errors import BadRequest, Conflict, NotFound
 from relay.outbox import Outbox
+from relay.ownership import Ownership
 from relay.phones import normalise
+from relay.sessions import Caller
 from relay.settings import Settings
 from relay.statuses import latest
 from relay.store import UNROUTED, Conversation, Event, MessageRecord, StatusRecord, Store
@@ -16,15 +19,27 @@ from relay.twilio_gateway import Media, TwilioGateway
 
 MAX_PAGE = 100
 FEED_PAGE = 500
+MAX_NOTE = 500
 
 
 class Conversations:
-    def __init__(self, settings: Settings, store: Store, outbox: Outbox, gateway: TwilioGateway, clock: Clock) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        outbox: Outbox,
+        gateway: TwilioGateway,
+        clock: Clock,
+        ownership: Ownership,
+        directory: DeskDirectory,
+    ) -> None:
         self._settings = settings
         self._store = store
         self._outbox = outbox
         self._gateway = gateway
         self._clock = clock
+        self._ownership = ownership
+        self._directory = directory
         self._topics = Topics(settings.mqtt_topic_prefix)
 
     def of_desk(self, web_app_id: str) -> list[dict[str, Any]]:
@@ -38,12 +53,26 @@ class Conversations:
         limit = _limit(limit_raw)
         if before is not None and (len(before) > 128 or not before.isprintable()):
             raise BadRequest("'before' is not a cursor this API gave out.", code="invalid_cursor")
+        owner = self._ownership.current(phone, [self._settings.our_side])
+        live = self._ownership.live_owner(owner)
+        about = {
+            "owner": self._desk_json(live),
+            "state": owner.state if owner else "open",
+            "yours": live == web_app_id,
+        }
+        if web_app_id == UNROUTED:
+            window: dict[str, Any] = {"audience": UNROUTED}
+        else:
+            seen = self._ownership.visibility(web_app_id, phone)
+            if not seen.allowed:
+                return {"messages": [], "next": None, **about}
+            window = {"until": seen.until}
         try:
-            page, cursor = self._store.history(web_app_id, phone, before or None, limit)
+            page, cursor = self._store.history(phone, before or None, limit, **window)
         except ValueError:
             raise BadRequest("'before' is not a cursor this API gave out.", code="invalid_cursor") from None
         statuses = self._store.statuses_of([m.sid for m in page if m.direction == "outbound"])
-        return {"messages": [self._message(m, statuses.get(m.sid, [])) for m in page], "next": cursor}
+        return {"messages": [self._message(m, statuses.get(m.sid, [])) for m in page], "next": cursor, **about}
 
     def mark_read(self, web_app_id: str, phone_raw: str) -> None:
         self._store.mark_read(web_app_id, normalise(phone_raw, field="phone"))
@@ -52,13 +81,38 @@ class Conversations:
         phone = normalise(phone_raw, field="phone")
         now = self._clock.now()
         payload = {"phone": phone, "webAppId": web_app_id, "at": iso(now)}
-        event = self._store.claim(
-            phone, self._our_side(phone), web_app_id, now, Event(UNROUTED, "claimed", payload, now)
-        )
+        event = self._store.claim(phone, web_app_id, Event(UNROUTED, "claimed", payload, now))
         if event is None:
             raise Conflict("That conversation is not waiting to be claimed.", code="already_claimed")
+        self._ownership.take(phone, self._our_side(phone), web_app_id, now)
         self._outbox.publish(event)
         return {"phone": phone, "webAppId": web_app_id}
+
+    def transfer(self, caller: Caller, phone_raw: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Hand a conversation to another desk, with a note it reads in the thread; both desks are told live."""
+        phone = normalise(phone_raw, field="phone")
+        target, note = body.get("desk"), body.get("note")
+        if not isinstance(target, str) or not target:
+            raise BadRequest("'desk' must be the id of the desk to transfer to.", code="invalid_desk")
+        if note is not None and (not isinstance(note, str) or len(note) > MAX_NOTE):
+            raise BadRequest(f"'note' must be text of at most {MAX_NOTE} characters.", code="invalid_note")
+        desk = self._directory.live_desk(target)
+        if desk.id == caller.desk:
+            raise BadRequest("The conversation is already with your desk.", code="invalid_desk")
+        owner = self._ownership.current(phone, [self._settings.our_side])
+        if owner is None or self._ownership.live_owner(owner) != caller.desk:
+            raise Conflict("Only the desk that has the conversation can transfer it.", code="not_owner")
+        self._ownership.hand_over(
+            phone,
+            owner.our_side,
+            desk.id,
+            self._clock.now(),
+            reason="transfer",
+            by=caller.staff,
+            note=(note or "").strip() or None,
+            expect=caller.desk,
+        )
+        return {"phone": phone, "owner": desk.to_json()}
 
     def feed(self, web_app_id: str, after: str | None) -> dict[str, Any]:
         if after is not None and (len(after) > 64 or not after.isascii() or not after.replace("-", "").isalnum()):
@@ -77,7 +131,7 @@ class Conversations:
 
     def media(self, web_app_id: str, sid: str, index_raw: str) -> Media:
         message = self._store.get_message(sid) if len(sid) <= 64 else None
-        if message is None or message.web_app_id != web_app_id or not _small_number(index_raw):
+        if message is None or not self._ownership.may_read(web_app_id, message) or not _small_number(index_raw):
             raise NotFound("No such media for this desk.", code="media_not_found")
         url = message.payload.get(f"MediaUrl{int(index_raw)}")
         if not isinstance(url, str) or not url:
@@ -85,8 +139,12 @@ class Conversations:
         return self._gateway.fetch_media(url)
 
     def _our_side(self, phone: str) -> str:
-        page, _ = self._store.history(UNROUTED, phone, None, 1)
+        page, _ = self._store.history(phone, None, 1, audience=UNROUTED)
         return page[0].our_side if page else self._settings.our_side
+
+    def _desk_json(self, desk: str | None) -> dict[str, str] | None:
+        found = self._directory.get(desk) if desk else None
+        return found.to_json() if found else None
 
     def _message(self, m: MessageRecord, statuses: list[StatusRecord]) -> dict[str, Any]:
         status = latest(statuses)
@@ -108,7 +166,14 @@ class Conversations:
             "errorMessage": status.error_message if status else None,
             "media": p.get("media", []),
             "reminder": reminder["state"] if reminder else p.get("reminder"),
+            "sentBy": p.get("sentBy"),
+            **({"line": _line(p)} if m.direction == "event" else {}),
         }
+
+
+def _line(p: dict[str, Any]) -> dict[str, Any]:
+    """What a change of owner says in the thread: from and to which desk, who did it, why, and the note."""
+    return {k: p.get(k) for k in ("reason", "from", "to", "by", "note")}
 
 
 def _limit(raw: str | None) -> int:

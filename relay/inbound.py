@@ -16,7 +16,7 @@ from relay.keywords import Decision, KeywordMessage, Keywords
 from relay.outbox import Outbox
 from relay.phones import mask
 from relay.routing import Router
-from relay.store import UNROUTED, Event, MessageRecord, Store, StoreError
+from relay.store import Event, MessageRecord, Store, StoreError
 from relay.webhooks import WebhookRequest, WebhookValidator
 
 log = logging.getLogger("relay.inbound")
@@ -82,7 +82,7 @@ class Inbound:
         our_side = next((s for s in our_sides if s), "")
         try:
             self._record_opt_out(phone, body, params.get("OptOutType", ""), now)
-            resolution = self._router.resolve(phone, our_sides, body, now)
+            resolution = self._router.resolve(phone, our_sides, body)
             view = KeywordMessage(params, our_side, phone, resolution.audience, now)
             decision = self._keywords.decide(view) if self._keywords else None
             payload: dict[str, object] = dict(params)
@@ -109,8 +109,7 @@ class Inbound:
             if event is None:
                 log.info("duplicate webhook ignored: sid=%s", sid)
                 return InboundResult(sid, resolution.audience, duplicate=True)
-            if resolution.audience != UNROUTED:
-                self._store.touch_route(phone, our_side, resolution.audience, now, chosen=resolution.by_alias)
+            self._router.settle(resolution, phone, our_side, now)
         except StoreError as exc:
             log.error("inbound not stored: sid=%s from=%s reason=%s", sid, mask(phone), exc)
             raise StoreUnavailable("The message store is unavailable; Twilio should retry.") from None
@@ -119,7 +118,7 @@ class Inbound:
             "inbound stored: sid=%s from=%s audience=%s published=%s",
             sid,
             mask(phone),
-            _who(resolution.audience),
+            resolution.audience,
             "yes" if published else "deferred",
         )
         if decision is None:
@@ -152,7 +151,3 @@ def media_entries(sid: str, params: Mapping[str, str]) -> list[dict[str, str]]:
         for i in range(min(n, 10))
         if params.get(f"MediaUrl{i}")
     ]
-
-
-def _who(audience: str) -> str:
-    return audience if audience == UNROUTED else audience[:6] + "…"

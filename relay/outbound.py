@@ -8,11 +8,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from relay.clock import Clock, iso
-from relay.errors import BadRequest, Conflict, TooManyRequests
+from relay.errors import BadRequest, Conflict, RelayError, TooManyRequests
 from relay.outbox import Outbox
+from relay.ownership import JUST_BEFORE, Ownership
 from relay.phones import mask, normalise, require_allowed_region
 from relay.settings import Settings
 from relay.store import Event, MessageRecord, Store, StoreError
+from relay.tokens import Staff
 from relay.twilio_gateway import TwilioGateway
 
 log = logging.getLogger("relay.outbound")
@@ -31,6 +33,8 @@ class SendRequest:
     confirm: object = False
     idempotency_key: str | None = None
     base_url: str = ""
+    sent_by: Staff | None = None
+    take_over: object = False
 
 
 @dataclass(frozen=True)
@@ -64,12 +68,21 @@ def validate_media(media: object) -> list[str]:
 
 
 class Outbound:
-    def __init__(self, settings: Settings, store: Store, gateway: TwilioGateway, outbox: Outbox, clock: Clock) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        gateway: TwilioGateway,
+        outbox: Outbox,
+        clock: Clock,
+        ownership: Ownership,
+    ) -> None:
         self._settings = settings
         self._store = store
         self._gateway = gateway
         self._outbox = outbox
         self._clock = clock
+        self._ownership = ownership
 
     def send(self, request: SendRequest) -> SendResult:
         to = normalise(request.to)
@@ -77,10 +90,19 @@ class Outbound:
         media = validate_media(request.media_urls)
         if not isinstance(request.confirm, bool):
             raise BadRequest("'confirm' must be true or false.", code="invalid_confirm")
+        if not isinstance(request.take_over, bool):
+            raise BadRequest("'takeOver' must be true or false.", code="invalid_take_over")
         require_allowed_region(to, self._settings.allowed_countries)
         now = self._clock.now()
         if self._store.kv_get("optout", to, now) is not None:
             raise Conflict("This number has opted out (replied STOP); it must text START first.", code="opted_out")
+        owner = self._ownership.live_owner(self._ownership.current(to, [self._settings.our_side]))
+        if owner is not None and owner != request.web_app_id and not request.take_over:
+            raise Conflict(
+                f"This patient's conversation is with {self._ownership.desk_name(owner)}. Send with takeOver "
+                "to move it to your desk (both desks see that it moved), or ask them to transfer it.",
+                code="owned_by_other_desk",
+            )
         idem_key = f"{request.web_app_id}:{request.idempotency_key}" if request.idempotency_key else None
         if idem_key:
             earlier = self._claim_idempotency(idem_key, now)
@@ -97,7 +119,7 @@ class Outbound:
             raise
         result = SendResult(sent.sid, sent.status, sent.to, sent.from_)
         log.info("sent: sid=%s to=%s", sent.sid, mask(to))
-        self._after_send(request, result, sent.messaging_service_sid, body, media, now, idem_key)
+        self._after_send(request, result, sent.messaging_service_sid, body, media, now, idem_key, owner)
         return result
 
     def _claim_idempotency(self, idem_key: str, now: datetime) -> SendResult | None:
@@ -128,6 +150,7 @@ class Outbound:
         media: list[str],
         now: datetime,
         idem_key: str | None,
+        owner: str | None,
     ) -> None:
         """Twilio has accepted the message: from here on nothing may turn into an error for the caller."""
         our_side = service_sid or result.from_ or self._settings.our_side
@@ -142,11 +165,12 @@ class Outbound:
             "direction": "outbound",
             "media": [{"url": url, "contentType": ""} for url in media],
             "reminder": "pending" if request.confirm else None,
+            "sentBy": request.sent_by.to_json() if request.sent_by else None,
         }
         message = MessageRecord(result.sid, "outbound", result.to, our_side, request.web_app_id, body, now, payload)
         try:
+            self._own(request, self._settings.our_side, owner, now)
             event = self._store.save_message(message, Event(request.web_app_id, "outbound", payload, now))
-            self._store.touch_route(result.to, our_side, request.web_app_id, now, chosen=True)
             if request.confirm:
                 self._store.kv_put(
                     "reminder", f"{our_side}|{result.to}", {"sid": result.sid, "webAppId": request.web_app_id}, None
@@ -158,3 +182,16 @@ class Outbound:
             return
         if event is not None:
             self._outbox.publish(event)
+
+    def _own(self, request: SendRequest, our_side: str, owner: str | None, now: datetime) -> None:
+        """The sender's desk owns the conversation from now on; taking it from another desk says so in both threads."""
+        desk = request.web_app_id
+        if owner is not None and owner != desk:
+            self._ownership.hand_over(
+                normalise(request.to), our_side, desk, now - JUST_BEFORE, reason="takeover", by=request.sent_by
+            )
+            return
+        try:
+            self._ownership.take(normalise(request.to), our_side, desk, now)
+        except RelayError as exc:
+            log.warning("ownership not recorded after a send: %s", exc.message)

@@ -1,46 +1,50 @@
-"""Who gets a reply: an alias prefix first, then the desk that most recently texted that phone within the TTL."""
+"""Who gets a reply: a desk alias typed first (`#B ...`), else the conversation's owner desk, else unrouted.
+
+Ownership does not expire: a reply next week still reaches the desk that texted. An alias moves ownership.
+"""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from relay.sessions import Sessions
-from relay.store import UNROUTED, Store
+from relay.directory import DeskDirectory
+from relay.ownership import JUST_BEFORE, Ownership
+from relay.store import UNROUTED
+from relay.store.owners import Owner
 
-ALIAS_PREFIX = re.compile(r"^\s*#([A-Za-z0-9]{2,4})(?=$|[\s:,.;!?-])[\s:,.;!?-]*")
+ALIAS_PREFIX = re.compile(r"^\s*#([A-Za-z0-9]{1,4})(?=$|[\s:,.;!?-])[\s:,.;!?-]*")
 
 
 @dataclass(frozen=True)
 class Resolution:
-    audience: str  # a webAppId, or UNROUTED
+    audience: str  # a desk id, or UNROUTED
     display_body: str
     by_alias: bool
+    owner: Owner | None  # the conversation's row as it was before this message
+    alias: str = ""
 
 
 class Router:
-    def __init__(self, store: Store, sessions: Sessions, ttl: timedelta) -> None:
-        self._store = store
-        self._sessions = sessions
-        self._ttl = ttl
+    def __init__(self, ownership: Ownership, directory: DeskDirectory) -> None:
+        self._ownership = ownership
+        self._directory = directory
 
-    def resolve(self, phone: str, our_sides: list[str], body: str, now: datetime) -> Resolution:
+    def resolve(self, phone: str, our_sides: list[str], body: str) -> Resolution:
+        owner = self._ownership.current(phone, our_sides)
         match = ALIAS_PREFIX.match(body)
-        if match:
-            owner = self._sessions.alias_owner(match.group(1))
-            if owner and not self._sessions.is_signed_out(owner):
-                return Resolution(owner, body[match.end() :], by_alias=True)
-        return Resolution(self.current(phone, our_sides, now) or UNROUTED, body, by_alias=False)
+        desk = self._directory.by_alias(match.group(1)) if match else None
+        if match and desk is not None:
+            return Resolution(desk.id, body[match.end() :], True, owner, match.group(1).upper())
+        return Resolution(self._ownership.live_owner(owner) or UNROUTED, body, False, owner)
 
-    def current(self, phone: str, our_sides: list[str], now: datetime) -> str | None:
-        """Most recent wins: among live routes, the desk whose last outbound (or claim) is newest."""
-        live = [
-            r
-            for r in self._store.routes(phone, [s for s in our_sides if s])
-            if r.active_at + self._ttl > now and r.chosen_at.timestamp() > 0
-        ]
-        for route in sorted(live, key=lambda r: r.chosen_at, reverse=True):
-            if not self._sessions.is_signed_out(route.web_app_id):
-                return route.web_app_id
-        return None
+    def settle(self, resolution: Resolution, phone: str, our_side: str, at: datetime) -> None:
+        """After a new message is stored: an alias moves ownership (both desks see a line), a reply reopens."""
+        owner = resolution.owner
+        if resolution.by_alias and self._ownership.live_owner(owner) != resolution.audience:
+            self._ownership.hand_over(
+                phone, owner.our_side if owner else our_side, resolution.audience, at - JUST_BEFORE, reason="alias"
+            )
+        elif owner is not None and resolution.audience != UNROUTED:
+            self._ownership.reopen(owner)

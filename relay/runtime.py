@@ -8,15 +8,18 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from relay.admin import Admin
 from relay.broker_access import BrokerAccess, DynsecAccess, JwtAccess
 from relay.clock import Clock, SystemClock
 from relay.conversations import Conversations
 from relay.delivery import Delivery
+from relay.directory import DeskDirectory
 from relay.inbound import Inbound
 from relay.keywords import HandlerContext, load
 from relay.logs import configure
 from relay.outbound import Outbound
 from relay.outbox import Outbox
+from relay.ownership import Ownership
 from relay.polling import Poller
 from relay.publisher import Publisher
 from relay.routing import Router
@@ -49,6 +52,9 @@ class Runtime:
     topics: Topics
     access: BrokerAccess
     poller: Poller
+    directory: DeskDirectory
+    ownership: Ownership
+    admin: Admin
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         try:
@@ -100,9 +106,12 @@ def build(settings: Settings, clock: Clock | None = None, store: Store | None = 
         if settings.mqtt_broker_access == "mosquitto-dynsec"
         else JwtAccess(publisher, topics)
     )
-    sessions = Sessions(settings, store, issuer, clock, access)
+    directory = DeskDirectory(store, settings.relay_desks)
+    directory.seed(clock.now())
+    sessions = Sessions(settings, store, issuer, clock, access, directory)
+    ownership = Ownership(store, directory, outbox, clock)
     ttl = timedelta(hours=settings.conversation_ttl_hours)
-    router = Router(store, sessions, ttl)
+    router = Router(ownership, directory)
     keywords = load(settings.keyword_handlers, HandlerContext(settings, store, outbox, clock))
     inbound = Inbound(store, router, outbox, validator, clock, ttl, keywords)
     runtime = Runtime(
@@ -117,11 +126,14 @@ def build(settings: Settings, clock: Clock | None = None, store: Store | None = 
         router=router,
         inbound=inbound,
         delivery=Delivery(store, outbox, validator, clock),
-        outbound=Outbound(settings, store, gateway, outbox, clock),
-        conversations=Conversations(settings, store, outbox, gateway, clock),
+        outbound=Outbound(settings, store, gateway, outbox, clock, ownership),
+        conversations=Conversations(settings, store, outbox, gateway, clock, ownership, directory),
         topics=topics,
         poller=Poller(settings, store, inbound, gateway, clock),
         access=access,
+        directory=directory,
+        ownership=ownership,
+        admin=Admin(settings, store, directory, sessions, ownership, clock),
     )
     publisher.start()
     return runtime

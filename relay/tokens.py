@@ -113,7 +113,7 @@ class TokenIssuer:
         sub, sid, staff = claims["sub"], claims["sid"], claims.get("staff")
         if not isinstance(sub, str) or not sub or sub == SERVICE_USER or not isinstance(sid, str) or not sid:
             raise Unauthorized("The session token is invalid.", code="invalid_token")
-        if not isinstance(staff, dict) or not isinstance(staff.get("id"), str) or not isinstance(staff.get("name"), str):
+        if not (isinstance(staff, dict) and all(isinstance(staff.get(k), str) for k in ("id", "name"))):
             raise Unauthorized("The session token is invalid.", code="invalid_token")
         tz = now.tzinfo
         return TokenClaims(

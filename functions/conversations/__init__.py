@@ -1,10 +1,10 @@
-"""The desk's reading endpoints: conversations, history, unrouted, claim, read marks, catch-up feed."""
+"""The desk's conversation endpoints: list, history, unrouted, claim, transfer, read marks, catch-up feed."""
 
 from __future__ import annotations
 
 import azure.functions as func
 
-from functions.http import adapter, bearer, json_response
+from functions.http import adapter, bearer, json_response, read_json
 from relay.runtime import Runtime, get_runtime
 
 bp = func.Blueprint()
@@ -12,7 +12,7 @@ bp = func.Blueprint()
 
 def _desk(req: func.HttpRequest) -> tuple[Runtime, str]:
     rt = get_runtime()
-    return rt, rt.sessions.authenticate(bearer(req))
+    return rt, rt.sessions.authenticate(bearer(req)).desk
 
 
 @bp.route(route="conversations", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
@@ -37,6 +37,15 @@ def conversation_messages(req: func.HttpRequest) -> func.HttpResponse:
 def claim_conversation(req: func.HttpRequest) -> func.HttpResponse:
     rt, desk = _desk(req)
     return json_response(rt.conversations.claim(desk, req.route_params.get("phone", "")))
+
+
+@bp.route(route="conversations/{phone}/transfer", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@adapter
+def transfer_conversation(req: func.HttpRequest) -> func.HttpResponse:
+    rt = get_runtime()
+    caller = rt.sessions.authenticate(bearer(req))
+    body = read_json(req)
+    return json_response(rt.conversations.transfer(caller, req.route_params.get("phone", ""), body))
 
 
 @bp.route(route="conversations/{phone}/read", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)

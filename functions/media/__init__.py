@@ -14,7 +14,7 @@ bp = func.Blueprint()
 @adapter
 def media(req: func.HttpRequest) -> func.HttpResponse:
     rt = get_runtime()
-    desk = rt.sessions.authenticate(bearer(req))
+    desk = rt.sessions.authenticate(bearer(req)).desk
     sid, index = req.route_params.get("sid", ""), req.route_params.get("index", "")
     found = rt.conversations.media(desk, sid, index)
     return func.HttpResponse(

@@ -16,19 +16,21 @@ bp = func.Blueprint()
 @adapter
 def send_sms(req: func.HttpRequest) -> func.HttpResponse:
     rt = get_runtime()
-    web_app_id = rt.sessions.authenticate(bearer(req))
+    caller = rt.sessions.authenticate(bearer(req))
     body = read_json(req)
     headers = {k.lower(): v for k, v in req.headers.items()}
     key = headers.get("idempotency-key")
     result = rt.outbound.send(
         SendRequest(
-            web_app_id=web_app_id,
+            web_app_id=caller.desk,
             to=body.get("to"),
             body=body.get("body"),
             media_urls=body.get("mediaUrl"),
             confirm=body.get("confirm", False),
             idempotency_key=key[:200] if key else None,
             base_url=public_base(rt.settings, req.url, headers),
+            sent_by=caller.staff,
+            take_over=body.get("takeOver", False),
         )
     )
     return json_response(result.to_json(), 201)

@@ -1,13 +1,15 @@
-"""POST /api/session opens or renews a desk session; DELETE signs the desk out."""
+"""POST /api/session opens a staff session at a desk (or renews one); DELETE ends this session only."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import azure.functions as func
 
-from functions.http import adapter, bearer, client_address, json_response, read_json
+from functions.http import adapter, bearer, client_address, json_response, principal, read_json
 from relay.clock import iso
-from relay.runtime import get_runtime
-from relay.sessions import SessionRequest
+from relay.runtime import Runtime, get_runtime
+from relay.sessions import SessionGrant, SessionRequest
 
 bp = func.Blueprint()
 
@@ -15,6 +17,24 @@ bp = func.Blueprint()
 def _text(body: dict[str, object], name: str) -> str | None:
     value = body.get(name)
     return value if isinstance(value, str) and len(value) <= 4096 else None
+
+
+def grant_json(rt: Runtime, grant: SessionGrant) -> dict[str, Any]:
+    return {
+        "webAppId": grant.web_app_id,
+        "desk": grant.desk.to_json(),
+        "staff": grant.staff.to_json(),
+        "alias": f"#{grant.desk.alias}",
+        "token": grant.token,
+        "expiresAt": iso(grant.expires_at),
+        "mqtt": {
+            "url": rt.settings.mqtt_browser_url,
+            "clientId": grant.client_id,
+            "username": grant.mqtt_username,
+            "password": grant.mqtt_password,
+            "topics": rt.topics.filters_for(grant.web_app_id),
+        },
+    }
 
 
 @bp.route(route="session", methods=["POST", "DELETE"], auth_level=func.AuthLevel.ANONYMOUS)
@@ -29,25 +49,11 @@ def session(req: func.HttpRequest) -> func.HttpResponse:
     grant = rt.sessions.open(
         SessionRequest(
             access_code=_text(body, "accessCode"),
-            web_app_id=_text(body, "webAppId"),
-            previous_token=_text(body, "token"),
+            desk=body.get("desk"),
+            staff_name=body.get("staffName"),
             bearer=bearer(req) if has_bearer else None,
             client_address=client_address(req, rt.settings.trusted_proxy_hops),
-            principal=req.headers.get("x-ms-client-principal-id") if rt.settings.relay_auth == "appservice" else None,
+            principal=principal(req) if rt.settings.relay_auth == "appservice" else None,
         )
     )
-    return json_response(
-        {
-            "webAppId": grant.web_app_id,
-            "alias": grant.alias,
-            "token": grant.token,
-            "expiresAt": iso(grant.expires_at),
-            "mqtt": {
-                "url": rt.settings.mqtt_browser_url,
-                "clientId": grant.client_id,
-                "username": grant.mqtt_username,
-                "password": grant.mqtt_password,
-                "topics": rt.topics.filters_for(grant.web_app_id),
-            },
-        }
-    )
+    return json_response(grant_json(rt, grant))

@@ -74,11 +74,14 @@ class Store(Protocol):
     owners: OwnerStore
     staff: SessionStore
 
-    def save_message(self, message: MessageRecord, event: Event, *also: Event) -> Event | None:
-        """Insert once per MessageSid (conditionally, never check-then-insert), with its pending event, and
-        `also` events for other desks (a transfer tells both), whose conversation summaries it updates too.
+    def save_message(self, message: MessageRecord, event: Event) -> Event | None:
+        """Insert once per MessageSid (conditionally, never check-then-insert), with its pending event.
 
         Returns the stored event (its key set), or None for a duplicate, which changes nothing."""
+
+    def save_line(self, message: MessageRecord, events: list[Event]) -> list[Event] | None:
+        """`save_message` for a line in the thread that several desks are told of (a change of owner): one
+        event per desk, and each desk's conversation summary updated. None for a duplicate."""
 
     def get_message(self, sid: str) -> MessageRecord | None: ...
 

@@ -212,10 +212,14 @@ class SqliteStore:
         )
         return replace(event, key=str(cursor.lastrowid))
 
-    def save_message(self, message: MessageRecord, event: Event, *also: Event) -> Event | None:
+    def save_message(self, message: MessageRecord, event: Event) -> Event | None:
+        stored = self.save_line(message, [event])
+        return stored[0] if stored else None
+
+    def save_line(self, message: MessageRecord, events: list[Event]) -> list[Event] | None:
         payload = json.dumps(message.payload)  # once: an inbound message's event carries the same payload
 
-        def job(db: sqlite3.Connection) -> Event | None:
+        def job(db: sqlite3.Connection) -> list[Event] | None:
             inserted = db.execute(
                 "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sid) DO NOTHING",
                 (
@@ -231,11 +235,9 @@ class SqliteStore:
             ).rowcount
             if not inserted:
                 return None
-            for audience in (message.web_app_id, *(e.audience for e in also)):
+            for audience in dict.fromkeys([message.web_app_id, *(e.audience for e in events)]):
                 self._summarize(db, audience, message)
-            for extra in also:
-                self._insert_event(db, extra)
-            return self._insert_event(db, event, payload if event.payload is message.payload else None)
+            return [self._insert_event(db, e, payload if e.payload is message.payload else None) for e in events]
 
         return self.write(job)
 

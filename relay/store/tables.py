@@ -188,15 +188,20 @@ class TableStore:
 
     # -- messages
 
-    def save_message(self, message: MessageRecord, event: Event, *also: Event) -> Event | None:
+    def save_message(self, message: MessageRecord, event: Event) -> Event | None:
+        stored = self.save_line(message, [event])
+        return stored[0] if stored else None
+
+    def save_line(self, message: MessageRecord, events: list[Event]) -> list[Event] | None:
+        first, *others = events
         entity: dict[str, Any] = {
             "PartitionKey": enc(message.sid),
             "RowKey": "m",
             **_message_fields(message),
-            **self._event_fields(event, self._keys.next()),
+            **self._event_fields(first, self._keys.next()),
         }
-        if also:  # the other desks' events ride on the arbiter too, so a retry recreates them under the same keys
-            entity["also_events"] = json.dumps([self._event_fields(e, self._keys.next()) for e in also])
+        if others:  # the other desks' events ride on the arbiter too, so a retry recreates them under the same keys
+            entity["also_events"] = json.dumps([self._event_fields(e, self._keys.next()) for e in others])
         with guard("save_message"):
             try:
                 self.table(MESSAGES).create_entity(entity)
@@ -207,18 +212,17 @@ class TableStore:
                 return None
             return self._finish_message(entity)
 
-    def _finish_message(self, entity: dict[str, Any]) -> Event:
+    def _finish_message(self, entity: dict[str, Any]) -> list[Event]:
         """The idempotent tail of save_message, rerun by duplicates: events, history row, conversation summaries."""
-        stored_event = self._stored_event(entity)
-        others = [self._stored_event(fields) for fields in json.loads(entity.get("also_events") or "[]")]
+        events = [self._stored_event(entity)]
+        events += [self._stored_event(fields) for fields in json.loads(entity.get("also_events") or "[]")]
         message = _message(entity)
         self._put_history(message)
-        for audience in (message.web_app_id, *(e.audience for e in others)):
+        for audience in dict.fromkeys([message.web_app_id, *(e.audience for e in events)]):
             self._bump_conversation(message, audience)
-        for other in others:
-            self._create_event(other)
-        self._create_event(stored_event)
-        return stored_event
+        for event in events:
+            self._create_event(event)
+        return events
 
     def _put_history(self, message: MessageRecord) -> None:
         self.table(HISTORY).upsert_entity(
