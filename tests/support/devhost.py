@@ -94,9 +94,12 @@ class DevhostProcess:
         proc, self._proc = self._proc, None
         terminate(proc, timeout=8)
 
-    def session(self, **extra: Any) -> dict[str, Any]:
-        """A new desk session, as a browser tab would open one."""
-        r = httpx.post(f"{self.base_url}/api/session", json={"accessCode": self.access_code, **extra}, timeout=10)
+    def session(self, desk: str | None = None, staff: str = "Maria", **extra: Any) -> dict[str, Any]:
+        """A new staff session at a desk (the default desk, Reception, unless named), as a browser opens one."""
+        body: dict[str, Any] = {"accessCode": self.access_code, "staffName": staff, **extra}
+        if desk is not None:
+            body["desk"] = desk
+        r = httpx.post(f"{self.base_url}/api/session", json=body, timeout=10)
         r.raise_for_status()
         data: dict[str, Any] = r.json()
         return data

@@ -41,8 +41,9 @@ def clock(rt: Runtime) -> ManualClock:
     return rt.clock
 
 
-def desk(rt: Runtime, address: str = "127.0.0.1") -> SessionGrant:
-    return rt.sessions.open(SessionRequest(ACCESS_CODE, None, None, None, address))
+def desk(rt: Runtime, desk_id: str | None = None, staff: str = "Maria", address: str = "127.0.0.1") -> SessionGrant:
+    """A staff session at a desk (the default desk, Reception, unless named)."""
+    return rt.sessions.open(SessionRequest(ACCESS_CODE, desk_id, staff, None, address))
 
 
 def as_session(grant: SessionGrant, rt: Runtime) -> dict[str, Any]:
