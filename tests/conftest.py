@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,9 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from devhost.sandbox import SandboxConfig, create_sandbox_app
+from relay.store import Store
+from relay.store.sqlite import SqliteStore
+from relay.store.tables import TableStore
 from tests.support.asgi import serve_in_thread
 from tests.support.broker import BrokerProcess
 from tests.support.devhost import DevhostProcess
@@ -70,6 +74,19 @@ def sandbox_url() -> Iterator[str]:
     )
     with serve_in_thread(Starlette(routes=[Mount("/sandbox", sandbox)])) as base:
         yield base + "/sandbox"
+
+
+@pytest.fixture(params=["sqlite", "tables"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """Each store contract test runs on both backends: SQLite in a temp dir, Table Storage on Azurite."""
+    backend: Store
+    if request.param == "sqlite":
+        backend = SqliteStore(str(tmp_path / "relay.db"))
+    else:
+        conn: str = request.getfixturevalue("azurite")
+        backend = TableStore(conn, table_prefix=f"t{uuid.uuid4().hex[:16]}", timeout_seconds=5.0)
+    yield backend
+    backend.close()
 
 
 @pytest.fixture(scope="session")

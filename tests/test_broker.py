@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import queue
 import secrets
@@ -17,7 +18,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from relay.tokens import SERVICE_USER, TokenIssuer, new_client_id, new_web_app_id
+from relay.tokens import SERVICE_USER, Staff, TokenIssuer, new_client_id
 from relay.topics import Topics
 from tests.support.broker import BrokerProcess
 
@@ -138,10 +139,33 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+STAFF = Staff("n1", "Maria")
+
+
+def new_web_app_id() -> str:
+    """A desk id as the relay makes them: lower case, digits and _, never '-'."""
+    return "d" + secrets.token_hex(6)
+
+
+def session_of(web_app_id: str) -> str:
+    """Each test desk has one staff session unless a test asks for another."""
+    return hashlib.sha256(web_app_id.encode()).hexdigest()[:16]
+
+
+def issue(
+    issuer: TokenIssuer, web_app_id: str, at: datetime, ttl: timedelta, sid: str | None = None
+) -> tuple[str, datetime]:
+    return issuer.issue(web_app_id, sid or session_of(web_app_id), STAFF, at, ttl)
+
+
+def client_for(web_app_id: str, sid: str | None = None) -> str:
+    return new_client_id(web_app_id, sid or session_of(web_app_id))
+
+
 def desk(peer: Connect, issuer: TokenIssuer, web_app_id: str, **kwargs: Any) -> Peer:
     """A desk connected with its own fresh token and client id, subscribed to its own filters."""
-    token, _ = issuer.issue(web_app_id, now(), HOUR)
-    p = peer(new_client_id(web_app_id), web_app_id, token, **kwargs)
+    token, _ = issue(issuer, web_app_id, now(), HOUR)
+    p = peer(client_for(web_app_id), web_app_id, token, **kwargs)
     assert p.connect() == 0
     assert p.subscribe(*TOPICS.filters_for(web_app_id)) == [1, 1]
     return p
@@ -214,16 +238,16 @@ def test_desk_publishes_are_dropped_and_forged_signouts_ignored(peer: Connect, i
     assert desk_a.received() == [] and desk_b.received() == []
     # amqtt drops a refused publish but keeps the connection.
     assert not desk_a.disconnected.is_set() and not desk_b.disconnected.is_set()
-    token, _ = issuer.issue(b, now(), HOUR)
-    assert peer(new_client_id(b), b, token).connect() == 0
+    token, _ = issue(issuer, b, now(), HOUR)
+    assert peer(client_for(b), b, token).connect() == 0
 
 
 def test_desk_with_a_will_is_refused(peer: Connect, issuer: TokenIssuer) -> None:
     """amqtt broadcasts wills without the publish check, so a desk (empty `pub`) may not set one."""
     a, b = new_web_app_id(), new_web_app_id()
-    token, _ = issuer.issue(a, now(), HOUR)
-    assert peer(new_client_id(a), a, token, will_topic=TOPICS.of(b, "inbound")).connect() == NOT_AUTHORIZED
-    assert peer(new_client_id(a), a, token, will_topic=TOPICS.of(a, "inbound")).connect() == NOT_AUTHORIZED
+    token, _ = issue(issuer, a, now(), HOUR)
+    assert peer(client_for(a), a, token, will_topic=TOPICS.of(b, "inbound")).connect() == NOT_AUTHORIZED
+    assert peer(client_for(a), a, token, will_topic=TOPICS.of(a, "inbound")).connect() == NOT_AUTHORIZED
 
 
 def test_retained_messages_are_not_kept(peer: Connect, issuer: TokenIssuer) -> None:
@@ -240,7 +264,14 @@ def test_retained_messages_are_not_kept(peer: Connect, issuer: TokenIssuer) -> N
 
 def _claims(sub: str, **overrides: Any) -> dict[str, Any]:
     issued = int(now().timestamp()) - 5
-    claims = {"sub": sub, "iat": issued, "exp": issued + 3600, "subs": TOPICS.filters_for(sub), "pub": []}
+    claims = {
+        "sub": sub,
+        "sid": session_of(sub),
+        "iat": issued,
+        "exp": issued + 3600,
+        "subs": TOPICS.filters_for(sub),
+        "pub": [],
+    }
     claims.update(overrides)
     return {k: v for k, v in claims.items() if v is not None}
 
@@ -289,7 +320,7 @@ def _credentials(case: str, a: str, b: str) -> tuple[str | None, str | None]:
 def test_bad_credentials_are_refused_at_connect(peer: Connect, case: str) -> None:
     a, b = new_web_app_id(), new_web_app_id()
     username, password = _credentials(case, a, b)
-    assert peer(new_client_id(a), username, password).connect() == NOT_AUTHORIZED
+    assert peer(client_for(a), username, password).connect() == NOT_AUTHORIZED
 
 
 @pytest.mark.parametrize(
@@ -297,13 +328,13 @@ def test_bad_credentials_are_refused_at_connect(peer: Connect, case: str) -> Non
 )
 def test_desk_client_id_must_start_with_its_web_app_id(peer: Connect, issuer: TokenIssuer, client_id: str) -> None:
     a, b = new_web_app_id(), new_web_app_id()
-    token, _ = issuer.issue(a, now(), HOUR)
+    token, _ = issue(issuer, a, now(), HOUR)
     assert peer(client_id.format(a=a, b=b), a, token).connect() == NOT_AUTHORIZED
 
 
 def test_service_client_id_must_start_with_relay_service(peer: Connect, issuer: TokenIssuer) -> None:
     token = issuer.service_token(now(), HOUR)
-    assert peer(new_client_id(new_web_app_id()), SERVICE_USER, token).connect() == NOT_AUTHORIZED
+    assert peer(client_for(new_web_app_id()), SERVICE_USER, token).connect() == NOT_AUTHORIZED
     assert peer(f"{SERVICE_USER}-{secrets.token_hex(4)}", SERVICE_USER, token).connect() == 0
 
 
@@ -314,14 +345,14 @@ def test_bad_token_with_a_victims_client_id_cannot_take_over(
     clean_session: bool,
 ) -> None:
     a, b = new_web_app_id(), new_web_app_id()
-    token, _ = issuer.issue(a, now(), HOUR)
-    client_id = new_client_id(a)
+    token, _ = issue(issuer, a, now(), HOUR)
+    client_id = client_for(a)
     victim = peer(client_id, a, token, clean_session=clean_session)
     assert victim.connect() == 0
     assert victim.subscribe(*TOPICS.filters_for(a)) == [1, 1]
 
     forged = jwt.encode(_claims(a), OTHER_KEY, algorithm="HS256")
-    b_token, _ = issuer.issue(b, now(), HOUR)
+    b_token, _ = issue(issuer, b, now(), HOUR)
     for username, password in ((a, forged), (b, b_token), (a, b_token), (None, None)):
         intruder = peer(client_id, username, password, clean_session=clean_session)
         assert intruder.connect() == NOT_AUTHORIZED
@@ -334,9 +365,9 @@ def test_bad_token_with_a_victims_client_id_cannot_take_over(
 
 def test_signout_disconnects_the_desk_and_refuses_its_old_tokens(peer: Connect, issuer: TokenIssuer) -> None:
     a, b = new_web_app_id(), new_web_app_id()
-    old_token, _ = issuer.issue(a, now() - timedelta(seconds=10), HOUR)
-    tcp = peer(new_client_id(a), a, old_token)
-    ws = peer(new_client_id(a), a, old_token, transport="websockets")
+    old_token, _ = issue(issuer, a, now() - timedelta(seconds=10), HOUR)
+    tcp = peer(client_for(a), a, old_token)
+    ws = peer(client_for(a), a, old_token, transport="websockets")
     assert tcp.connect() == 0 and ws.connect() == 0
     bystander = desk(peer, issuer, b)
     relay = service(peer, issuer)
@@ -345,12 +376,42 @@ def test_signout_disconnects_the_desk_and_refuses_its_old_tokens(peer: Connect, 
     relay.publish(f"{PREFIX}/_control/signout", json.dumps({"webAppId": a, "issuedBefore": issued_before}).encode())
 
     assert tcp.disconnected.wait(WAIT) and ws.disconnected.wait(WAIT)
-    assert peer(new_client_id(a), a, old_token).connect() == NOT_AUTHORIZED
-    fresh, _ = issuer.issue(a, now(), HOUR)
-    assert peer(new_client_id(a), a, fresh).connect() == 0
+    assert peer(client_for(a), a, old_token).connect() == NOT_AUTHORIZED
+    fresh, _ = issue(issuer, a, now(), HOUR)
+    assert peer(client_for(a), a, fresh).connect() == 0
     relay.publish(TOPICS.of(b, "inbound"), b"unaffected")
     assert bystander.next_message().payload == b"unaffected"
     assert not bystander.disconnected.is_set()
+
+
+def test_signing_out_one_session_leaves_the_desks_other_sessions_connected(peer: Connect, issuer: TokenIssuer) -> None:
+    a = new_web_app_id()
+    maria, ken = secrets.token_hex(8), secrets.token_hex(8)
+    maria_token, maria_exp = issue(issuer, a, now(), HOUR, sid=maria)
+    ken_token, _ = issue(issuer, a, now(), HOUR, sid=ken)
+    maria_tab = peer(client_for(a, maria), a, maria_token)
+    ken_tab = peer(client_for(a, ken), a, ken_token)
+    assert maria_tab.connect() == 0 and ken_tab.connect() == 0
+    assert ken_tab.subscribe(*TOPICS.filters_for(a)) == [1, 1]
+    relay = service(peer, issuer)
+
+    until = int(maria_exp.timestamp()) + 1
+    relay.publish(
+        f"{PREFIX}/_control/signout", json.dumps({"webAppId": a, "sessionId": maria, "until": until}).encode()
+    )
+
+    assert maria_tab.disconnected.wait(WAIT)
+    assert peer(client_for(a, maria), a, maria_token).connect() == NOT_AUTHORIZED
+    relay.publish(TOPICS.of(a, "inbound"), b"for the desk")
+    assert ken_tab.next_message().payload == b"for the desk"
+    assert not ken_tab.disconnected.is_set()
+
+
+def test_a_session_token_needs_a_client_id_of_its_own_session(peer: Connect, issuer: TokenIssuer) -> None:
+    a = new_web_app_id()
+    token, _ = issue(issuer, a, now(), HOUR)
+    assert peer(client_for(a, secrets.token_hex(8)), a, token).connect() == NOT_AUTHORIZED
+    assert peer(client_for(a), a, token).connect() == 0
 
 
 @pytest.mark.parametrize("ws_path", ["/mqtt", "/"])
@@ -360,15 +421,15 @@ def test_websocket_desk_authenticates_and_receives(peer: Connect, issuer: TokenI
     service(peer, issuer).publish(TOPICS.of(a, "inbound"), b"over ws")
     assert desk_a.next_message().payload == b"over ws"
 
-    bad = peer(new_client_id(a), a, jwt.encode(_claims(a), OTHER_KEY, algorithm="HS256"), transport="websockets")
+    bad = peer(client_for(a), a, jwt.encode(_claims(a), OTHER_KEY, algorithm="HS256"), transport="websockets")
     assert bad.connect() == NOT_AUTHORIZED
 
 
 def test_mqtt5_is_not_offered(peer: Connect, issuer: TokenIssuer) -> None:
     """amqtt 0.12 speaks MQTT 3.1.1 only: a v5 CONNECT never gets a CONNACK (mqtt.js defaults to 3.1.1)."""
     a = new_web_app_id()
-    token, _ = issuer.issue(a, now(), HOUR)
-    v5 = peer(new_client_id(a), a, token, protocol=mqtt.MQTTv5)
+    token, _ = issue(issuer, a, now(), HOUR)
+    v5 = peer(client_for(a), a, token, protocol=mqtt.MQTTv5)
     v5.client.connect("127.0.0.1", v5.port, keepalive=30)
     v5.client.loop_start()
     with pytest.raises(queue.Empty):
@@ -378,10 +439,10 @@ def test_mqtt5_is_not_offered(peer: Connect, issuer: TokenIssuer) -> None:
 def test_key_rotation_refuses_old_tokens_and_sigterm_stops_cleanly(peer: Connect) -> None:
     a = new_web_app_id()
     with BrokerProcess(KEY, PREFIX) as own:
-        old, _ = TokenIssuer(KEY, TOPICS).issue(a, now(), HOUR)
-        connected = peer(new_client_id(a), a, old, port=own.mqtt_port)
+        old, _ = issue(TokenIssuer(KEY, TOPICS), a, now(), HOUR)
+        connected = peer(client_for(a), a, old, port=own.mqtt_port)
         assert connected.connect() == 0
-        ws = peer(new_client_id(a), a, old, port=own.ws_port, transport="websockets")
+        ws = peer(client_for(a), a, old, port=own.ws_port, transport="websockets")
         assert ws.connect() == 0
 
         own.signing_key = OTHER_KEY
@@ -390,9 +451,9 @@ def test_key_rotation_refuses_old_tokens_and_sigterm_stops_cleanly(peer: Connect
         assert time.monotonic() - started < 10
         assert connected.disconnected.wait(WAIT) and ws.disconnected.wait(WAIT)
 
-        assert peer(new_client_id(a), a, old, port=own.mqtt_port).connect() == NOT_AUTHORIZED
-        new, _ = TokenIssuer(OTHER_KEY, TOPICS).issue(a, now(), HOUR)
-        assert peer(new_client_id(a), a, new, port=own.mqtt_port).connect() == 0
+        assert peer(client_for(a), a, old, port=own.mqtt_port).connect() == NOT_AUTHORIZED
+        new, _ = issue(TokenIssuer(OTHER_KEY, TOPICS), a, now(), HOUR)
+        assert peer(client_for(a), a, new, port=own.mqtt_port).connect() == 0
         stopped = time.monotonic()
         assert own.stop() == 0
         assert time.monotonic() - stopped < 5

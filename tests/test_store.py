@@ -7,7 +7,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -20,7 +20,7 @@ from azure.data.tables import TableServiceClient
 from relay.store.base import UNROUTED, Event, MessageRecord, StatusRecord, Store, StoreError
 from relay.store.sqlite import SqliteStore
 from relay.store.tables import CONVERSATIONS, EVENTS, HISTORY, TableStore
-from tests.support.azurite import connection_string, start_azurite
+from tests.support.azurite import connection_string
 from tests.support.ports import free_port
 
 pytestmark = pytest.mark.timeout(60)
@@ -31,24 +31,6 @@ OTHER_DESK = "desk-b"
 PHONE = "+15550001111"
 OUR = "+15559990000"
 R = TypeVar("R")
-
-
-@pytest.fixture(scope="module")
-def azurite() -> Iterator[str]:
-    with start_azurite() as conn:
-        yield conn
-
-
-@pytest.fixture(params=["sqlite", "tables"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    backend: Store
-    if request.param == "sqlite":
-        backend = SqliteStore(str(tmp_path / "relay.db"))
-    else:
-        conn: str = request.getfixturevalue("azurite")
-        backend = TableStore(conn, table_prefix=f"t{uuid.uuid4().hex[:16]}", timeout_seconds=5.0)
-    yield backend
-    backend.close()
 
 
 def at(seconds: float) -> datetime:
@@ -154,59 +136,38 @@ def test_statuses_of_a_page_come_back_per_message_in_order(store: Store) -> None
 # -- routes
 
 
-def test_touch_route_moves_chosen_only_when_chosen_and_never_backwards(store: Store) -> None:
-    store.touch_route(PHONE, OUR, DESK, at(10), chosen=False)
-    [route] = store.routes(PHONE, [OUR])
-    assert (route.web_app_id, route.chosen_at, route.active_at) == (DESK, datetime.fromtimestamp(0, UTC), at(10))
-
-    store.touch_route(PHONE, OUR, DESK, at(20), chosen=True)
-    store.touch_route(PHONE, OUR, DESK, at(30), chosen=False)
-    [route] = store.routes(PHONE, [OUR])
-    assert (route.chosen_at, route.active_at) == (at(20), at(30))
-
-    store.touch_route(PHONE, OUR, DESK, at(5), chosen=True)
-    [route] = store.routes(PHONE, [OUR])
-    assert (route.chosen_at, route.active_at) == (at(20), at(30))
-
-
-def test_routes_filter_by_phone_and_our_sides(store: Store) -> None:
-    store.touch_route(PHONE, OUR, DESK, at(1), chosen=True)
-    store.touch_route(PHONE, OUR, OTHER_DESK, at(2), chosen=True)
-    store.touch_route(PHONE, "MG-service", DESK, at(3), chosen=True)
-    store.touch_route("+15550002222", OUR, DESK, at(4), chosen=True)
-
-    assert sorted(r.web_app_id for r in store.routes(PHONE, [OUR])) == [DESK, OTHER_DESK]
-    assert {(r.our_side, r.web_app_id) for r in store.routes(PHONE, [OUR, "MG-service"])} == {
-        (OUR, DESK),
-        (OUR, OTHER_DESK),
-        ("MG-service", DESK),
-    }
-    assert store.routes(PHONE, []) == []
-    assert store.routes("+15550003333", [OUR]) == []
-
-
 # -- history and conversations
 
 
 def test_history_pages_newest_first_without_gaps_or_overlaps(store: Store) -> None:
     for i in range(25):
         save(store, message(f"SM{i:02d}", at(i), direction="inbound" if i % 2 else "outbound"))
-    save(store, message("SMother-desk", at(100), desk=OTHER_DESK))
     save(store, message("SMother-phone", at(101), phone="+15550002222"))
 
     seen: list[str] = []
     cursor: str | None = None
     sizes = []
     for _ in range(5):
-        page, cursor = store.history(DESK, PHONE, cursor, 10)
+        page, cursor = store.history(PHONE, cursor, 10)
         sizes.append(len(page))
         seen.extend(m.sid for m in page)
         if cursor is None:
             break
     assert sizes == [10, 10, 5]
     assert seen == [f"SM{i:02d}" for i in reversed(range(25))]
-    page, cursor = store.history(OTHER_DESK, PHONE, None, 10)
-    assert [m.sid for m in page] == ["SMother-desk"] and cursor is None
+
+
+def test_history_stops_at_until_and_filters_by_audience(store: Store) -> None:
+    """A desk that handed a conversation on reads up to the hand-over; unrouted reads only what it was sent."""
+    save(store, message("SM1", at(1), desk=UNROUTED))
+    save(store, message("SM2", at(2)))
+    save(store, message("SM3", at(3), desk=OTHER_DESK))
+    assert [m.sid for m in store.history(PHONE, None, 10)[0]] == ["SM3", "SM2", "SM1"]
+    assert [m.sid for m in store.history(PHONE, None, 10, until=at(2))[0]] == ["SM2", "SM1"]
+    assert [m.sid for m in store.history(PHONE, None, 10, audience=UNROUTED)[0]] == ["SM1"]
+    page, cursor = store.history(PHONE, None, 1, until=at(2))
+    assert [m.sid for m in page] == ["SM2"] and cursor is not None
+    assert [m.sid for m in store.history(PHONE, cursor, 5, until=at(2))[0]] == ["SM1"]
 
 
 def test_history_breaks_time_ties_by_sid_descending(store: Store) -> None:
@@ -215,7 +176,7 @@ def test_history_breaks_time_ties_by_sid_descending(store: Store) -> None:
     seen: list[str] = []
     cursor: str | None = None
     for _ in range(6):
-        page, cursor = store.history(DESK, PHONE, cursor, 1)
+        page, cursor = store.history(PHONE, cursor, 1)
         seen.extend(m.sid for m in page)
         if cursor is None:
             break
@@ -257,46 +218,54 @@ def test_conversations_order_and_unread(store: Store) -> None:
 # -- claim
 
 
-def test_claim_moves_unrouted_messages_once(store: Store) -> None:
+def test_claim_moves_the_unrouted_summary_once(store: Store) -> None:
     save(store, message("SMu1", at(1), desk=UNROUTED))
     save(store, message("SMu2", at(2), desk=UNROUTED))
     assert [(c.phone, c.unread) for c in store.conversations(UNROUTED)] == [(PHONE, 2)]
 
-    claimed = store.claim(PHONE, OUR, DESK, at(10), Event(DESK, "claimed", {"phone": PHONE}, at(10)))
+    claimed = store.claim(PHONE, DESK, Event(DESK, "claimed", {"phone": PHONE}, at(10)))
     assert claimed is not None and claimed.key and claimed.kind == "claimed"
-    page, _ = store.history(DESK, PHONE, None, 10)
-    assert [m.sid for m in page] == ["SMu2", "SMu1"] and all(m.web_app_id == DESK for m in page)
-    assert store.history(UNROUTED, PHONE, None, 10) == ([], None)
-    moved = store.get_message("SMu1")
-    assert moved is not None and moved.web_app_id == DESK
     assert store.conversations(UNROUTED) == []
     [conversation] = store.conversations(DESK)
     assert (conversation.last_sid, conversation.unread) == ("SMu2", 2)
-    [route] = store.routes(PHONE, [OUR])
-    assert (route.web_app_id, route.chosen_at) == (DESK, at(10))
     assert claimed.key in [e.key for e in store.events_after([DESK], None, 10)]
+    moved = store.get_message("SMu1")
+    assert moved is not None and moved.web_app_id == DESK
+    assert store.history(PHONE, None, 10, audience=UNROUTED) == ([], None)
 
-    again = store.claim(PHONE, OUR, OTHER_DESK, at(11), Event(OTHER_DESK, "claimed", {}, at(11)))
-    assert again is None
-    assert store.claim("+15550009999", OUR, DESK, at(12), Event(DESK, "claimed", {}, at(12))) is None
+    assert store.claim(PHONE, OTHER_DESK, Event(OTHER_DESK, "claimed", {}, at(11))) is None
+    assert store.claim("+15550009999", DESK, Event(DESK, "claimed", {}, at(12))) is None
 
 
 def test_concurrent_claims_have_exactly_one_winner(store: Store) -> None:
     phones = [f"+1555000{i:04d}" for i in range(3)]
     for n, phone in enumerate(phones):
         save(store, message(f"SMc{n}", at(n), desk=UNROUTED, phone=phone))
-    desks = [f"desk-{i}" for i in range(4)]
+    desks = [f"desk_{i}" for i in range(4)]
     for phone in phones:
 
         def claim(i: int, phone: str = phone) -> Event | None:
-            return store.claim(phone, OUR, desks[i], at(50), Event(desks[i], "claimed", {}, at(50)))
+            return store.claim(phone, desks[i], Event(desks[i], "claimed", {}, at(50)))
 
         results = race(4, claim)
         winners = [desks[i] for i, r in enumerate(results) if r is not None]
         assert len(winners) == 1, (phone, winners)
-        owners = [d for d in desks if store.history(d, phone, None, 10)[0]]
-        assert owners == winners
+        holders = [d for d in desks if any(c.phone == phone for c in store.conversations(d))]
+        assert holders == winners
     assert store.conversations(UNROUTED) == []
+
+
+def test_a_line_tells_several_desks_and_keeps_their_unread_counts(store: Store) -> None:
+    save(store, message("SM1", at(1)))
+    line = MessageRecord("EV1", "event", PHONE, OUR, OTHER_DESK, "Now with B", at(2), {"Body": "Now with B"})
+    events = [Event(OTHER_DESK, "owner", line.payload, at(2)), Event(DESK, "owner", line.payload, at(2))]
+    stored = store.save_line(line, events)
+    assert stored is not None and [e.audience for e in stored] == [OTHER_DESK, DESK] and all(e.key for e in stored)
+    assert store.save_line(line, events) is None
+    [mine] = store.conversations(DESK)
+    [theirs] = store.conversations(OTHER_DESK)
+    assert (mine.last_sid, mine.unread, theirs.last_sid, theirs.unread) == ("EV1", 1, "EV1", 0)
+    assert [e.kind for e in store.events_after([DESK, OTHER_DESK], None, 10)] == ["inbound", "owner", "owner"]
 
 
 # -- events
@@ -373,7 +342,7 @@ def test_keys_with_characters_table_storage_forbids(store: Store) -> None:
 
     desk = "desk/with#odd?chars\\"
     save(store, message("SM/odd?#", at(0), desk=desk, phone="+1 (555) 000"))
-    page, _ = store.history(desk, "+1 (555) 000", None, 10)
+    page, _ = store.history("+1 (555) 000", None, 10, audience=desk)
     assert [m.sid for m in page] == ["SM/odd?#"]
     assert [c.web_app_id for c in store.conversations(desk)] == [desk]
 
@@ -416,7 +385,7 @@ def test_purge_removes_old_rows_and_keeps_new_ones(store: Store) -> None:
     assert store.statuses("SMold") == [] and store.statuses("SMorphan-old") == []
     assert [s.status for s in store.statuses("SMnew")] == ["delivered"]
     assert [s.status for s in store.statuses("SMearly")] == ["sent"]
-    assert [m.sid for m in store.history(DESK, PHONE, None, 10)[0]] == ["SMnew"]
+    assert [m.sid for m in store.history(PHONE, None, 10)[0]] == ["SMnew"]
     assert [c.last_sid for c in store.conversations(DESK)] == ["SMnew"]
     remaining = store.events_after([DESK], None, 100)
     assert old.key not in [e.key for e in remaining] and len(remaining) == 5
@@ -465,7 +434,7 @@ def test_sqlite_writers_in_two_workers_wait_in_line_instead_of_failing_busy(tmp_
         save(second, message("SMw1", at(1)))
         saved.set()
 
-    holder = threading.Thread(target=first._write, args=(mid_transaction,))
+    holder = threading.Thread(target=first.write, args=(mid_transaction,))
     waiter = threading.Thread(target=save_second)
     try:
         holder.start()
@@ -495,13 +464,13 @@ def test_sqlite_group_commit_keeps_one_failing_write_from_failing_the_others(tmp
     def broken(db: sqlite3.Connection) -> None:
         db.execute("INSERT INTO no_such_table VALUES (1)")
 
-    holder = threading.Thread(target=store._write, args=(busy,))
+    holder = threading.Thread(target=store.write, args=(busy,))
     holder.start()
     try:
         assert entered.wait(5)
         with ThreadPoolExecutor(9) as pool:
             saves = [pool.submit(save, store, message(f"SMg{i}", at(i))) for i in range(8)]
-            failing = pool.submit(store._write, broken)
+            failing = pool.submit(store.write, broken)
             time.sleep(0.3)  # all nine queued behind the busy writer
             release.set()
             events = [f.result(5) for f in saves]
@@ -539,9 +508,8 @@ def test_duplicate_after_claim_stays_with_the_claimer(store: Store) -> None:
     first = message("SMu1", at(1), desk=UNROUTED)
     save(store, first)
     save(store, message("SMu2", at(2), desk=UNROUTED))
-    assert store.claim(PHONE, OUR, DESK, at(10), Event(DESK, "claimed", {}, at(10))) is not None
+    assert store.claim(PHONE, DESK, Event(DESK, "claimed", {}, at(10))) is not None
     assert store.save_message(first, event_for(first)) is None
-    assert store.history(UNROUTED, PHONE, None, 10) == ([], None)
     assert store.conversations(UNROUTED) == []
     [conversation] = store.conversations(DESK)
     assert (conversation.last_sid, conversation.unread) == ("SMu2", 2)
@@ -567,7 +535,7 @@ def test_table_duplicate_repairs_what_a_crash_left_undone(azurite: str) -> None:
     assert store.save_message(record, event_for(record)) is None
     assert store.add_status(status, Event(DESK, "status", {"status": "delivered"}, at(1))) is None
     assert store.events_after([DESK], None, 10) == [first, status_event]
-    assert [m.sid for m in store.history(DESK, PHONE, None, 10)[0]] == ["SMcrash"]
+    assert [m.sid for m in store.history(PHONE, None, 10)[0]] == ["SMcrash"]
     [conversation] = store.conversations(DESK)
     assert (conversation.last_sid, conversation.unread) == ("SMcrash", 1)
     assert store.save_message(record, event_for(record)) is None

@@ -1,4 +1,4 @@
-"""Session tokens: bound to a webAppId, short-lived, verified only with the configured algorithm and key."""
+"""Session tokens: one staff session at one desk, short-lived, verified only with the configured algorithm and key."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from relay.errors import Unauthorized
 from relay.settings import Settings
-from relay.tokens import TokenIssuer, new_client_id, new_web_app_id
+from relay.tokens import Staff, TokenIssuer, new_client_id, new_session_id
 from relay.topics import Topics
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 KEY = "s" * 48
+MARIA = Staff("n1", "Maria")
+SID = "0123456789abcdef"
 
 
 def rsa_pem() -> str:
@@ -25,19 +27,19 @@ def rsa_pem() -> str:
     ).decode()
 
 
-def test_ids_are_random_url_safe_and_client_ids_carry_the_web_app_id() -> None:
-    ids = {new_web_app_id() for _ in range(100)}
+def test_session_ids_are_random_and_client_ids_carry_desk_and_session() -> None:
+    ids = {new_session_id() for _ in range(100)}
     assert len(ids) == 100
-    assert all(len(i) >= 22 and "/" not in i and "+" not in i for i in ids)
-    web_app_id = new_web_app_id()
-    assert new_client_id(web_app_id).startswith(web_app_id + "-")
-    assert new_client_id(web_app_id) != new_client_id(web_app_id)
+    assert all(len(i) == 16 and "-" not in i for i in ids)
+    assert new_client_id("reception", SID).startswith(f"reception-{SID}-")
+    assert new_client_id("reception", SID) != new_client_id("reception", SID)
 
 
 def test_a_token_carries_only_the_desk_and_its_topic_claims() -> None:
-    token, expires = TokenIssuer(KEY, Topics()).issue("desk1", NOW, timedelta(hours=12))
+    token, expires = TokenIssuer(KEY, Topics()).issue("desk1", SID, MARIA, NOW, timedelta(hours=12))
     claims = jwt.decode(token, KEY, algorithms=["HS256"], options={"verify_exp": False, "verify_iat": False})
-    assert set(claims) == {"sub", "iat", "exp", "subs", "pub", "acl"}
+    assert set(claims) == {"sub", "sid", "staff", "iat", "exp", "subs", "pub", "acl"}
+    assert (claims["sub"], claims["sid"], claims["staff"]) == ("desk1", SID, {"id": "n1", "name": "Maria"})
     assert claims["subs"] == ["sms/desk1/#", "sms/unrouted/#"]
     assert claims["pub"] == []
     assert claims["acl"] == [
@@ -48,18 +50,26 @@ def test_a_token_carries_only_the_desk_and_its_topic_claims() -> None:
     assert expires == NOW + timedelta(hours=12)
 
 
-def test_expiry_and_resume_window() -> None:
+def test_expiry() -> None:
     issuer = TokenIssuer(KEY, Topics())
-    token, _ = issuer.issue("desk1", NOW, timedelta(hours=1))
-    assert issuer.verify(token, NOW + timedelta(minutes=59)).web_app_id == "desk1"
+    token, _ = issuer.issue("desk1", SID, MARIA, NOW, timedelta(hours=1))
+    claims = issuer.verify(token, NOW + timedelta(minutes=59))
+    assert (claims.web_app_id, claims.session_id, claims.staff) == ("desk1", SID, MARIA)
     with pytest.raises(Unauthorized) as expired:
         issuer.verify(token, NOW + timedelta(hours=1))
     assert expired.value.code == "token_expired"
-    assert issuer.verify(token, NOW + timedelta(days=2), allow_expired_for=timedelta(days=7)).web_app_id == "desk1"
+
+
+def test_a_token_without_its_session_or_staff_is_refused() -> None:
+    for missing in ("sid", "staff"):
+        claims = {"sub": "desk1", "sid": SID, "staff": {"id": "n1", "name": "M"}, "iat": 1, "exp": 2**31}
+        del claims[missing]
+        with pytest.raises(Unauthorized):
+            TokenIssuer(KEY, Topics()).verify(jwt.encode(claims, KEY, algorithm="HS256"), NOW)
 
 
 def test_another_key_or_the_service_token_is_refused() -> None:
-    token, _ = TokenIssuer("x" * 48, Topics()).issue("desk1", NOW, timedelta(hours=1))
+    token, _ = TokenIssuer("x" * 48, Topics()).issue("desk1", SID, MARIA, NOW, timedelta(hours=1))
     with pytest.raises(Unauthorized):
         TokenIssuer(KEY, Topics()).verify(token, NOW)
     service = TokenIssuer(KEY, Topics()).service_token(NOW, timedelta(hours=1))
@@ -70,10 +80,10 @@ def test_another_key_or_the_service_token_is_refused() -> None:
 def test_rs256_signs_and_refuses_algorithm_confusion() -> None:
     pem = rsa_pem()
     issuer = TokenIssuer(pem, Topics(), "RS256")
-    token, _ = issuer.issue("desk1", NOW, timedelta(hours=1))
+    token, _ = issuer.issue("desk1", SID, MARIA, NOW, timedelta(hours=1))
     assert jwt.get_unverified_header(token)["alg"] == "RS256"
     assert issuer.verify(token, NOW).web_app_id == "desk1"
-    hs_token, _ = TokenIssuer(KEY, Topics()).issue("desk1", NOW, timedelta(hours=1))
+    hs_token, _ = TokenIssuer(KEY, Topics()).issue("desk1", SID, MARIA, NOW, timedelta(hours=1))
     with pytest.raises(Unauthorized):
         issuer.verify(hs_token, NOW)
 

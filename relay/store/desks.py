@@ -79,7 +79,7 @@ class TableDesks:
     def add(self, desk: Desk) -> bool:
         with guard("add desk"):
             try:
-                self._db.table(TABLE).create_entity({**_row(desk), "created": time.time_ns()})
+                self._db.table(TABLE).create_entity({**_row(desk), "created": f"{time.time_ns():020d}"})
             except ResourceExistsError:
                 return False
         return True
@@ -92,7 +92,7 @@ class TableDesks:
     def all(self) -> list[Desk]:
         with guard("list desks"):
             rows = self._db.query(TABLE, "PartitionKey eq @pk", {"pk": PARTITION})
-        rows.sort(key=lambda r: int(r.get("created", 0)))
+        rows.sort(key=lambda r: str(r.get("created", "")))
         return [_desk(r) for r in rows]
 
     def update(self, desk: Desk) -> None:

@@ -235,7 +235,7 @@ class SqliteStore:
             ).rowcount
             if not inserted:
                 return None
-            for audience in dict.fromkeys([message.web_app_id, *(e.audience for e in events)]):
+            for audience in dict.fromkeys([message.web_app_id, *(e.audience for e in events[1:])]):
                 self._summarize(db, audience, message)
             return [self._insert_event(db, e, payload if e.payload is message.payload else None) for e in events]
 
@@ -344,6 +344,9 @@ class SqliteStore:
             ).fetchone()
             if row is None:
                 return None
+            db.execute(
+                "UPDATE messages SET web_app_id = ? WHERE web_app_id = ? AND phone = ?", (web_app_id, UNROUTED, phone)
+            )
             db.execute("DELETE FROM conversations WHERE web_app_id = ? AND phone = ?", (UNROUTED, phone))
             db.execute(
                 """INSERT INTO conversations VALUES (?, ?, ?, ?, ?, ?, ?, ?)

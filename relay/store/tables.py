@@ -214,11 +214,11 @@ class TableStore:
 
     def _finish_message(self, entity: dict[str, Any]) -> list[Event]:
         """The idempotent tail of save_message, rerun by duplicates: events, history row, conversation summaries."""
-        events = [self._stored_event(entity)]
-        events += [self._stored_event(fields) for fields in json.loads(entity.get("also_events") or "[]")]
+        others = [self._stored_event(fields) for fields in json.loads(entity.get("also_events") or "[]")]
+        events = [self._stored_event(entity), *others]
         message = _message(entity)
         self._put_history(message)
-        for audience in dict.fromkeys([message.web_app_id, *(e.audience for e in events)]):
+        for audience in dict.fromkeys([message.web_app_id, *(e.audience for e in others)]):
             self._bump_conversation(message, audience)
         for event in events:
             self._create_event(event)
@@ -366,6 +366,7 @@ class TableStore:
             unrouted = self._take_unrouted(phone)
             if unrouted is None:
                 return None
+            self._repoint_unrouted(phone, web_app_id)
             self._merge_claimed(unrouted, web_app_id)
             stored = replace(event, key=self._keys.next())
             self._create_event(stored)
@@ -397,6 +398,16 @@ class TableStore:
                     raise
             backoff()
         raise StoreError("Table Storage claim kept conflicting")
+
+    def _repoint_unrouted(self, phone: str, web_app_id: str) -> None:
+        """The claimer now holds what arrived unrouted, so a redelivered webhook finishes with it, not unrouted."""
+        for row in self.query(HISTORY, "PartitionKey eq @pk and web_app_id eq @u", {"pk": enc(phone), "u": UNROUTED}):
+            moved = replace(_message(row), web_app_id=web_app_id)
+            with suppress(ResourceNotFoundError):
+                self.table(MESSAGES).update_entity(
+                    {"PartitionKey": enc(moved.sid), "RowKey": "m", "web_app_id": web_app_id}, mode=UpdateMode.MERGE
+                )
+            self._put_history(moved)
 
     def _merge_claimed(self, unrouted: dict[str, Any], web_app_id: str) -> None:
         """Fold the unrouted summary into the desk's: the newer last message wins and unread counts add up."""
