@@ -1,4 +1,4 @@
-"""Mosquitto dynamic security driven by the relay: per-connection clients, sign-out and expiry."""
+"""Mosquitto dynamic security driven by the relay: per-connection clients, per-session sign-out, expiry, archiving."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def test_each_connection_gets_its_own_client_bound_to_its_id(runtime: Runtime, b
 
 
 def test_a_desk_reads_only_its_topics(runtime: Runtime, broker: MosquittoProcess) -> None:
-    a, b = desk(runtime), desk(runtime)
+    a, b = desk(runtime, "reception"), desk(runtime, "billing")
     sub = Subscriber(broker.mqtt_port, as_session(a, runtime))
     sub.topics = [f"sms/{b.web_app_id}/#", "#", f"sms/{a.web_app_id}/#", "$CONTROL/dynamic-security/#"]
     with sub:
@@ -73,3 +73,30 @@ def test_sign_out_disconnects_and_deletes(runtime: Runtime, broker: MosquittoPro
         sub.stop()
     assert closed
     assert not connects(broker.mqtt_port, session)
+
+
+def test_signing_out_one_session_leaves_the_desks_other_session_connected(
+    runtime: Runtime, broker: MosquittoProcess
+) -> None:
+    maria, ken = desk(runtime, "reception", "Maria"), desk(runtime, "reception", "Ken")
+    with Subscriber(broker.mqtt_port, as_session(ken, runtime)) as kens_tab:
+        marias_tab = Subscriber(broker.mqtt_port, as_session(maria, runtime))
+        marias_tab.start()
+        try:
+            assert marias_tab.disconnected_by_broker(lambda: runtime.sessions.sign_out(maria.token), timeout=5)
+        finally:
+            marias_tab.stop()
+        runtime.publisher.publish("sms/reception/inbound", b'{"Body": "still here"}')
+        _, payload = kens_tab.wait_for(lambda t, p: p.get("Body") == "still here")
+        assert payload["Body"] == "still here"
+    assert connects(broker.mqtt_port, as_session(ken, runtime))
+    assert not connects(broker.mqtt_port, as_session(maria, runtime))
+
+
+def test_archiving_a_desk_cuts_off_all_of_its_sessions(runtime: Runtime, broker: MosquittoProcess) -> None:
+    runtime.directory.add("Lab", "L", runtime.clock.now())
+    one, two = desk(runtime, "lab", "Maria"), desk(runtime, "lab", "Ken")
+    assert connects(broker.mqtt_port, as_session(one, runtime))
+    runtime.admin.archive_desk("lab")
+    assert not connects(broker.mqtt_port, as_session(one, runtime))
+    assert not connects(broker.mqtt_port, as_session(two, runtime))
