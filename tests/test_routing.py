@@ -57,47 +57,132 @@ def fresh_phone() -> str:
     return f"+1415555{secrets.randbelow(90) + 10:02d}{secrets.randbelow(90) + 10:02d}"
 
 
-def test_most_recent_sender_wins(runtime: Runtime) -> None:
-    a, b, phone = desk(runtime), desk(runtime), fresh_phone()
-    text(runtime, a, phone)
-    clock(runtime).advance(timedelta(minutes=1))
-    text(runtime, b, phone)
-    clock(runtime).advance(timedelta(minutes=1))
-    assert audience_of(runtime, phone_says(runtime, phone, "yes")["MessageSid"]) == b.web_app_id
-    text(runtime, a, phone)
-    clock(runtime).advance(timedelta(seconds=1))
-    assert audience_of(runtime, phone_says(runtime, phone, "again")["MessageSid"]) == a.web_app_id
+def history_of(rt: Runtime, desk_id: str, phone: str) -> list[str]:
+    return [m["body"] for m in rt.conversations.messages(desk_id, phone, None, None)["messages"]]
 
 
-def test_alias_prefix_overrides_and_is_stripped_from_display_only(runtime: Runtime) -> None:
-    a, b, phone = desk(runtime), desk(runtime), fresh_phone()
-    text(runtime, a, phone)
-    text(runtime, b, phone)
-    body = f"{a.alias.lower()} Is Dr. Lee in today?"
+def test_the_owner_desk_keeps_the_conversation_and_another_desk_must_take_it_over(
+    runtime: Runtime, broker: BrokerProcess
+) -> None:
+    maria, ken, phone = desk(runtime, "reception", "Maria"), desk(runtime, "billing", "Ken"), fresh_phone()
+    text(runtime, maria, phone, "Your appointment is tomorrow")
+    with pytest.raises(Conflict) as refused:
+        text(runtime, ken, phone, "About your bill")
+    assert refused.value.code == "owned_by_other_desk" and "Reception" in refused.value.message
+    clock(runtime).advance(timedelta(minutes=1))
+    assert audience_of(runtime, phone_says(runtime, phone, "ok")["MessageSid"]) == "reception"
+    clock(runtime).advance(timedelta(minutes=1))
+
+    with (
+        Subscriber(broker.mqtt_port, as_session(maria, runtime)) as at_reception,
+        Subscriber(broker.mqtt_port, as_session(ken, runtime)) as at_billing,
+    ):
+        runtime.outbound.send(SendRequest("billing", phone, "About your bill", sent_by=ken.staff, take_over=True))
+        for watcher, desk_id in ((at_reception, "reception"), (at_billing, "billing")):
+            topic, line = watcher.wait_for(lambda t, p: t.endswith("/owner"))
+            assert topic == f"sms/{desk_id}/owner"
+            assert (line["Body"], line["reason"]) == ("Now with Billing (Ken)", "takeover")
+    clock(runtime).advance(timedelta(minutes=1))
+    assert audience_of(runtime, phone_says(runtime, phone, "paid")["MessageSid"]) == "billing"
+    assert history_of(runtime, "billing", phone) == [
+        "paid",
+        "About your bill",
+        "Now with Billing (Ken)",
+        "ok",
+        "Your appointment is tomorrow",
+    ]
+    assert history_of(runtime, "reception", phone) == ["Now with Billing (Ken)", "ok", "Your appointment is tomorrow"]
+
+
+def test_an_alias_reaches_that_desk_moves_the_conversation_and_is_stripped_from_display_only(
+    runtime: Runtime,
+) -> None:
+    maria, phone = desk(runtime, "reception", "Maria"), fresh_phone()
+    text(runtime, maria, phone)
+    clock(runtime).advance(timedelta(minutes=1))
+    body = "#b Is my invoice paid?"
     params = phone_says(runtime, phone, body)
     message = runtime.store.get_message(params["MessageSid"])
     assert message is not None
-    assert message.web_app_id == a.web_app_id
+    assert message.web_app_id == "billing"
     assert message.payload["Body"] == body
-    assert message.payload["displayBody"] == "Is Dr. Lee in today?"
+    assert message.payload["displayBody"] == "Is my invoice paid?"
+    clock(runtime).advance(timedelta(minutes=1))
+    assert audience_of(runtime, phone_says(runtime, phone, "thanks")["MessageSid"]) == "billing"
+    assert history_of(runtime, "reception", phone) == ["Now with Billing", "hello"]
+    assert audience_of(runtime, phone_says(runtime, phone, "#ZZZ not a desk")["MessageSid"]) == "billing"
 
 
-def test_expiry_slides_with_every_message_and_then_lapses(runtime: Runtime) -> None:
-    a, phone = desk(runtime), fresh_phone()
-    text(runtime, a, phone)
-    clock(runtime).advance(timedelta(hours=3))
-    assert audience_of(runtime, phone_says(runtime, phone, "one")["MessageSid"]) == a.web_app_id
-    clock(runtime).advance(timedelta(hours=3))
-    assert audience_of(runtime, phone_says(runtime, phone, "two")["MessageSid"]) == a.web_app_id
-    clock(runtime).advance(timedelta(hours=4, minutes=1))
-    late = phone_says(runtime, phone, "three")
-    assert audience_of(runtime, late["MessageSid"]) == UNROUTED
-    history = runtime.conversations.messages(a.web_app_id, phone, None, None)["messages"]
-    assert [m["body"] for m in history] == ["two", "one", "hello"]
+def test_a_reply_long_after_the_ttl_reaches_the_owner_and_reopens_the_conversation(runtime: Runtime) -> None:
+    maria, phone = desk(runtime, "reception", "Maria"), fresh_phone()
+    text(runtime, maria, phone, "Reply C to confirm")
+    runtime.ownership.set_state(phone, runtime.settings.our_side, "done")
+    assert runtime.conversations.messages("reception", phone, None, None)["state"] == "done"
+    clock(runtime).advance(timedelta(hours=runtime.settings.conversation_ttl_hours, days=2))
+    late = phone_says(runtime, phone, "C")
+    assert audience_of(runtime, late["MessageSid"]) == "reception"
+    assert phone not in [c["phone"] for c in runtime.conversations.unrouted()]
+    page = runtime.conversations.messages("reception", phone, None, None)
+    assert (page["state"], page["yours"], page["owner"]["id"]) == ("open", True, "reception")
+    assert [m["body"] for m in page["messages"]] == ["C", "Reply C to confirm"]
+
+
+def test_transfer_hands_over_history_and_note_and_the_next_reply(runtime: Runtime, broker: BrokerProcess) -> None:
+    maria, ken, phone = desk(runtime, "reception", "Maria"), desk(runtime, "billing", "Ken"), fresh_phone()
+    text(runtime, maria, phone, "Your invoice is attached")
+    clock(runtime).advance(timedelta(minutes=1))
+    phone_says(runtime, phone, "Why is it so high?")
+    clock(runtime).advance(timedelta(minutes=1))
+    caller = runtime.sessions.authenticate(maria.token)
+    with Subscriber(broker.mqtt_port, as_session(ken, runtime)) as at_billing:
+        runtime.conversations.transfer(caller, phone, {"desk": "billing", "note": "Insurance question"})
+        _, line = at_billing.wait_for(lambda t, p: t == "sms/billing/owner")
+    assert (line["note"], line["by"]["name"], line["from"]["id"]) == ("Insurance question", "Maria", "reception")
+    assert phone in [c["phone"] for c in runtime.conversations.of_desk("billing")]
+    page = runtime.conversations.messages("billing", phone, None, None)
+    assert [m["body"] for m in page["messages"]] == [
+        "Now with Billing (Maria)",
+        "Why is it so high?",
+        "Your invoice is attached",
+    ]
+    assert page["messages"][0]["line"]["note"] == "Insurance question"
+    clock(runtime).advance(timedelta(minutes=1))
+    assert audience_of(runtime, phone_says(runtime, phone, "ok")["MessageSid"]) == "billing"
+    assert history_of(runtime, "reception", phone)[0] == "Now with Billing (Maria)"
+
+    with pytest.raises(Conflict) as again:
+        runtime.conversations.transfer(caller, phone, {"desk": "billing"})
+    assert again.value.code == "not_owner"
+
+
+def test_of_two_simultaneous_transfers_exactly_one_wins(runtime: Runtime) -> None:
+    runtime.directory.add("Nurse line", "N", runtime.clock.now())
+    maria, phone = desk(runtime, "reception", "Maria"), fresh_phone()
+    text(runtime, maria, phone)
+    caller = runtime.sessions.authenticate(maria.token)
+    barrier = threading.Barrier(2, timeout=10)
+    outcomes: dict[str, str] = {}
+
+    def transfer(target: str) -> None:
+        barrier.wait()
+        try:
+            runtime.conversations.transfer(caller, phone, {"desk": target})
+            outcomes[target] = "won"
+        except Conflict as exc:
+            outcomes[target] = exc.code
+
+    threads = [threading.Thread(target=transfer, args=(t,)) for t in ("billing", "nurse_line")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert sorted(outcomes.values()) == ["not_owner", "won"]
+    winner = next(d for d, o in outcomes.items() if o == "won")
+    assert runtime.conversations.messages("reception", phone, None, None)["owner"]["id"] == winner
 
 
 def test_claiming_an_unrouted_conversation_routes_later_replies(runtime: Runtime, broker: BrokerProcess) -> None:
-    a, b, phone = desk(runtime), desk(runtime), fresh_phone()
+    a, b, phone = desk(runtime, "reception"), desk(runtime, "billing"), fresh_phone()
     first = phone_says(runtime, phone, "is anyone there?")
     assert audience_of(runtime, first["MessageSid"]) == UNROUTED
     assert [c["phone"] for c in runtime.conversations.unrouted()].count(phone) == 1
