@@ -20,7 +20,7 @@ from twilio.request_validator import RequestValidator
 from relay.errors import Unauthorized
 from relay.runtime import Runtime
 from relay.store.sqlite import SqliteStore
-from relay.tokens import TokenIssuer
+from relay.tokens import Staff, TokenIssuer
 from relay.topics import Topics
 from tests.support.broker import BrokerProcess
 from tests.support.devhost import DevhostProcess
@@ -133,14 +133,18 @@ def test_messaging_service_to(runtime: Runtime, broker: BrokerProcess) -> None:
 # Tokens and sessions
 
 
-def test_token_from_another_web_app(devhost: DevhostProcess) -> None:
-    a, b = devhost.session(), devhost.session()
+def test_another_desk_reads_nothing_and_cannot_read_by_texting(devhost: DevhostProcess) -> None:
+    """Without the takeover rule any desk could read any other desk's history by sending it one text."""
+    a, b = devhost.session("reception"), devhost.session("billing", "Ken")
     api(devhost, a["token"], "POST", "send_sms", json={"to": "+14155550145", "body": "private"})
     leak = api(devhost, b["token"], "GET", "conversations/%2B14155550145/messages")
     assert leak.status_code == 200
     assert leak.json()["messages"] == []
-    hijack = devhost.session(webAppId=a["webAppId"], token=b["token"])
-    assert hijack["webAppId"] != a["webAppId"]
+    calls = len(httpx.get(f"{devhost.sandbox_url}/calls", timeout=5).json())
+    sneak = api(devhost, b["token"], "POST", "send_sms", json={"to": "+14155550145", "body": "hi"})
+    assert (sneak.status_code, error_code(sneak)) == (409, "owned_by_other_desk")
+    assert len(httpx.get(f"{devhost.sandbox_url}/calls", timeout=5).json()) == calls
+    assert api(devhost, b["token"], "GET", "conversations/%2B14155550145/messages").json()["messages"] == []
 
 
 def test_expired_token(runtime: Runtime) -> None:
@@ -152,7 +156,10 @@ def test_expired_token(runtime: Runtime) -> None:
 
 
 def test_rotated_key(devhost: DevhostProcess) -> None:
-    forged, _ = TokenIssuer("x" * 48, Topics()).issue(devhost.session()["webAppId"], _now(), timedelta(hours=1))
+    session = devhost.session()
+    forged, _ = TokenIssuer("x" * 48, Topics()).issue(
+        session["webAppId"], "0" * 16, Staff(**session["staff"]), _now(), timedelta(hours=1)
+    )
     r = api(devhost, forged, "GET", "conversations")
     assert r.status_code == 401
     assert error_code(r) == "invalid_token"
@@ -176,11 +183,32 @@ def test_sign_out_stops_the_api_and_the_broker(devhost: DevhostProcess) -> None:
     assert error_code(r) == "signed_out"
 
 
-def test_renewal_keeps_the_identity(devhost: DevhostProcess) -> None:
+def test_signing_out_ends_this_session_only(devhost: DevhostProcess) -> None:
+    maria, ken = devhost.session("reception", "Maria"), devhost.session("reception", "Ken")
+    with Subscriber(devhost.broker.mqtt_port, ken) as kens_tab:
+        marias_tab = Subscriber(devhost.broker.mqtt_port, maria)
+        marias_tab.start()
+        try:
+            signed_out = marias_tab.disconnected_by_broker(
+                lambda: api(devhost, maria["token"], "DELETE", "session"), timeout=5
+            )
+        finally:
+            marias_tab.stop()
+        assert signed_out
+        assert api(devhost, maria["token"], "GET", "conversations").status_code == 401
+        sent = api(devhost, ken["token"], "POST", "send_sms", json={"to": "+14155550146", "body": "still here"})
+        assert sent.status_code == 201, sent.text
+        _, echo = kens_tab.wait_for(lambda t, p: p.get("Body") == "still here")
+        assert echo["sentBy"]["name"] == "Ken"
+
+
+def test_renewal_keeps_the_session(devhost: DevhostProcess) -> None:
     a = devhost.session()
     r = api(devhost, a["token"], "POST", "session")
     assert r.status_code == 200, r.text
-    assert r.json()["webAppId"] == a["webAppId"]
+    renewed = r.json()
+    assert (renewed["webAppId"], renewed["staff"]) == (a["webAppId"], a["staff"])
+    assert renewed["mqtt"]["clientId"].split("-")[1] == a["mqtt"]["clientId"].split("-")[1]
 
 
 def test_flood_of_access_code_guesses(runtime: Runtime) -> None:
@@ -189,14 +217,14 @@ def test_flood_of_access_code_guesses(runtime: Runtime) -> None:
 
     for _ in range(10):
         with pytest.raises(Unauthorized):
-            runtime.sessions.open(SessionRequest("guess", None, None, None, "203.0.113.9"))
+            runtime.sessions.open(SessionRequest("guess", None, "Maria", None, "203.0.113.9"))
     with pytest.raises(TooManyRequests) as limited:
-        runtime.sessions.open(SessionRequest("open-sesame", None, None, None, "203.0.113.9"))
+        runtime.sessions.open(SessionRequest("open-sesame", None, "Maria", None, "203.0.113.9"))
     assert 0 < limited.value.retry_after <= 15 * 60 + 1
     assert limited.value.headers["Retry-After"] == str(limited.value.retry_after)
-    assert desk(runtime, "198.51.100.7").web_app_id
+    assert desk(runtime, address="198.51.100.7").web_app_id
     clock(runtime).advance(timedelta(minutes=15, seconds=1))
-    assert desk(runtime, "203.0.113.9").web_app_id
+    assert desk(runtime, address="203.0.113.9").web_app_id
 
 
 def test_flood_of_access_code_guesses_over_http(broker: BrokerProcess, signing_key: str, tmp_path: Path) -> None:
@@ -207,7 +235,8 @@ def test_flood_of_access_code_guesses_over_http(broker: BrokerProcess, signing_k
 
         def attempt(address: str, code: str) -> httpx.Response:
             headers = {"X-Forwarded-For": address}
-            return httpx.post(f"{host.base_url}/api/session", json={"accessCode": code}, headers=headers, timeout=5)
+            body = {"accessCode": code, "staffName": "Maria"}
+            return httpx.post(f"{host.base_url}/api/session", json=body, headers=headers, timeout=5)
 
         statuses = [attempt("192.0.2.1", "wrong").status_code for _ in range(10)]
         limited = attempt("192.0.2.1", "right")
