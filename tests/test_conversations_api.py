@@ -48,28 +48,33 @@ def until(check: Any, timeout: float = 10.0) -> Any:
         time.sleep(0.1)
 
 
-def test_latest_sender_gets_the_reply_alias_overrides_and_reload_shows_history(devhost: DevhostProcess) -> None:
-    a, b, phone = devhost.session(), devhost.session(), "+14155550121"
-    sent_a = api(devhost, a, "POST", "send_sms", json={"to": phone, "body": "From desk A"}).json()
-    sent_b = api(devhost, b, "POST", "send_sms", json={"to": phone, "body": "From desk B"}).json()
-    assert reply(devhost, phone, "Answering whoever wrote last")["status"] == 200
-    assert reply(devhost, phone, f"{a['alias']} this one is for A")["status"] == 200
+def test_the_owner_gets_the_reply_an_alias_moves_it_and_a_new_browser_sees_the_history(
+    devhost: DevhostProcess,
+) -> None:
+    a, b, phone = devhost.session("reception"), devhost.session("billing", "Ken"), "+14155550121"
+    sent_a = api(devhost, a, "POST", "send_sms", json={"to": phone, "body": "From Reception"}).json()
+    assert reply(devhost, phone, "Answering the desk that wrote")["status"] == 200
+    assert reply(devhost, phone, "#B this one is for Billing")["status"] == 200
 
-    b_bodies = [m["body"] for m in history(devhost, b, phone)]
-    assert b_bodies == ["Answering whoever wrote last", "From desk B"]
-    reloaded = devhost.session(webAppId=a["webAppId"], token=a["token"])
-    a_history = until(lambda: [m for m in history(devhost, reloaded, phone) if m.get("status") != "queued"])
-    by_body = {m["body"]: m for m in history(devhost, reloaded, phone)}
-    assert set(by_body) == {"From desk A", f"{a['alias']} this one is for A"}
-    assert by_body[f"{a['alias']} this one is for A"]["displayBody"] == "this one is for A"
-    assert a_history
-    delivered = until(lambda: history(devhost, reloaded, phone)[-1]["status"] == "delivered")
-    assert delivered, history(devhost, reloaded, phone)
-    assert history(devhost, reloaded, phone)[-1]["sid"] == sent_a["sid"]
-    conversations = api(devhost, reloaded, "GET", "conversations").json()["conversations"]
+    b_page = api(devhost, b, "GET", f"conversations/{phone.replace('+', '%2B')}/messages").json()
+    assert [m["body"] for m in b_page["messages"]] == [
+        "#B this one is for Billing",
+        "Now with Billing",
+        "Answering the desk that wrote",
+        "From Reception",
+    ]
+    assert b_page["messages"][0]["displayBody"] == "this one is for Billing"
+    assert (b_page["owner"]["id"], b_page["yours"]) == ("billing", True)
+
+    elsewhere = devhost.session("reception", "Maria")  # another computer, the same desk
+    delivered = until(lambda: history(devhost, elsewhere, phone)[-1]["status"] == "delivered")
+    assert delivered, history(devhost, elsewhere, phone)
+    mine = history(devhost, elsewhere, phone)
+    assert [m["body"] for m in mine] == ["Now with Billing", "Answering the desk that wrote", "From Reception"]
+    assert mine[-1]["sid"] == sent_a["sid"] and mine[-1]["sentBy"]["name"] == "Maria"
+    conversations = api(devhost, elsewhere, "GET", "conversations").json()["conversations"]
     assert [c["phone"] for c in conversations] == [phone]
     assert conversations[0]["unread"] == 1
-    assert sent_b["sid"] not in [m["sid"] for m in history(devhost, reloaded, phone)]
 
 
 def test_status_reaches_the_sender_and_never_moves_backwards(devhost: DevhostProcess) -> None:
@@ -95,8 +100,8 @@ def test_failed_delivery_carries_twilios_error(devhost: DevhostProcess) -> None:
     assert failed[0]["errorCode"] == "30003"
 
 
-def test_mms_reaches_the_desk_and_media_is_only_for_its_owner(devhost: DevhostProcess) -> None:
-    a, b, phone = devhost.session(), devhost.session(), "+14155550123"
+def test_mms_reaches_the_desk_and_media_follows_the_conversations_owner(devhost: DevhostProcess) -> None:
+    a, b, phone = devhost.session("reception"), devhost.session("billing", "Ken"), "+14155550123"
     api(devhost, a, "POST", "send_sms", json={"to": phone, "body": "send a photo of the rash"})
     with Subscriber(devhost.broker.mqtt_port, a) as sub:
         sid = reply(devhost, phone, "here", image=True)["sid"]
@@ -111,6 +116,14 @@ def test_mms_reaches_the_desk_and_media_is_only_for_its_owner(devhost: DevhostPr
     theirs = api(devhost, b, "GET", f"media/{sid}/0")
     assert theirs.status_code == 404
     assert theirs.json()["error"]["code"] == "media_not_found"
+
+    moved = api(devhost, a, "POST", f"conversations/{phone.replace('+', '%2B')}/transfer", json={"desk": "billing"})
+    assert moved.status_code == 200, moved.text
+    assert api(devhost, b, "GET", f"media/{sid}/0").content == mine.content  # the new owner opens the old MMS
+    later = reply(devhost, phone, "another", image=True)["sid"]
+    assert until(lambda: api(devhost, b, "GET", f"media/{later}/0").status_code == 200)
+    assert api(devhost, a, "GET", f"media/{later}/0").status_code == 404  # nothing after the transfer
+    assert api(devhost, a, "GET", f"media/{sid}/0").status_code == 200  # but what it had until then
 
 
 def test_idempotency_key_texts_once(devhost: DevhostProcess) -> None:
@@ -130,7 +143,7 @@ def test_idempotency_key_texts_once(devhost: DevhostProcess) -> None:
 
 
 def test_unrouted_list_and_claim_through_the_api(devhost: DevhostProcess) -> None:
-    a, b, phone = devhost.session(), devhost.session(), "+14155550125"
+    a, b, phone = devhost.session("reception"), devhost.session("billing", "Ken"), "+14155550125"
     reply(devhost, phone, "new patient here")
     listed = api(devhost, b, "GET", "unrouted").json()["conversations"]
     assert phone in [c["phone"] for c in listed]
