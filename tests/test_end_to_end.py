@@ -49,9 +49,13 @@ def api_calls(host: DevhostProcess) -> list[dict[str, Any]]:
 
 
 def test_reply_reaches_only_the_desk_that_texted(devhost: DevhostProcess) -> None:
-    a, b = devhost.session(), devhost.session()
-    assert a["webAppId"] != b["webAppId"]
-    assert a["mqtt"]["topics"] == [f"sms/{a['webAppId']}/#", "sms/unrouted/#"]
+    a, b = devhost.session("reception"), devhost.session("billing", "Ken")
+    assert (a["webAppId"], a["desk"], a["staff"]["name"]) == (
+        "reception",
+        {"id": "reception", "name": "Reception", "alias": "R"},
+        "Maria",
+    )
+    assert a["mqtt"]["topics"] == ["sms/reception/#", "sms/unrouted/#"]
     port = devhost.broker.mqtt_port
     with Subscriber(port, a) as sub_a, Subscriber(port, b) as sub_b:
         sent = send(devhost, a, PATIENT, "Your appointment is tomorrow 👋")
@@ -155,17 +159,91 @@ def test_wrong_access_code_and_missing_token_get_401(devhost: DevhostProcess) ->
     assert r.status_code == 401
 
 
-def test_session_resumes_identity_with_a_new_client_id(devhost: DevhostProcess) -> None:
-    first = devhost.session()
-    again = devhost.session(webAppId=first["webAppId"], token=first["token"])
-    assert again["webAppId"] == first["webAppId"]
-    assert again["alias"] == first["alias"]
-    assert again["mqtt"]["clientId"] != first["mqtt"]["clientId"]
-    assert again["mqtt"]["clientId"].startswith(first["webAppId"] + "-")
+def test_two_people_at_one_desk_each_get_a_session_and_sign_in_is_checked(devhost: DevhostProcess) -> None:
+    maria, ken = devhost.session("reception", "Maria"), devhost.session("reception", "Ken")
+    assert maria["webAppId"] == ken["webAppId"] == "reception"
+    assert maria["mqtt"]["clientId"].split("-")[1] != ken["mqtt"]["clientId"].split("-")[1]
+    default = devhost.session(staff="Ann")
+    assert default["desk"]["id"] == "reception"
+    desks = httpx.get(f"{devhost.base_url}/api/desks", headers={"Authorization": f"Bearer {ken['token']}"}, timeout=5)
+    assert [d["id"] for d in desks.json()["desks"]] == ["reception", "billing"]
+    assert httpx.get(f"{devhost.base_url}/api/desks", timeout=5).status_code == 401
+
+    def refused(body: dict[str, Any]) -> tuple[int, str]:
+        r = httpx.post(f"{devhost.base_url}/api/session", json={"accessCode": devhost.access_code, **body}, timeout=5)
+        return r.status_code, r.json()["error"]["code"]
+
+    assert refused({"staffName": "Maria", "desk": "nowhere"}) == (404, "desk_not_found")
+    assert refused({"desk": "billing"}) == (400, "invalid_staff_name")
+    assert refused({"staffName": "x" * 41}) == (400, "invalid_staff_name")
+    assert refused({"staffName": "Eve\u202egnp.exe"}) == (400, "invalid_staff_name")
+    assert refused({"staffName": "Maria", "desk": 7}) == (400, "invalid_desk")
+
+
+def test_transfer_moves_history_note_and_the_next_reply_to_the_other_desk(devhost: DevhostProcess) -> None:
+    phone = "+14155550131"
+    maria, ken = devhost.session("reception", "Maria"), devhost.session("billing", "Ken")
+    port = devhost.broker.mqtt_port
+    assert send(devhost, maria, phone, "Your bill is ready").status_code == 201
+    reply(devhost, phone, "Can I pay in two parts?")
+    with Subscriber(port, maria) as at_reception, Subscriber(port, ken) as at_billing:
+        moved = httpx.post(
+            f"{devhost.base_url}/api/conversations/%2B14155550131/transfer",
+            json={"desk": "billing", "note": "Wants a payment plan"},
+            headers={"Authorization": f"Bearer {maria['token']}"},
+            timeout=10,
+        )
+        assert moved.status_code == 200, moved.text
+        for sub in (at_reception, at_billing):
+            _, line = sub.wait_for(lambda t, p: t.endswith("/owner"))
+            assert (line["Body"], line["note"]) == ("Now with Billing (Maria)", "Wants a payment plan")
+        answer = reply(devhost, phone, "Thanks!")
+        _, got = at_billing.wait_for(lambda t, p: p.get("MessageSid") == answer["sid"])
+        assert got["webAppId"] == "billing"
+        assert not [p for _, p in at_reception.drain(0.5) if p.get("MessageSid") == answer["sid"]]
+    page = httpx.get(
+        f"{devhost.base_url}/api/conversations/%2B14155550131/messages",
+        headers={"Authorization": f"Bearer {ken['token']}"},
+        timeout=5,
+    ).json()
+    assert [m["body"] for m in page["messages"]] == [
+        "Thanks!",
+        "Now with Billing (Maria)",
+        "Can I pay in two parts?",
+        "Your bill is ready",
+    ]
+    assert page["messages"][1]["line"]["note"] == "Wants a payment plan"
+
+
+def test_bad_transfers_get_a_clear_error_and_change_nothing(devhost: DevhostProcess) -> None:
+    phone, path = "+14155550132", "conversations/%2B14155550132"
+    maria, ken = devhost.session("reception", "Maria"), devhost.session("billing", "Ken")
+    assert send(devhost, maria, phone, "hello").status_code == 201
+    assert devhost.admin("POST", "desks", json={"name": "Old lab", "alias": "OL"}).status_code == 201
+    assert devhost.admin("POST", "desks/old_lab/archive").status_code == 200
+
+    def transfer(session: dict[str, Any], body: dict[str, Any]) -> tuple[int, str]:
+        r = httpx.post(
+            f"{devhost.base_url}/api/{path}/transfer",
+            json=body,
+            headers={"Authorization": f"Bearer {session['token']}"},
+            timeout=5,
+        )
+        return r.status_code, r.json()["error"]["code"]
+
+    assert transfer(maria, {"desk": "old_lab"}) == (409, "desk_archived")
+    assert transfer(maria, {"desk": "nowhere"}) == (404, "desk_not_found")
+    assert transfer(maria, {}) == (400, "invalid_desk")
+    assert transfer(maria, {"desk": "billing", "note": "x" * 501}) == (400, "invalid_note")
+    assert transfer(ken, {"desk": "reception"}) == (409, "not_owner")
+    page = httpx.get(
+        f"{devhost.base_url}/api/{path}/messages", headers={"Authorization": f"Bearer {maria['token']}"}, timeout=5
+    ).json()
+    assert (page["owner"]["id"], [m["body"] for m in page["messages"]]) == ("reception", ["hello"])
 
 
 def test_broker_down_then_back_delivers_every_reply_once(devhost: DevhostProcess) -> None:
-    a = devhost.session()
+    a = devhost.session("billing")
     assert send(devhost, a, "+14155550111", "checking in").status_code == 201
     devhost.broker.stop()
     try:

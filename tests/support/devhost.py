@@ -40,6 +40,7 @@ class DevhostProcess:
         self.sandbox_port = free_port() if workers > 1 else self.http_port  # several workers: the sandbox apart
         self.sandbox_url = f"http://127.0.0.1:{self.sandbox_port}/sandbox"
         self.access_code = access_code
+        self.admin_code = secrets.token_urlsafe(16)
         self.signing_key = signing_key
         self.account_sid = "AC" + secrets.token_hex(16)
         self.auth_token = secrets.token_hex(16)
@@ -53,6 +54,7 @@ class DevhostProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "MQTT_", "RELAY_"))}
         env.update(
             RELAY_ACCESS_CODE=self.access_code,
+            RELAY_ADMIN_CODE=self.admin_code,
             RELAY_SIGNING_KEY=self.signing_key,
             MQTT_URL=f"mqtt://127.0.0.1:{self.broker.mqtt_port}",
             MQTT_BROWSER_URL=f"ws://127.0.0.1:{self.broker.ws_port}/mqtt",
@@ -103,6 +105,11 @@ class DevhostProcess:
         r.raise_for_status()
         data: dict[str, Any] = r.json()
         return data
+
+    def admin(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """An operator's call to /api/admin/..., with the admin code."""
+        headers = {"X-Admin-Code": self.admin_code, **kwargs.pop("headers", {})}
+        return httpx.request(method, f"{self.base_url}/api/admin/{path}", headers=headers, timeout=10, **kwargs)
 
     def __enter__(self) -> Self:
         self.start()
