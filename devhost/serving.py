@@ -218,7 +218,10 @@ class Announcement:
         lines = ["SMS relay is running. Open:", f"  Web app          {self.http_base}/{code}"]
         if self.sandbox_base:
             lines.append(f"  Phone simulator  {self.sandbox_base}/sandbox/phone")
+        desks = ", ".join(d.name + (f" (#{d.alias})" if d.alias else "") for d in settings.relay_desks)
         lines += [
+            f"  Desks            {desks}",
+            f"  Operator page    {self.http_base}/admin.html (the admin code is in .data/devhost.json)",
             f"  Health           {self.http_base}/{route_prefix()}/health",
             f"  MQTT             {settings.mqtt_url} (service){' [embedded amqtt]' if self.own_broker else ''}",
             f"  MQTT for pages   {settings.mqtt_browser_url}",

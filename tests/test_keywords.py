@@ -109,7 +109,7 @@ def test_autoreply_once_per_conversation_while_no_desk_is_signed_in(rt: Runtime,
     assert says(twilio, p, "Hello??") == []
     assert says(twilio, q, "Hi") == [AWAY]
     wait_received(twilio, p, AWAY)
-    first = rt.store.history(UNROUTED, p, None, 10)[0]
+    first = rt.store.history(p, None, 10, audience=UNROUTED)[0]
     assert len(first) == 2  # both still wait in the unrouted list for a desk to claim
 
     clock(rt).advance(timedelta(hours=rt.settings.conversation_ttl_hours, minutes=1))
@@ -134,7 +134,7 @@ def test_stopwatches_run_independently_per_sender(rt: Runtime, twilio: Twilio) -
     assert says(twilio, b, "TIME") == ["Stopped at 0:45."]
     assert says(twilio, a, "HALT") == ["Stopped at 1:25."]
     wait_received(twilio, a, "Stopped at 1:25.")
-    message = rt.store.history(UNROUTED, a, None, 1)[0][0]
+    message = rt.store.history(a, None, 1, audience=UNROUTED)[0][0]
     assert message.payload["handledBy"] == "stopwatch"
 
 

@@ -115,3 +115,29 @@ def test_docs_and_example_list_every_setting_the_code_reads() -> None:
     host_only = {"FUNCTIONS_WORKER_RUNTIME", "AzureWebJobsStorage", "AzureWebJobsFeatureFlags"}
     assert read == documented
     assert read == example - host_only
+
+
+@pytest.mark.parametrize(
+    ("env", "name"),
+    [
+        ({"RELAY_DESKS": "Reception=R,Billing=R"}, "RELAY_DESKS"),
+        ({"RELAY_DESKS": "Unrouted"}, "RELAY_DESKS"),
+        ({"RELAY_ADMIN_CODE": "short"}, "RELAY_ADMIN_CODE"),
+        ({"RELAY_ADMIN_CODE": "the-same-code-twice", "RELAY_ACCESS_CODE": "the-same-code-twice"}, "RELAY_ADMIN_CODE"),
+        ({"RELAY_AUTH": "appservice", "WEBSITE_INSTANCE_ID": "abc", "RELAY_STORE": "x.db"}, "RELAY_AUTH"),
+    ],
+)
+def test_desks_admin_code_and_app_service_refuse_bad_values_by_name(env: dict[str, str], name: str) -> None:
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_mapping({**BASE, **env})
+    assert refused.value.name == name
+
+
+def test_default_desks_and_app_service_with_authentication_on() -> None:
+    s = Settings.from_mapping(BASE)
+    assert [(d.id, d.name, d.alias) for d in s.relay_desks] == [
+        ("reception", "Reception", "R"),
+        ("billing", "Billing", "B"),
+    ]
+    azure = {"RELAY_AUTH": "appservice", "WEBSITE_INSTANCE_ID": "abc", "RELAY_STORE": "x.db"}
+    assert Settings.from_mapping({**BASE, **azure, "WEBSITE_AUTH_ENABLED": "True"}).relay_auth == "appservice"
