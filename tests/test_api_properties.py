@@ -436,8 +436,10 @@ def session_objects(w: World) -> st.SearchStrategy[dict[str, Any]]:
     token = st.one_of(
         st.sampled_from([d.token for d in w.desks] + w.bad_tokens + [w.signed_out.token]), any_text, not_a_string
     )
-    base = st.fixed_dictionaries({"accessCode": code}, optional={"webAppId": web_app_id, "token": token})
-    base = mostly(base, st.fixed_dictionaries({}, optional={"webAppId": web_app_id, "token": token}), 0.85)
+    desk = st.one_of(st.sampled_from(["reception", "billing", "unrouted", "nowhere"]), any_text, not_a_string)
+    name = st.one_of(st.just("Maria"), st.just("Maria"), any_text, surrogates, not_a_string, st.just("x" * 41))
+    base = st.fixed_dictionaries({"accessCode": code, "staffName": name}, optional={"desk": desk, "token": token})
+    base = mostly(base, st.fixed_dictionaries({}, optional={"desk": desk, "webAppId": web_app_id}), 0.85)
     return with_extra(base)
 
 
@@ -557,7 +559,7 @@ def session_requests(w: World) -> None:
                 "POST",
                 "/api/session",
                 headers={"Content-Type": "application/json"},
-                content=json.dumps({"accessCode": w.host.access_code}).encode(),
+                content=json.dumps({"accessCode": w.host.access_code, "staffName": "Maria"}).encode(),
                 source=w.next_address(),
                 expect={200},
             ).body
@@ -748,7 +750,8 @@ def host_level_requests(w: World) -> None:
     def others(data: st.DataObject) -> None:
         template, served = data.draw(st.sampled_from(paths))
         method = data.draw(st.sampled_from(sorted({"GET", "POST", "PUT", "PATCH", "DELETE"} - served)))
-        url = w.host.base_url + template.format(phone="%2B14155550151", sid=w.media_sid, index="0")
+        names = {"phone": "%2B14155550151", "sid": w.media_sid, "index": "0", "desk": "billing", "session": "s1"}
+        url = w.host.base_url + template.format(**names, staff="n1")
         r = run.send(method, url, headers={"Authorization": f"Bearer {w.desks[0].token}"})
         run.by_status[r.status_code] += 1
         run.by_operation[f"{method} {template} (not served)"] += 1
@@ -790,7 +793,8 @@ def test_the_contract_covers_every_route_the_host_serves(devhost: DevhostProcess
     """Each documented path answers something other than the host's 'no function serves this path'."""
     documented = {template for _, template in CONTRACT.operations()}
     for template in documented:
-        url = devhost.base_url + template.format(phone="%2B14155550151", sid=sid(), index="0")
+        names = {"phone": "%2B14155550151", "sid": sid(), "index": "0", "desk": "billing", "session": "s1"}
+        url = devhost.base_url + template.format(**names, staff="n1")
         r = httpx.request(sorted(CONTRACT.methods(template))[0], url, timeout=10)
         assert error_code(r) != "not_found", template
 
