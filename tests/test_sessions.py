@@ -19,7 +19,7 @@ from tests.support.broker import BrokerProcess
 from tests.support.runtime import ACCESS_CODE, clock, desk, make_runtime
 
 Function = Callable[[func.HttpRequest], func.HttpResponse]
-FUNCTIONS: dict[str, Function] = {fn.get_function_name(): fn.get_user_function() for fn in app.get_functions()}
+FUNCTIONS: dict[str, Function] = {str(fn.get_function_name()): fn.get_user_function() for fn in app.get_functions()}
 
 
 @pytest.fixture
