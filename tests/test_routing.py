@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from relay.errors import Conflict
+from relay.errors import Conflict, Unauthorized
 from relay.outbound import SendRequest
 from relay.runtime import Runtime
 from relay.sessions import SessionGrant
@@ -249,3 +249,23 @@ def test_closing_the_outbox_records_every_acknowledgement_first(runtime: Runtime
     runtime.outbox.close()
     pending = runtime.store.pending_events(clock(runtime).now(), 500)
     assert [e for e in pending if e.payload.get("MessageSid") in sids] == []
+
+
+def test_archiving_a_desk_sends_its_conversations_to_unrouted_where_another_desk_claims_them(
+    runtime: Runtime,
+) -> None:
+    runtime.directory.add("Lab", "L", runtime.clock.now())
+    lab, phone = desk(runtime, "lab", "Ann"), fresh_phone()
+    text(runtime, lab, phone, "Your results are in")
+    clock(runtime).advance(timedelta(minutes=1))
+    archived = runtime.admin.archive_desk("lab")
+    assert (archived["sessionsEnded"], archived["conversationsUnrouted"]) == (1, 1)
+    assert phone in [c["phone"] for c in runtime.conversations.unrouted()]
+    with pytest.raises(Unauthorized):
+        runtime.sessions.authenticate(lab.token)
+    clock(runtime).advance(timedelta(minutes=1))
+    assert audience_of(runtime, phone_says(runtime, phone, "#L are they ok?")["MessageSid"]) == UNROUTED
+    runtime.conversations.claim("reception", phone)
+    assert history_of(runtime, "reception", phone)[-1] == "Your results are in"
+    clock(runtime).advance(timedelta(minutes=1))
+    assert audience_of(runtime, phone_says(runtime, phone, "thanks")["MessageSid"]) == "reception"

@@ -23,7 +23,9 @@ def flush_outbox(timer: func.TimerRequest) -> None:
 @bp.timer_trigger(schedule="0 17 3 * * *", arg_name="timer", run_on_startup=False)
 def purge_retention(timer: func.TimerRequest) -> None:
     rt = get_runtime()
-    removed = rt.store.purge(rt.clock.now() - timedelta(days=rt.settings.retention_days))
+    now = rt.clock.now()
+    removed = rt.store.purge(now - timedelta(days=rt.settings.retention_days))
+    rt.store.staff.purge(now - timedelta(days=1))  # ended sessions stay a day, for the operator's list
     log.info("retention purge removed %d messages", removed)
 
 
