@@ -75,7 +75,7 @@ class Admin:
         return self._directory.add(body.get("name"), body.get("alias"), self._clock.now()).to_json()
 
     def change_desk(self, desk: str, body: dict[str, Any]) -> dict[str, Any]:
-        return self._directory.rename(desk, body.get("name"), body.get("alias")).to_json()
+        return self._directory.rename(desk, body.get("name"), body.get("alias"), self._clock.now()).to_json()
 
     def archive_desk(self, desk: str) -> dict[str, Any]:
         """No new message reaches it, its people are signed out, and its conversations wait in unrouted."""

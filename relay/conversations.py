@@ -53,7 +53,7 @@ class Conversations:
         limit = _limit(limit_raw)
         if before is not None and (len(before) > 128 or not before.isprintable()):
             raise BadRequest("'before' is not a cursor this API gave out.", code="invalid_cursor")
-        owner = self._ownership.current(phone, [self._settings.our_side])
+        owner, seen = self._ownership.view(web_app_id, phone, self._settings.our_side)
         live = self._ownership.live_owner(owner)
         about = {
             "owner": self._desk_json(live),
@@ -63,7 +63,6 @@ class Conversations:
         if web_app_id == UNROUTED:
             window: dict[str, Any] = {"audience": UNROUTED}
         else:
-            seen = self._ownership.visibility(web_app_id, phone)
             if not seen.allowed:
                 return {"messages": [], "next": None, **about}
             window = {"until": seen.until}

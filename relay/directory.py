@@ -91,12 +91,12 @@ class DeskDirectory:
         self._forget()
         return desk
 
-    def rename(self, desk: str, name: object, alias: object) -> Desk:
+    def rename(self, desk: str, name: object, alias: object, now: datetime) -> Desk:
         current = self.live_desk(desk)
         clean = _rule(lambda: clean_name(name, what="The desk name", code="invalid_desk_name")) if name else None
         wanted = _rule(lambda: check_alias(alias)) if alias not in (None, "") else None
         if wanted and wanted != current.alias:
-            self._take_alias(wanted, current.id)
+            self._take_alias(wanted, current.id, now)
             self._store.kv_delete(ALIASES, current.alias)
         changed = Desk(current.id, clean or current.name, wanted or current.alias)
         self._store.desks.update(changed)
@@ -116,7 +116,7 @@ class DeskDirectory:
         if self._store.desks.get(new_id) is not None:
             raise Conflict("A desk with that id exists or existed; ids are never reused.", code="desk_exists")
         code = alias or self._free_alias(name)
-        self._take_alias(code, new_id)
+        self._take_alias(code, new_id, now)
         desk = Desk(new_id, name, code)
         if not self._store.desks.add(desk):
             self._store.kv_delete(ALIASES, code)
@@ -127,10 +127,10 @@ class DeskDirectory:
         taken = {d.alias for d in self._store.desks.all() if not d.archived}
         return generate_alias(taken, name)
 
-    def _take_alias(self, code: str, owner: str) -> None:
+    def _take_alias(self, code: str, owner: str, now: datetime) -> None:
         """A conditional insert, so two operators cannot give one alias to two desks."""
-        if not self._store.kv_insert(ALIASES, code, {"desk": owner}, None, datetime.now().astimezone()):
-            held = self._store.kv_get(ALIASES, code, datetime.now().astimezone()) or {}
+        if not self._store.kv_insert(ALIASES, code, {"desk": owner}, None, now):
+            held = self._store.kv_get(ALIASES, code, now) or {}
             if held.get("desk") != owner:
                 raise Conflict(f"The alias #{code} belongs to another desk.", code="alias_taken")
 

@@ -43,8 +43,12 @@ class Ownership:
 
     def current(self, phone: str, our_sides: list[str]) -> Owner | None:
         """The row for the first of our sides that has one."""
-        rows = {o.our_side: o for o in self._store.owners.of_phone(phone)}
-        return next((rows[s] for s in our_sides if s and s in rows), None)
+        return _first(self._store.owners.of_phone(phone), our_sides)
+
+    def view(self, desk: str, phone: str, our_side: str) -> tuple[Owner | None, Visibility]:
+        """The conversation's row and how much of it `desk` may read, from one read of the store."""
+        rows = self._store.owners.of_phone(phone)
+        return _first(rows, [our_side]), self._visibility(desk, rows)
 
     def live_owner(self, owner: Owner | None) -> str | None:
         """The owning desk, if it is still a live desk (an archived desk's conversations are unrouted)."""
@@ -58,7 +62,10 @@ class Ownership:
 
     def visibility(self, desk: str, phone: str) -> Visibility:
         """How much of a phone's history a desk may read, over all our sides."""
-        readers = [o.readers for o in self._store.owners.of_phone(phone) if desk in o.readers]
+        return self._visibility(desk, self._store.owners.of_phone(phone))
+
+    def _visibility(self, desk: str, rows: list[Owner]) -> Visibility:
+        readers = [o.readers for o in rows if desk in o.readers]
         if not readers:
             return Visibility(False)
         ends = [r[desk] for r in readers]
@@ -155,6 +162,11 @@ class Ownership:
     def _desk_json(self, desk: str | None) -> dict[str, str] | None:
         found = self._directory.get(desk) if desk else None
         return found.to_json() if found else None
+
+
+def _first(rows: list[Owner], our_sides: list[str]) -> Owner | None:
+    by_side = {o.our_side: o for o in rows}
+    return next((by_side[s] for s in our_sides if s and s in by_side), None)
 
 
 def _with_state(owner: Owner, state: str) -> Owner:
