@@ -57,7 +57,7 @@ export class LiveEvents {
   }
 
   updateCredentials(mqtt) {
-    this.conn?.updateCredentials(mqtt.username, mqtt.password);
+    this.conn?.updateCredentials(mqtt);
   }
 
   async catchUp() {
