@@ -1006,12 +1006,15 @@ def test_screenshots(browser: Browser, desk_a: Desk, colleague: Desk, desk_b: De
     cpage.keyboard.press("Escape")
     expect(cpage.locator("#desk-menu")).to_be_hidden()
 
-    # inbox.png: Billing freshly loaded: transferred conversations, and a new (unrouted) one waiting.
+    # inbox.png: Billing freshly loaded, a new (unrouted) conversation waiting, and one Reception transferred
+    # open: its history, the line and the note, then the patient's replies to Billing.
     patient_replies(devhost, "+14155550106", "Hello, I need to reschedule my cleaning next week")
     desk_b.page.reload()
     desk_b.expect_connected()
     expect(desk_b.unrouted("+14155550106")).to_be_visible()
-    expect(desk_b.conv("+14155550111")).to_be_visible()
+    desk_b.open("+14155550111")
+    expect(desk_b.event_line("Now with Billing (Maria)").locator(".event-note")).to_be_visible()
+    expect(desk_b.bubble("Any news on the refund?")).to_be_visible()
     desk_b.page.screenshot(path=str(IMG_DIR / "inbox.png"))
 
     # phone.png: the sandbox phone simulator.
