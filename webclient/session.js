@@ -331,13 +331,15 @@ export class Session {
       }
       return;
     }
-    if (!store.session || other.webAppId !== store.session.webAppId) {
-      // Signed in, or moved to another desk, in another tab: this tab follows with its own connection.
+    const mine = store.session;
+    if (!mine || other.webAppId !== mine.webAppId || (other.staff?.id ?? null) !== (mine.staff?.id ?? null)) {
+      // Signed in, as someone else, or at another desk, in another tab: this tab follows with its own connection.
+      let notice = "";
+      if (mine && other.webAppId !== mine.webAppId) notice = `Switched to ${other.desk?.name ?? "another desk"} in another tab.`;
+      else if (mine) notice = `Signed in as ${other.staff?.name ?? "someone else"} in another tab.`;
       this.api.renewSession(other.token)
         .then((fresh) => this.enter(fresh))
-        .then(() => {
-          if (other.desk) this.lists.showNotice(`Switched to ${other.desk.name} in another tab.`);
-        })
+        .then(() => { if (notice) this.lists.showNotice(notice); })
         .catch(() => {});
     } else if (other.token !== store.session.token && ts(other.expiresAt) > ts(store.session.expiresAt)) {
       store.session = { ...store.session, token: other.token, expiresAt: other.expiresAt };
