@@ -561,6 +561,24 @@ def test_take_over_by_sending_asks_first(desk_a: Desk, desk_b: Desk, devhost: An
     expect(desk_a.bubble("Billing: about your bill")).to_have_count(0)  # not Reception's any more
     expect(desk_a.conv("+14155550112")).to_contain_text(line)
 
+    # And back, from Reception's compose box: asked there, then Reception reads what Billing wrote meanwhile.
+    page = desk_a.page
+    desk_a.open("+14155550112")
+    page.fill("#compose-text", "Reception again: please call us")
+    page.press("#compose-text", "Enter")
+    prompt = page.locator("#compose-takeover")
+    expect(prompt).to_contain_text("This patient's conversation is with Billing. Take over the conversation?")
+    prompt.get_by_role("button", name="Take over and send").click()
+    expect(prompt).to_be_hidden()
+    expect(desk_a.bubble("Reception again: please call us")).to_be_visible()
+    expect(page.locator("#compose-text")).to_have_value("")
+    expect(desk_a.event_line("Now with Reception (Maria)")).to_be_visible()
+    expect(desk_a.bubble("Billing: about your bill")).to_be_visible()
+    expect(page.locator("#conv-owner")).to_be_hidden()
+    expect(page.get_by_role("button", name="Transfer")).to_be_visible()
+    expect(desk_b.event_line("Now with Reception (Maria)")).to_be_visible()
+    expect(desk_b.page.locator("#conv-owner")).to_have_text("With Reception")
+
 
 def test_switching_desks_with_the_picker(colleague: Desk, desk_a: Desk, devhost: Any) -> None:
     page = colleague.page

@@ -97,7 +97,10 @@ export class ConversationPane {
       try {
         const res = await this.api.messages(phone, { limit: PAGE });
         for (const m of res?.messages ?? []) store.addMessage(phone, m);
-        if (res && "owner" in res) store.setOwner(phone, res.owner);
+        if (res && "owner" in res) {
+          const latest = (res.messages ?? []).reduce((a, m) => (ts(m.at) > ts(a) ? m.at : a), null);
+          store.setOwner(phone, res.owner, latest);
+        }
         t.next = res?.next ?? null;
         t.loaded = true;
       } catch (err) {

@@ -211,10 +211,10 @@ export class LiveEvents {
       line: { reason: p.reason ?? null, from: p.from ?? null, to: p.to ?? null, by: p.by ?? null, note: p.note ?? null },
     };
     const isNew = !store.bySid.has(msg.sid);
-    const conv = store.convs.get(phone);
-    const newest = !conv || ts(msg.at) >= ts(conv.lastAt);
+    // A live event is the latest change; a replayed one counts only if nothing newer is known.
+    const newest = live || ts(msg.at) >= ts(store.owners.get(phone)?.at);
     store.addMessage(phone, msg);
-    if (newest) store.setOwner(phone, p.to ?? null);
+    if (newest) store.setOwner(phone, p.to ?? null, msg.at);
     const mine = store.session.webAppId;
     store.touchConversation(phone, store.bySid.get(msg.sid), false);
     if (p.to?.id === mine && newest) {

@@ -48,7 +48,7 @@ export class Store {
     this.current = null; // phone of the open conversation
     this.claiming = new Set();
     this.drafts = new Map();
-    this.owners = new Map(); // phone -> {owner: desk | null, yours: boolean}
+    this.owners = new Map(); // phone -> {owner: desk | null, yours: boolean, at: ISO time}
 
     /** A message of the open, loaded conversation was added or merged. */
     this.onShow = noop;
@@ -163,12 +163,15 @@ export class Store {
     this.onLists();
   }
 
-  /** Which desk the conversation is with (null: none, it is unrouted) and whether that is this desk. */
-  setOwner(phone, owner) {
+  /**
+   * Which desk the conversation is with (null: none, it is unrouted) and whether that is this desk;
+   * at: the server's time of what says so (the latest message seen, or the change itself).
+   */
+  setOwner(phone, owner, at) {
     if (!phone) return;
     const yours = !!owner && owner.id === this.session?.webAppId;
     const prev = this.owners.get(phone);
-    this.owners.set(phone, { owner: owner ?? null, yours });
+    this.owners.set(phone, { owner: owner ?? null, yours, at: at ?? prev?.at ?? null });
     if (prev?.owner?.id !== owner?.id || prev?.owner?.name !== owner?.name) this.onOwner(phone);
   }
 
