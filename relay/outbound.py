@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from relay.clock import Clock, iso
-from relay.errors import BadRequest, Conflict, RelayError, TooManyRequests
+from relay.errors import BadRequest, Conflict, OwnedElsewhere, RelayError, TooManyRequests
 from relay.outbox import Outbox
 from relay.ownership import JUST_BEFORE, Ownership
 from relay.phones import mask, normalise, require_allowed_region
@@ -98,10 +98,11 @@ class Outbound:
             raise Conflict("This number has opted out (replied STOP); it must text START first.", code="opted_out")
         owner = self._ownership.live_owner(self._ownership.current(to, [self._settings.our_side]))
         if owner is not None and owner != request.web_app_id and not request.take_over:
-            raise Conflict(
-                f"This patient's conversation is with {self._ownership.desk_name(owner)}. Send with takeOver "
-                "to move it to your desk (both desks see that it moved), or ask them to transfer it.",
-                code="owned_by_other_desk",
+            desk = self._ownership.desk_json(owner)
+            raise OwnedElsewhere(
+                f"This patient's conversation is with {desk['name']}. Take it over to answer from your desk "
+                f"(both desks will see that it moved), or ask {desk['name']} to transfer it.",
+                owner=desk,
             )
         idem_key = f"{request.web_app_id}:{request.idempotency_key}" if request.idempotency_key else None
         if idem_key:
