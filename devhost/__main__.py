@@ -61,6 +61,15 @@ def worker_shape(args: argparse.Namespace, env: dict[str, str]) -> None:
         raise SystemExit("devhost: between 1 and 10 worker processes, each with 1 to 32 threads")
 
 
+def bound_hosts(args: argparse.Namespace) -> list[str]:
+    """The names this host answers webhooks on: the address it binds, and localhost for a loopback one."""
+    name = f"[{args.host}]" if ":" in args.host else args.host
+    hosts = [f"{name}:{args.http_port}"]
+    if args.host in ("127.0.0.1", "::1"):
+        hosts.append(f"localhost:{args.http_port}")
+    return hosts
+
+
 def start_broker(env: dict[str, str], mqtt_port: int, ws_port: int) -> subprocess.Popen[str]:
     """The embedded broker as a child process, so a slow subscriber never stalls the functions."""
     proc = subprocess.Popen(
@@ -126,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         ws_port=args.ws_port,
         secrets_path=data_dir / "devhost.json",
     )
+    env["WEBHOOK_HOSTS"] = ",".join(filter(None, [env.get("WEBHOOK_HOSTS"), *bound_hosts(args)]))
     try:
         settings = Settings.load(env, local_settings=Path("/nonexistent"))
     except SettingsError as exc:

@@ -36,6 +36,7 @@ class Settings:
     twilio_api_base_url: str | None = None
     twilio_webhook_shared_key: str | None = field(default=None, repr=False)
     public_base_url: str | None = None
+    webhook_hosts: frozenset[str] = frozenset()  # host or host:port, lower-case; WEBHOOK_HOSTS + WEBSITE_HOSTNAME
     mqtt_url: str = "mqtt://127.0.0.1:1883"
     mqtt_username: str | None = None
     mqtt_password: str | None = field(default=None, repr=False)
@@ -98,6 +99,9 @@ class Settings:
             if env.get("WEBSITE_INSTANCE_ID"):
                 raise SettingsError("RELAY_STORE", "required on Azure: set it to the storage connection string")
             store = ".data/relay.sqlite3"
+        webhook_hosts = r.hosts("WEBHOOK_HOSTS") | r.hosts("WEBSITE_HOSTNAME")
+        if env.get("WEBSITE_INSTANCE_ID") and not webhook_hosts and not r.text("PUBLIC_BASE_URL"):
+            raise SettingsError("WEBHOOK_HOSTS", "required on Azure without PUBLIC_BASE_URL or WEBSITE_HOSTNAME")
         prefix = r.text("MQTT_TOPIC_PREFIX") or "sms"
         if not _PREFIX.match(prefix):
             raise SettingsError("MQTT_TOPIC_PREFIX", "must be topic levels of letters, digits, - or _")
@@ -114,6 +118,7 @@ class Settings:
             twilio_api_base_url=r.url("TWILIO_API_BASE_URL", ("http", "https")),
             twilio_webhook_shared_key=r.text("TWILIO_WEBHOOK_SHARED_KEY"),
             public_base_url=r.url("PUBLIC_BASE_URL", ("http", "https")),
+            webhook_hosts=webhook_hosts,
             mqtt_url=r.url("MQTT_URL", MQTT_SCHEMES) or "mqtt://127.0.0.1:1883",
             mqtt_username=r.text("MQTT_USERNAME"),
             mqtt_password=r.text("MQTT_PASSWORD"),
@@ -251,6 +256,19 @@ class _Reader:
     def names(self, name: str) -> tuple[str, ...]:
         value = self.text(name) or ""
         return tuple(part.strip().lower() for part in value.split(",") if part.strip())
+
+    def hosts(self, name: str) -> frozenset[str]:
+        hosts = set()
+        for entry in self.names(name):
+            try:
+                parts = urlsplit(f"//{entry}")
+                parts.port  # noqa: B018 - raises on a malformed port
+            except ValueError:
+                raise SettingsError(name, f"{entry!r} is not a host or host:port") from None
+            if not parts.hostname or parts.path or parts.query or parts.username is not None:
+                raise SettingsError(name, f"{entry!r} is not a host or host:port")
+            hosts.add(entry)
+        return frozenset(hosts)
 
     def countries(self, name: str) -> frozenset[str]:
         codes = {code.upper() for code in self.names(name)}

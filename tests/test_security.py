@@ -103,6 +103,15 @@ def test_wrong_host(devhost: DevhostProcess) -> None:
     assert error_code(r) == "invalid_signature"
 
 
+def test_replay_from_another_deployment_by_host_header(devhost: DevhostProcess) -> None:
+    """Signed for a staging deployment on the same Twilio account, replayed here with its Host header."""
+    params = inbound_params(PATIENT, "staging", AccountSid=devhost.account_sid)
+    staging = "http://staging.example.org/api/receive_sms"
+    r = signed_post(devhost, params, url=staging, Host="staging.example.org")
+    assert r.status_code == 403
+    assert error_code(r) == "host_not_allowed"
+
+
 def test_http_vs_https_behind_a_proxy(devhost: DevhostProcess) -> None:
     """Forwarded headers are not trusted by default, so a signature over https:// fails on the http:// host."""
     params = inbound_params(PATIENT, "x")
