@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import phonenumbers
 
 from relay.errors import SettingsError
+from relay.phones import DEFAULT_NUMBER_TYPES, NUMBER_TYPES
 from relay.tokens import ALGORITHMS, TokenIssuer
 from relay.topics import Topics
 
@@ -54,6 +55,9 @@ class Settings:
     send_limit_per_minute: int = 30
     send_limit_per_day: int = 1000
     allowed_countries: frozenset[str] = frozenset()
+    allowed_number_types: frozenset[str] = DEFAULT_NUMBER_TYPES
+    new_recipient_limit_per_hour: int = 1000  # per desk: a 1,000-row reminder import still fits in an hour
+    new_recipient_limit_per_hour_all_desks: int = 2000
     trusted_proxy_hops: int = 0
     relay_auth: str = "accesscode"
     log_level: str = "INFO"
@@ -135,6 +139,11 @@ class Settings:
             send_limit_per_minute=int(r.number("SEND_LIMIT_PER_MINUTE", 30, 1, 100_000)),
             send_limit_per_day=int(r.number("SEND_LIMIT_PER_DAY", 1000, 1, 10_000_000)),
             allowed_countries=countries,
+            allowed_number_types=r.number_types("ALLOWED_NUMBER_TYPES") or DEFAULT_NUMBER_TYPES,
+            new_recipient_limit_per_hour=int(r.number("NEW_RECIPIENT_LIMIT_PER_HOUR", 1000, 1, 1_000_000)),
+            new_recipient_limit_per_hour_all_desks=int(
+                r.number("NEW_RECIPIENT_LIMIT_PER_HOUR_ALL_DESKS", 2000, 1, 10_000_000)
+            ),
             trusted_proxy_hops=int(r.number("TRUSTED_PROXY_HOPS", 0, 0, 10)),
             relay_auth=r.choice("RELAY_AUTH", AUTH_MODES, "accesscode"),
             log_level=r.choice("LOG_LEVEL", LOG_LEVELS, "INFO", upper=True),
@@ -269,6 +278,13 @@ class _Reader:
                 raise SettingsError(name, f"{entry!r} is not a host or host:port")
             hosts.add(entry)
         return frozenset(hosts)
+
+    def number_types(self, name: str) -> frozenset[str]:
+        types = {kind.upper() for kind in self.names(name)}
+        unknown = sorted(types - set(NUMBER_TYPES))
+        if unknown:
+            raise SettingsError(name, f"unknown number type(s) {', '.join(unknown)}; one of {', '.join(NUMBER_TYPES)}")
+        return frozenset(types)
 
     def countries(self, name: str) -> frozenset[str]:
         codes = {code.upper() for code in self.names(name)}

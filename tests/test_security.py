@@ -393,6 +393,15 @@ def test_premium_rate_country_is_refused(devhost: DevhostProcess) -> None:
     assert creates(devhost) == before
 
 
+def test_premium_rate_number_in_an_allowed_country_is_refused(devhost: DevhostProcess) -> None:
+    """+1 900 is premium rate in the US, which ALLOWED_COUNTRIES allows: texting it pays the number's owner."""
+    before = creates(devhost)
+    r = api(devhost, devhost.session()["token"], "POST", "send_sms", json={"to": "+1 900 555 0199", "body": "x"})
+    assert r.status_code == 403
+    assert error_code(r) == "number_type_not_allowed"
+    assert creates(devhost) == before
+
+
 def test_send_rate_limit(runtime: Runtime) -> None:
     from relay.errors import TooManyRequests
     from relay.outbound import SendRequest
