@@ -11,6 +11,7 @@ from typing import Any
 from relay.broker_access import BrokerAccess, DynsecAccess, JwtAccess
 from relay.clock import Clock, SystemClock
 from relay.conversations import Conversations
+from relay.deadlines import WebhookDeadline
 from relay.delivery import Delivery
 from relay.inbound import Inbound
 from relay.keywords import HandlerContext, load
@@ -49,6 +50,7 @@ class Runtime:
     topics: Topics
     access: BrokerAccess
     poller: Poller
+    webhook_deadline: WebhookDeadline
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         try:
@@ -65,6 +67,7 @@ class Runtime:
         }
 
     def close(self) -> None:
+        self.webhook_deadline.close()
         self.publisher.stop()
         self.outbox.close()
         self.store.close()
@@ -122,6 +125,7 @@ def build(settings: Settings, clock: Clock | None = None, store: Store | None = 
         topics=topics,
         poller=Poller(settings, store, inbound, gateway, clock),
         access=access,
+        webhook_deadline=WebhookDeadline(settings.webhook_deadline_seconds),
     )
     publisher.start()
     return runtime

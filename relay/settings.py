@@ -43,7 +43,8 @@ class Settings:
     mqtt_password: str | None = field(default=None, repr=False)
     mqtt_browser_url: str = "ws://127.0.0.1:9001"
     mqtt_topic_prefix: str = "sms"
-    mqtt_publish_timeout_seconds: float = 5.0
+    mqtt_publish_timeout_seconds: float = 2.0
+    webhook_deadline_seconds: float = 8.0
     mqtt_broker_access: str = "jwt"
     relay_signing_algorithm: str = "HS256"
     relay_store: str = ".data/relay.sqlite3"
@@ -128,7 +129,8 @@ class Settings:
             mqtt_password=r.text("MQTT_PASSWORD"),
             mqtt_browser_url=r.url("MQTT_BROWSER_URL", ("ws", "wss")) or "ws://127.0.0.1:9001",
             mqtt_topic_prefix=prefix,
-            mqtt_publish_timeout_seconds=r.number("MQTT_PUBLISH_TIMEOUT_SECONDS", 5.0, 0.1, 10.0),
+            mqtt_publish_timeout_seconds=r.number("MQTT_PUBLISH_TIMEOUT_SECONDS", 2.0, 0.1, 10.0),
+            webhook_deadline_seconds=r.number("WEBHOOK_DEADLINE_SECONDS", 8.0, 1.0, 14.0),
             mqtt_broker_access=r.choice("MQTT_BROKER_ACCESS", BROKER_ACCESS, "jwt"),
             relay_store=store,
             conversation_ttl_hours=r.number("CONVERSATION_TTL_HOURS", 4.0, 0.01, 24 * 365),
