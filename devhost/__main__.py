@@ -9,19 +9,17 @@ import argparse
 import asyncio
 import os
 import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 from devhost.devsettings import development_environment
 from devhost.sandbox import create_sandbox_app
 from devhost.serving import Announcement, sandbox_config, serve, serve_workers
+from devhost.supervision import BrokerFailed, BrokerSupervisor, Stopped, say, stop_on_signals
 from relay.errors import SettingsError
 from relay.settings import Settings, local_values
 
 ROOT = Path(__file__).resolve().parent.parent
-BROKER_READY_SECONDS = 20.0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -70,48 +68,6 @@ def bound_hosts(args: argparse.Namespace) -> list[str]:
     return hosts
 
 
-def start_broker(env: dict[str, str], mqtt_port: int, ws_port: int) -> subprocess.Popen[str]:
-    """The embedded broker as a child process, so a slow subscriber never stalls the functions."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "broker",
-            "--host",
-            "127.0.0.1",
-            "--mqtt-port",
-            str(mqtt_port),
-            "--ws-port",
-            str(ws_port),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    deadline = time.monotonic() + BROKER_READY_SECONDS
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if line.startswith("broker ready"):
-            return proc
-        if not line and proc.poll() is not None:
-            break
-    proc.kill()
-    raise SystemExit(f"devhost: the broker did not start on ports {mqtt_port}/{ws_port}")
-
-
-def stop_process(proc: subprocess.Popen[str] | None) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     http_base = f"http://{args.host}:{args.http_port}"
@@ -142,17 +98,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"devhost: invalid setting {exc}", file=sys.stderr)
         return 2
     os.environ.update({k: v for k, v in env.items() if k.isupper()})
-    broker = None if external_broker else start_broker(env, args.mqtt_port, args.ws_port)
-    announce = Announcement(settings, http_base, sandbox_base if sandbox_on else None, broker is not None)
+    stop_on_signals()
+    broker = None if external_broker else BrokerSupervisor(env, args.mqtt_port, args.ws_port)
     try:
+        if broker is not None:
+            broker.start()
+        announce = Announcement(settings, http_base, sandbox_base if sandbox_on else None, broker is not None)
         if args.workers == 1:
             sandbox = create_sandbox_app(sandbox_config(settings, http_base)) if sandbox_on else None
             asyncio.run(serve(args, settings, announce, sandbox))
         else:
             serve_workers(args, settings, announce, sandbox_listener)
         return 0
+    except BrokerFailed as exc:
+        say(str(exc))
+        return 1
+    except Stopped:
+        return 0
     finally:
-        stop_process(broker)
+        if broker is not None:
+            broker.stop()
 
 
 if __name__ == "__main__":
