@@ -20,6 +20,8 @@ import httpx
 import pytest
 from twilio.request_validator import RequestValidator
 
+from relay.deadlines import WebhookDeadline, broker_wait
+from relay.errors import DeadlineExceeded
 from tests.support.azurite import azurite_process
 from tests.support.broker import BrokerProcess
 from tests.support.devhost import DevhostProcess
@@ -145,6 +147,29 @@ def stored_sids(host: DevhostProcess, desk: dict[str, Any]) -> set[str]:
 def percentiles(answers: list[Answer]) -> tuple[float, float]:
     times = sorted(a.seconds for a in answers)
     return statistics.median(times), times[int(len(times) * 0.99) - 1]
+
+
+def test_work_past_half_the_deadline_answers_503_at_once_until_work_finishes_in_time_again() -> None:
+    deadline = WebhookDeadline(2.0, threads=4)
+    stuck = threading.Event()
+    try:
+        assert deadline.run(lambda: broker_wait(10.0)) <= 0.5  # a quarter of the deadline inside the work
+        assert broker_wait(10.0) == 10.0  # and untouched outside it
+        started = time.monotonic()
+        with pytest.raises(DeadlineExceeded):
+            deadline.run(stuck.wait)
+        assert 0.95 < time.monotonic() - started < 1.8  # the stall showed at half the deadline, not at its end
+        started = time.monotonic()
+        with pytest.raises(DeadlineExceeded):
+            deadline.run(lambda: "not even tried")
+        assert time.monotonic() - started < 0.05
+        stuck.set()  # the store answers again: the next probe finishes in time and closes the breaker
+        time.sleep(1.05)
+        assert deadline.run(lambda: "probe") == "probe"
+        assert deadline.run(lambda: "normal") == "normal"
+    finally:
+        stuck.set()
+        deadline.close()
 
 
 def test_a_stalled_broker_costs_each_webhook_a_short_bound_and_the_outbox_delivers_every_message(
