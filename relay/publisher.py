@@ -73,6 +73,8 @@ class Publisher:
         self._handlers: dict[str, Callable[[str, bytes], None]] = {}
         self._lock = threading.Lock()
         self.breaker = Breaker()
+        self._drain_wanted = threading.Event()
+        self._drainer: threading.Thread | None = None
         transport: Literal["tcp", "websockets"] = "websockets" if self._address.scheme in ("ws", "wss") else "tcp"
         client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
@@ -171,9 +173,27 @@ class Publisher:
             self._drain_later()
 
     def _drain_later(self) -> None:
-        """The outbox holds what was published around the broker meanwhile; never drain on paho's thread."""
-        if self._on_connected is not None:
-            threading.Thread(target=self._on_connected, name="outbox-drain", daemon=True).start()
+        """The outbox holds what was published around the broker meanwhile; never drain on paho's thread.
+
+        Always on the one drain thread: each new thread that touched the store kept a SQLite connection open
+        after it ended, one more per reconnect or breaker close."""
+        if self._on_connected is None:
+            return
+        with self._lock:
+            if self._drainer is None:
+                self._drainer = threading.Thread(target=self._drain_forever, name="outbox-drain", daemon=True)
+                self._drainer.start()
+        self._drain_wanted.set()
+
+    def _drain_forever(self) -> None:
+        assert self._on_connected is not None
+        while True:
+            self._drain_wanted.wait()
+            self._drain_wanted.clear()
+            try:
+                self._on_connected()
+            except Exception:
+                log.exception("outbox drain failed")
 
     def _handle_connect(
         self, client: mqtt.Client, userdata: object, flags: object, reason: object, *args: object
