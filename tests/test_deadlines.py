@@ -213,7 +213,8 @@ def test_a_stalled_table_store_answers_503_within_the_deadline_and_loses_no_ackn
                 f"{len(refused)} of {len(answers)} answered 503"
             )
             acknowledged = {a.params["MessageSid"] for a in answers if a.status == 200}
-            assert {(a.status, a.code) for a in refused} == {(503, "deadline_exceeded")}
+            assert {a.status for a in refused} == {503}
+            assert {a.code for a in refused} - {"store_unavailable"} == {"deadline_exceeded"}
             assert max(a.seconds for a in answers) < deadline + 1.0  # the HTTP round trip on a loaded machine
             assert twilio.until_acknowledged(answers) == []
             assert acknowledged - stored_sids(host, desk) == set()
