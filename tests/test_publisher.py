@@ -34,7 +34,7 @@ def test_reconnects_drain_the_outbox_without_leaving_store_connections_behind(
     try:
         time.sleep(0.5)  # the first drain, on connect
         before = open_files(tmp_path)
-        for _ in range(4):
+        for _ in range(3):
             broker.restart()
             time.sleep(1.2)  # paho waits at least 1 s before it reconnects
             deadline = time.monotonic() + 10
