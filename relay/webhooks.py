@@ -52,6 +52,7 @@ def public_base(settings: Settings, url: str, headers: Mapping[str, str]) -> str
     if settings.public_base_url:
         return settings.public_base_url
     if not owned(settings, called):
+        log.warning("no StatusCallback: %s is not a host this deployment owns (see WEBHOOK_HOSTS)", parts.netloc)
         return ""
     return urlunsplit((parts.scheme, parts.netloc, "", "", ""))
 
