@@ -11,7 +11,7 @@ from twilio.request_validator import HMAC_SHA256, RequestValidator
 from functions.http import webhook_request
 from relay.errors import Forbidden, PayloadTooLarge, UnsupportedMediaType
 from relay.settings import Settings
-from relay.webhooks import WebhookValidator, public_url
+from relay.webhooks import WebhookValidator, public_base, public_url
 
 TOKEN = "12345"
 VECTOR_URL = "https://mycompany.com/myapp.php?foo=1&bar=2"
@@ -143,6 +143,13 @@ def test_a_replay_signed_for_another_deployment_is_refused_by_its_host() -> None
     WebhookValidator(settings(WEBHOOK_HOSTS="", WEBSITE_HOSTNAME="staging.example.org")).validate(req)
     with pytest.raises(Forbidden):
         WebhookValidator(settings(WEBHOOK_HOSTS="staging.example.org:8080")).validate(req)
+
+
+def test_status_callbacks_go_only_to_a_host_this_deployment_owns() -> None:
+    assert public_base(settings(), "http://relay.example.org:8080/api/send_sms", {}) == "http://relay.example.org:8080"
+    assert public_base(settings(), "http://attacker.example/api/send_sms", {}) == ""
+    chosen = settings(PUBLIC_BASE_URL="https://relay.example.org")
+    assert public_base(chosen, "http://attacker.example/api/send_sms", {}) == "https://relay.example.org"
 
 
 def test_a_webhook_that_is_not_a_form_or_too_large_is_refused_before_validation() -> None:
