@@ -114,6 +114,12 @@ class StoreUnavailable(Unavailable):
     code = "store_unavailable"
 
 
+class DeadlineExceeded(Unavailable):
+    """A webhook's work was not done by WEBHOOK_DEADLINE_SECONDS; Twilio retries, and dedup makes that safe."""
+
+    code = "deadline_exceeded"
+
+
 class SettingsError(Exception):
     """A setting is missing or malformed; raised at start-up and names the setting."""
 

@@ -11,7 +11,7 @@ from relay.clock import Clock, iso
 from relay.errors import BadRequest, Conflict, OwnedElsewhere, RelayError, TooManyRequests
 from relay.outbox import Outbox
 from relay.ownership import JUST_BEFORE, Ownership
-from relay.phones import mask, normalise, require_allowed_region
+from relay.phones import mask, normalise, require_allowed_region, require_allowed_type
 from relay.settings import Settings
 from relay.store import Event, MessageRecord, Store, StoreError
 from relay.tokens import Staff
@@ -22,6 +22,8 @@ log = logging.getLogger("relay.outbound")
 MAX_BODY = 1600
 MAX_MEDIA = 10
 IDEMPOTENCY_TTL = timedelta(hours=24)
+NEW_RECIPIENT_WINDOW = timedelta(hours=1)
+ALL_DESKS = "*"
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,7 @@ class Outbound:
         if not isinstance(request.take_over, bool):
             raise BadRequest("'takeOver' must be true or false.", code="invalid_take_over")
         require_allowed_region(to, self._settings.allowed_countries)
+        require_allowed_type(to, self._settings.allowed_number_types)
         now = self._clock.now()
         if self._store.kv_get("optout", to, now) is not None:
             raise Conflict("This number has opted out (replied STOP); it must text START first.", code="opted_out")
@@ -112,6 +115,7 @@ class Outbound:
         callback = f"{request.base_url}/api/sms_status" if request.base_url else None
         try:
             self._check_rate(request.web_app_id, now)
+            self._check_new_recipient(request.web_app_id, to, now)
             sent = self._gateway.send(to, body, media, callback)
         except Exception:
             # The key was not used: a retry (after Retry-After, say) must be able to send.
@@ -141,6 +145,24 @@ class Outbound:
                 retry = int(((oldest or now) + window - now).total_seconds()) + 1
                 raise TooManyRequests(f"This desk has sent {limit} messages in the last {label}.", retry_after=retry)
         self._store.record_hit("send", web_app_id, now)
+
+    def _check_new_recipient(self, web_app_id: str, to: str, now: datetime) -> None:
+        """SMS pumping texts many numbers once each: cap the numbers never texted before, per desk and in all."""
+        if self._store.kv_get("recipient", to, now) is not None:
+            return
+        for key, limit, who in (
+            (web_app_id, self._settings.new_recipient_limit_per_hour, "This desk has"),
+            (ALL_DESKS, self._settings.new_recipient_limit_per_hour_all_desks, "The desks have"),
+        ):
+            count, oldest = self._store.count_hits("new-recipient", key, now - NEW_RECIPIENT_WINDOW)
+            if count >= limit:
+                retry = int(((oldest or now) + NEW_RECIPIENT_WINDOW - now).total_seconds()) + 1
+                raise TooManyRequests(
+                    f"{who} texted {limit} new numbers in the last hour.", retry_after=retry, code="new_recipient_limit"
+                )
+        self._store.record_hit("new-recipient", web_app_id, now)
+        self._store.record_hit("new-recipient", ALL_DESKS, now)
+        self._store.kv_put("recipient", to, {}, now + timedelta(days=self._settings.retention_days))
 
     def _after_send(
         self,

@@ -12,6 +12,7 @@ from relay.admin import Admin
 from relay.broker_access import BrokerAccess, DynsecAccess, JwtAccess
 from relay.clock import Clock, SystemClock
 from relay.conversations import Conversations
+from relay.deadlines import WebhookDeadline
 from relay.delivery import Delivery
 from relay.directory import DeskDirectory
 from relay.inbound import Inbound
@@ -55,6 +56,7 @@ class Runtime:
     directory: DeskDirectory
     ownership: Ownership
     admin: Admin
+    webhook_deadline: WebhookDeadline
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         try:
@@ -71,6 +73,7 @@ class Runtime:
         }
 
     def close(self) -> None:
+        self.webhook_deadline.close()
         self.publisher.stop()
         self.outbox.close()
         self.store.close()
@@ -134,6 +137,7 @@ def build(settings: Settings, clock: Clock | None = None, store: Store | None = 
         directory=directory,
         ownership=ownership,
         admin=Admin(settings, store, directory, sessions, ownership, clock),
+        webhook_deadline=WebhookDeadline(settings.webhook_deadline_seconds),
     )
     publisher.start()
     return runtime

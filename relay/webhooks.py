@@ -46,10 +46,30 @@ def public_url(settings: Settings, url: str, headers: Mapping[str, str]) -> str:
 
 
 def public_base(settings: Settings, url: str, headers: Mapping[str, str]) -> str:
-    parts = urlsplit(public_url(settings, url, headers))
+    """The base for our StatusCallback; empty (no callback) for a host we do not own, whose callbacks we refuse."""
+    called = public_url(settings, url, headers)
+    parts = urlsplit(called)
     if settings.public_base_url:
         return settings.public_base_url
+    if not owned(settings, called):
+        log.warning("no StatusCallback: %s is not a host this deployment owns (see WEBHOOK_HOSTS)", parts.netloc)
+        return ""
     return urlunsplit((parts.scheme, parts.netloc, "", "", ""))
+
+
+def owned(settings: Settings, url: str) -> bool:
+    """With PUBLIC_BASE_URL unset the URL comes from the Host header, which anyone can write: it must name this
+    deployment (WEBHOOK_HOSTS, WEBSITE_HOSTNAME, the local host's bound address), or a webhook signed for another
+    deployment on the same Twilio account replays here."""
+    if settings.public_base_url:
+        return True
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    hosts = settings.webhook_hosts
+    try:
+        return host in hosts or (parts.port is not None and f"{host}:{parts.port}" in hosts)
+    except ValueError:
+        return False
 
 
 class WebhookValidator:
@@ -63,6 +83,9 @@ class WebhookValidator:
     def validate(self, request: WebhookRequest) -> None:
         """Raise 403 unless X-Twilio-Signature is right; logs what was tried, never the token or body."""
         url = public_url(self._settings, request.url, request.headers)
+        if not owned(self._settings, url):
+            log.warning("webhook for a host this deployment does not own: url=%s (see WEBHOOK_HOSTS)", url)
+            raise Forbidden("This host is not one this deployment serves (WEBHOOK_HOSTS).", code="host_not_allowed")
         signature = request.headers.get("x-twilio-signature", "")
         algorithm = get_signature_algorithm(request.headers.get("x-twilio-webhooks-signature-settings"))
         validator = self._account if algorithm == HMAC_SHA1 else self._shared
