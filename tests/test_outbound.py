@@ -42,7 +42,7 @@ def creates(sandbox_url: str) -> int:
 
 
 def test_new_recipients_are_capped_per_desk_and_for_all_desks(capped: Runtime, sandbox_url: str) -> None:
-    a, b = desk(capped), desk(capped, "127.0.0.2")
+    a, b = desk(capped, "reception"), desk(capped, "billing", "Ken")
     for i in range(3):
         capped.outbound.send(SendRequest(a.web_app_id, f"+1415555016{i}", "your appointment"))
     before = creates(sandbox_url)
@@ -56,7 +56,7 @@ def test_new_recipients_are_capped_per_desk_and_for_all_desks(capped: Runtime, s
     with pytest.raises(TooManyRequests) as everyone:
         capped.outbound.send(SendRequest(b.web_app_id, "+14155550122", "the fifth, from any desk"))
     assert "desks have" in everyone.value.message
-    capped.outbound.send(SendRequest(b.web_app_id, "+14155550161", "known to the relay"))
+    capped.outbound.send(SendRequest(b.web_app_id, "+14155550161", "known to the relay", take_over=True))
     clock(capped).advance(timedelta(minutes=61))
     capped.outbound.send(SendRequest(a.web_app_id, "+14155550163", "an hour later"))
 
