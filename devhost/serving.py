@@ -7,6 +7,7 @@ import asyncio
 import functools
 import json
 import multiprocessing
+import os
 import signal
 import socket
 import sys
@@ -38,6 +39,8 @@ def sandbox_config(settings: Settings, http_base: str) -> SandboxConfig:
         messaging_service_sid=settings.twilio_messaging_service_sid,
         webhook_url=f"{http_base}/{route_prefix()}/receive_sms",
         public_base_url=settings.public_base_url,
+        webhook_shared_key=settings.twilio_webhook_shared_key,
+        **SandboxConfig.options_from(os.environ),
     )
 
 

@@ -29,6 +29,20 @@ def create_sandbox_app(config: SandboxConfig) -> Starlette:
             return Response(status_code=204)
         return JSONResponse([call.__dict__ for call in state.calls()])
 
+    async def cdn(request: Request) -> Response:
+        """The media CDN Twilio redirects to: the signed URL is the credential, and like S3 it refuses a request
+        that also carries an Authorization header."""
+        if "authorization" in request.headers:
+            return Response(
+                "<Error><Code>InvalidArgument</Code><Message>Only one auth mechanism allowed</Message></Error>",
+                status_code=400,
+                media_type="application/xml",
+            )
+        found = state.media_by_token(request.path_params["token"])
+        if found is None or found.data is None:
+            return Response("<Error><Code>AccessDenied</Code></Error>", status_code=403, media_type="application/xml")
+        return Response(found.data, media_type=found.content_type)
+
     async def phone_page(request: Request) -> Response:
         return FileResponse(STATIC / "phone.html", media_type="text/html")
 
@@ -36,6 +50,7 @@ def create_sandbox_app(config: SandboxConfig) -> Starlette:
         Route("/calls", calls, methods=["GET", "DELETE"]),
         Route("/twilio/calls", calls, methods=["GET", "DELETE"]),
         Mount("/twilio", app=TwilioApi(config, state).router()),
+        Route("/cdn/{token}", cdn, methods=["GET"]),
         *Phones(config, state).routes(),
         Route("/phone", phone_page, methods=["GET"]),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
