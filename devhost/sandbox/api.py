@@ -34,7 +34,8 @@ def _route_path(scope: Scope) -> str:
 
 
 class CallRecorder:
-    """Logs every REST request and its final status so tests can prove whether Twilio was called."""
+    """Logs every REST request and its final status so tests can prove whether Twilio was called; fails the
+    requests a test asked to fail (`POST /sandbox/faults`)."""
 
     def __init__(self, app: ASGIApp, state: SandboxState) -> None:
         self.app, self.state = app, state
@@ -52,6 +53,11 @@ class CallRecorder:
             await send(message)
 
         try:
+            if (fault := self.state.take_fault(_route_path(scope))) is not None:
+                # Twilio's own answer when it has a bad moment (20500 Internal Server Error, 20503 Unavailable).
+                refusal = twilio_error(20000 + fault, "An internal server error has occurred", fault)
+                await refusal(scope, receive, capture)
+                return
             await self.app(scope, receive, capture)
         finally:
             self.state.record_call(str(scope["method"]), _route_path(scope), status)

@@ -106,6 +106,7 @@ class SandboxState:
     _partner: dict[str, str] = field(default_factory=dict)
     _phones: dict[str, None] = field(default_factory=dict)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _faults: list[list[Any]] = field(default_factory=list)  # [path suffix, HTTP status, times left]
 
     # --- messages -------------------------------------------------------------------------------------------------
 
@@ -204,6 +205,21 @@ class SandboxState:
     def clear_calls(self) -> None:
         with self._lock:
             self._calls.clear()
+
+    # --- injected faults ------------------------------------------------------------------------------------------
+
+    def add_fault(self, path_suffix: str, status: int, times: int) -> None:
+        with self._lock:
+            self._faults.append([path_suffix, status, times])
+
+    def take_fault(self, path: str) -> int | None:
+        """The status to fail this REST path with, using up one of the fault's times; None to serve it."""
+        with self._lock:
+            for fault in self._faults:
+                if path.endswith(fault[0]) and fault[2] > 0:
+                    fault[2] -= 1
+                    return int(fault[1])
+        return None
 
     # --- background work ------------------------------------------------------------------------------------------
 
