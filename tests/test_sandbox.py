@@ -35,8 +35,8 @@ SERVICE = "MG" + "fedcba9876543210" * 2
 PHONE = "+14155550101"
 INBOUND_FIELDS = {
     "MessageSid", "SmsSid", "SmsMessageSid", "AccountSid", "MessagingServiceSid", "From", "To", "Body", "NumMedia",
-    "NumSegments", "ReferralNumMedia", "SmsStatus", "ApiVersion", "FromCity", "FromState", "FromZip", "FromCountry", "ToCity", "ToState",
-    "ToZip", "ToCountry",
+    "NumSegments", "ReferralNumMedia", "SmsStatus", "ApiVersion", "FromCity", "FromState", "FromZip", "FromCountry",
+    "ToCity", "ToState", "ToZip", "ToCountry",
 }  # fmt: skip
 T = TypeVar("T")
 
