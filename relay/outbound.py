@@ -67,6 +67,7 @@ def validate_media(media: object) -> list[str]:
 
 
 _HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+_NETLOC = re.compile(r"[A-Za-z0-9.:\[\]-]+")  # docs/openapi.yaml's mediaUrl pattern says the same
 
 
 def _https_url(url: str) -> bool:
@@ -80,7 +81,7 @@ def _https_url(url: str) -> bool:
     except ValueError:
         return False
     host = parts.hostname or ""
-    if parts.scheme != "https" or not host:
+    if parts.scheme != "https" or not host or not _NETLOC.fullmatch(parts.netloc):  # no user@, no %zone
         return False
     try:
         ipaddress.ip_address(host)
