@@ -50,13 +50,14 @@ def config(base_url: str) -> SchemathesisConfig:
         {
             "base-url": base_url,
             "seed": 15,
+            "request-timeout": 60,  # a shared, busy machine must not turn a slow answer into a failure
             "phases": {
                 "examples": {"enabled": True},
                 "coverage": {"enabled": True},
                 "fuzzing": {"enabled": True},
                 "stateful": {"enabled": True, "max-steps": 12},
             },
-            "generation": {"mode": "all", "max-examples": 100, "database": "none"},
+            "generation": {"mode": "all", "max-examples": 60, "database": "none"},
             # A schema-valid send can still be refused (a number no carrier has, a country not allowed): that 4xx
             # is the API working, so "positive data is accepted" does not hold here by design.
             "checks": {"positive_data_acceptance": {"enabled": False}},
@@ -263,6 +264,7 @@ def scenario_failures(event: events.ScenarioFinished) -> list[str]:
     return found
 
 
+@pytest.mark.timeout(600)  # about a minute on two idle cores; the bound is for a machine others are loading
 def test_every_phase_of_schemathesis_finds_no_5xx_and_no_answer_outside_the_spec(run: Run) -> None:
     started = time.monotonic()
     failures, scenarios = schemathesis_run(run)
