@@ -40,6 +40,8 @@ def sandbox_config(settings: Settings, http_base: str) -> SandboxConfig:
         messaging_service_sid=settings.twilio_messaging_service_sid,
         webhook_url=f"{http_base}/{route_prefix()}/receive_sms",
         public_base_url=settings.public_base_url,
+        webhook_shared_key=settings.twilio_webhook_shared_key,
+        **SandboxConfig.options_from(os.environ),
     )
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from relay.clock import Clock, iso
 from relay.errors import BadRequest, Conflict, OwnedElsewhere, RelayError, TooManyRequests
@@ -64,9 +67,33 @@ def validate_media(media: object) -> list[str]:
     if not isinstance(media, list) or len(media) > MAX_MEDIA:
         raise BadRequest(f"'mediaUrl' must be a list of at most {MAX_MEDIA} https URLs.", code="invalid_media")
     for url in media:
-        if not isinstance(url, str) or not url.startswith("https://") or len(url) > 2000:
+        if not isinstance(url, str) or len(url) > 2000 or not _https_url(url):
             raise BadRequest("'mediaUrl' entries must be https URLs.", code="invalid_media")
     return list(media)
+
+
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+_NETLOC = re.compile(r"[A-Za-z0-9.:\[\]-]+")  # docs/openapi.yaml's mediaUrl pattern says the same
+
+
+def _https_url(url: str) -> bool:
+    """An https URL on a well-formed host, as Twilio requires (21620 otherwise): `https://` alone, a space or an
+    underscore in the host would reach Twilio only to be refused."""
+    if not url.isascii() or any(c.isspace() for c in url):
+        return False
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:
+        return False
+    host = parts.hostname or ""
+    if parts.scheme != "https" or not host or not _NETLOC.fullmatch(parts.netloc):  # no user@, no %zone
+        return False
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return all(_HOST_LABEL.match(label) for label in host.removesuffix(".").split("."))
+    return True
 
 
 class Outbound:
@@ -88,6 +115,9 @@ class Outbound:
 
     def send(self, request: SendRequest) -> SendResult:
         to = normalise(request.to)
+        if to == self._settings.twilio_from_number:
+            # Twilio refuses it (21266); refusing it here keeps an invalid request from reaching Twilio at all.
+            raise BadRequest("'to' is the relay's own number.", code="invalid_number")
         body = validate_body(request.body)
         media = validate_media(request.media_urls)
         if not isinstance(request.confirm, bool):

@@ -130,6 +130,9 @@ class Sessions:
         self.end(caller.desk, caller.session_id)
         return caller
 
+    def exists(self, desk: str, session_id: str) -> bool:
+        return self._store.staff.get(desk, session_id) is not None
+
     def end(self, desk: str, session_id: str) -> None:
         session = self._store.staff.get(desk, session_id)
         self._store.staff.revoke(desk, session_id)

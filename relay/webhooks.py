@@ -21,7 +21,8 @@ class WebhookRequest:
 
     url: str
     headers: Mapping[str, str]  # lower-case names
-    params: Mapping[str, str]
+    params: Mapping[str, str]  # the first value of each key, which is what the relay reads
+    pairs: tuple[tuple[str, str], ...] = ()  # every key and value as posted, repeats included, for the signature
 
 
 def forwarded(headers: Mapping[str, str], name: str, hops: int) -> str | None:
@@ -89,7 +90,8 @@ class WebhookValidator:
         signature = request.headers.get("x-twilio-signature", "")
         algorithm = get_signature_algorithm(request.headers.get("x-twilio-webhooks-signature-settings"))
         validator = self._account if algorithm == HMAC_SHA1 else self._shared
-        if signature and validator is not None and _signed(validator, url, dict(request.params), signature, algorithm):
+        form = _FormValues.of(request)
+        if signature and validator is not None and _signed(validator, url, form, signature, algorithm):
             return
         log.warning(
             "webhook signature rejected: url=%s algorithm=%s signature=%s params=%s",
@@ -101,7 +103,21 @@ class WebhookValidator:
         raise Forbidden("The Twilio signature is missing or does not match.", code="invalid_signature")
 
 
-def _signed(validator: RequestValidator, url: str, params: dict[str, str], signature: str, algorithm: str) -> bool:
+class _FormValues(dict[str, list[str]]):
+    """Every value of each key, through the `getall` the SDK asks a multi-dict for: Twilio signs them all."""
+
+    @classmethod
+    def of(cls, request: WebhookRequest) -> _FormValues:
+        form = cls()
+        for name, value in request.pairs or tuple(request.params.items()):
+            form.setdefault(name, []).append(value)
+        return form
+
+    def getall(self, name: str) -> list[str]:
+        return self[name]
+
+
+def _signed(validator: RequestValidator, url: str, params: _FormValues, signature: str, algorithm: str) -> bool:
     """The SDK's check, which signs the URL both with and without its port. The URL exactly as called is one of
     the two, so the SDK signs that alone first: half the cost (~70 µs) of every genuine webhook, and the full
     check for anything else."""

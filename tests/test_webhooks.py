@@ -159,3 +159,25 @@ def test_a_webhook_that_is_not_a_form_or_too_large_is_refused_before_validation(
     big = request(VECTOR_URL, {"Body": "x" * 70_000})
     with pytest.raises(PayloadTooLarge):
         webhook_request(big)
+
+
+def test_repeated_keys_are_signed_with_every_value_as_twilio_python_vectors_show() -> None:
+    """twilio-python's duplicate-key vector (tests/unit/test_request_validator.py): Digits=5678&Digits=1234."""
+    body = b"Sid=CA123&SidAccount=AC123&Digits=5678&Digits=1234"
+    req = func.HttpRequest(
+        method="POST",
+        url=VECTOR_URL,
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Twilio-Signature": "IK+Dwps556ElfBT0I3Rgjkr1wJU=",
+        },
+        body=body,
+    )
+    webhook = webhook_request(req)
+    assert webhook.params["Digits"] == "5678"  # the relay still reads the first value
+    WebhookValidator(settings()).validate(webhook)
+    dropped = func.HttpRequest(
+        method="POST", url=VECTOR_URL, headers=dict(req.headers), body=b"Sid=CA123&SidAccount=AC123&Digits=5678"
+    )
+    with pytest.raises(Forbidden):
+        WebhookValidator(settings()).validate(webhook_request(dropped))
