@@ -80,7 +80,9 @@ class DevhostProcess:
             if self._proc.poll() is not None:
                 raise RuntimeError(f"devhost exited with {self._proc.returncode}:\n{self.log()}")
             try:
-                if httpx.get(f"{self.base_url}/api/health", timeout=1).status_code == 200:
+                ready = httpx.get(f"{self.base_url}/api/health", timeout=1).status_code == 200
+                # With workers the sandbox listens in the supervisor, apart: ready when it answers too.
+                if ready and httpx.get(f"{self.sandbox_url}/calls", timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
