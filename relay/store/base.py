@@ -51,6 +51,14 @@ class Event:
 
 
 @dataclass(frozen=True)
+class EventPage:
+    """A page of the catch-up feed and where the next page starts (docs/catch-up.md)."""
+
+    events: list[Event]
+    cursor: str | None  # never past an event that can still commit below it
+
+
+@dataclass(frozen=True)
 class Conversation:
     web_app_id: str
     phone: str
@@ -108,8 +116,9 @@ class Store(Protocol):
     def claim(self, phone: str, web_app_id: str, event: Event) -> Event | None:
         """Move an unrouted conversation's summary to a desk; None when it was not unrouted (already claimed)."""
 
-    def events_after(self, audiences: list[str], after: str | None, limit: int) -> list[Event]:
-        """Oldest first, strictly after the cursor."""
+    def events_after(self, audiences: list[str], after: str | None, limit: int) -> EventPage:
+        """Oldest first, strictly after the cursor, which only this store's pages give out (ValueError for any
+        other); each event is handed out once by a reader that follows the cursors, and none is ever skipped."""
 
     def pending_events(self, created_before: datetime, limit: int) -> list[Event]: ...
 

@@ -20,6 +20,7 @@ from relay.store.base import (
     UNROUTED,
     Conversation,
     Event,
+    EventPage,
     MessageRecord,
     StatusRecord,
     StoreError,
@@ -370,14 +371,16 @@ class SqliteStore:
 
         return self.write(job)
 
-    def events_after(self, audiences: list[str], after: str | None, limit: int) -> list[Event]:
+    def events_after(self, audiences: list[str], after: str | None, limit: int) -> EventPage:
+        """The cursor is the last seq handed out: seqs become visible in the order they were given out
+        (docs/catch-up.md)."""
         marks = ",".join("?" for _ in audiences) or "''"
         if after and not (after.isascii() and after.isdigit() and len(after) <= 18):
             raise ValueError("not a cursor of this store")
         seq = int(after) if after else 0
         sql = f"SELECT * FROM events WHERE audience IN ({marks}) AND seq > ? ORDER BY seq LIMIT ?"  # noqa: S608
-        rows = self.read(sql, (*audiences, seq, limit))
-        return [_event(r) for r in rows]
+        events = [_event(r) for r in self.read(sql, (*audiences, seq, limit))]
+        return EventPage(events, events[-1].key if events else after)
 
     def pending_events(self, created_before: datetime, limit: int) -> list[Event]:
         rows = self.read(
