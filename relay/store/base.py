@@ -59,6 +59,14 @@ class EventPage:
 
 
 @dataclass(frozen=True)
+class Heartbeat:
+    """What a real write and read of a heartbeat row tells the health check."""
+
+    store_clock: datetime | None  # the store's own time at the write, where it keeps one (Table Storage)
+    wal_bytes: int | None  # SQLite's write-ahead log, which the checkpointer keeps bounded
+
+
+@dataclass(frozen=True)
 class Conversation:
     web_app_id: str
     phone: str
@@ -151,5 +159,8 @@ class Store(Protocol):
 
     def ping(self) -> None:
         """Raise StoreError when the store is unreachable."""
+
+    def heartbeat(self, key: str, now: datetime) -> Heartbeat:
+        """Write this instance's heartbeat row and read it back; StoreError when either fails."""
 
     def close(self) -> None: ...

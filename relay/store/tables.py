@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from contextlib import suppress
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import islice
 from typing import Any
 
@@ -31,6 +31,7 @@ from relay.store.base import (
     Conversation,
     Event,
     EventPage,
+    Heartbeat,
     MessageRecord,
     StatusRecord,
     StoreError,
@@ -659,6 +660,17 @@ class TableStore:
     def ping(self) -> None:
         with guard("ping"):
             self.query(KV, "PartitionKey eq @pk", {"pk": "~"}, limit=1)  # needs no account-wide permission
+
+    def heartbeat(self, key: str, now: datetime) -> Heartbeat:
+        nonce = secrets.token_hex(8)
+        row = _kv_row("heartbeat", key, {"nonce": nonce}, now + timedelta(days=1))
+        with guard("heartbeat"):
+            self.table(KV).upsert_entity(row, mode=UpdateMode.REPLACE)
+            stored = self.entity(KV, row["PartitionKey"], row["RowKey"])
+        if stored is None or json.loads(stored["value"]).get("nonce") != nonce:
+            raise StoreError("Table Storage heartbeat read back something else")
+        written: datetime | None = getattr(stored, "metadata", {}).get("timestamp")
+        return Heartbeat(store_clock=written, wal_bytes=None)
 
     def close(self) -> None:
         with self._lock:
