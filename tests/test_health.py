@@ -14,23 +14,21 @@ from pathlib import Path
 import azure.functions as func
 import pytest
 
-from function_app import app
 from relay.runtime import Runtime, install
 from relay.store import Event, MessageRecord, Store, StoreError
 from relay.store.sqlite import WAL_LIMIT_BYTES, SqliteStore
 from tests.support.broker import BrokerProcess
+from tests.support.functions import FUNCTIONS
 from tests.support.runtime import clock, make_runtime
 from tests.support.tools import require_tool
 
 pytestmark = pytest.mark.timeout(90)
 
-Function = Callable[[func.HttpRequest], func.HttpResponse]
-HEALTH: Function = next(f.get_user_function() for f in app.get_functions() if f.get_function_name() == "health")
 MIB = 1024 * 1024
 
 
 def health() -> tuple[int, dict[str, object]]:
-    response = HEALTH(func.HttpRequest(method="GET", url="http://127.0.0.1/api/health", body=b""))
+    response = FUNCTIONS["health"](func.HttpRequest(method="GET", url="http://127.0.0.1/api/health", body=b""))
     return response.status_code, json.loads(response.get_body())
 
 
