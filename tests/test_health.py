@@ -7,6 +7,8 @@ import errno
 import json
 import os
 import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,6 +16,7 @@ from pathlib import Path
 import azure.functions as func
 import pytest
 
+from relay.health import DEADLINE_SECONDS
 from relay.runtime import Runtime, install
 from relay.store import Event, MessageRecord, Store, StoreError
 from relay.store.sqlite import WAL_LIMIT_BYTES, SqliteStore
@@ -83,6 +86,47 @@ def test_health_writes_and_reads_a_heartbeat_and_reports_the_outbox(
         assert status == 503
         assert report["clock"]["ok"] is False  # type: ignore[index]
         assert report["clock"]["skewSeconds"] > rt.settings.max_clock_skew_seconds  # type: ignore[index]
+
+
+def test_a_stuck_write_is_a_503_within_the_health_deadline(
+    tmp_path: Path, installed: Callable[[Store], Runtime]
+) -> None:
+    """Another process holds the database's write locks; health must not wait the store's 5 s, nor forever."""
+    db = tmp_path / "relay.sqlite3"
+    installed(SqliteStore(str(db)))
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sqlite3, sys, time\n"
+            f"fd = os.open({str(db) + '.writer'!r}, os.O_RDWR)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            f"sqlite3.connect({str(db)!r}, isolation_level=None).execute('BEGIN IMMEDIATE')\n"
+            "print('holding', flush=True)\n"
+            "time.sleep(60)\n",
+        ],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == b"holding\n"
+        started = time.monotonic()
+        status, report = health()
+        took = time.monotonic() - started
+        assert (status, report["store"]) == (503, {"ok": False, "walBytes": None})
+        assert took < DEADLINE_SECONDS + 1.0
+    finally:
+        holder.kill()
+        holder.wait(5)
+    assert _eventually(lambda: health()[0] == 200), "health stays red after the lock is released"
+
+
+def _eventually(check: Callable[[], bool], seconds: float = 10.0) -> bool:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if check():
+            return True
+        time.sleep(0.1)
+    return False
 
 
 @pytest.fixture
