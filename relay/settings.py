@@ -53,6 +53,7 @@ class Settings:
     relay_store: str = ".data/relay.sqlite3"
     conversation_ttl_hours: float = 4.0
     retention_days: int = 90
+    max_clock_skew_seconds: float = 30.0
     session_ttl_hours: float = 12.0
     login_max_failures: int = 10
     send_limit_per_minute: int = 30
@@ -138,6 +139,7 @@ class Settings:
             mqtt_broker_access=r.choice("MQTT_BROKER_ACCESS", BROKER_ACCESS, "jwt"),
             relay_store=store,
             conversation_ttl_hours=r.number("CONVERSATION_TTL_HOURS", 4.0, 0.01, 24 * 365),
+            max_clock_skew_seconds=r.number("MAX_CLOCK_SKEW_SECONDS", 30.0, 1.0, 3600.0),
             retention_days=int(r.number("RETENTION_DAYS", 90, 1, 3650)),
             session_ttl_hours=r.number("SESSION_TTL_HOURS", 12.0, 0.01, 24 * 30),
             login_max_failures=int(r.number("LOGIN_MAX_FAILURES", 10, 1, 10_000)),
