@@ -22,6 +22,7 @@ class Subscriber:
         self.granted: list[int] = []
         self._subscribed = threading.Event()
         self._connected = threading.Event()
+        self._closed = threading.Event()
         self.refused: str | None = None
         self.client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
@@ -32,6 +33,7 @@ class Subscriber:
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
+        self.client.on_disconnect = lambda *args: self._closed.set()
         self.port = port
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
@@ -53,6 +55,8 @@ class Subscriber:
         self.client.loop_start()
         deadline = time.monotonic() + timeout
         while not self._subscribed.wait(0.05):
+            if self._closed.is_set() and not self.refused:
+                self.refused = "closed by the broker before a SUBACK"  # RabbitMQ's way of refusing a filter
             if self.refused or time.monotonic() > deadline:
                 self.stop()
                 raise ConnectionRefusedError(self.refused or "subscriber did not get a SUBACK")
