@@ -79,6 +79,11 @@ class Settings:
         return tuple(self.mqtt_url.split(","))
 
     @property
+    def mqtt_browser_urls(self) -> tuple[str, ...]:
+        """Web clients get the whole list and move to the next URL on every reconnect."""
+        return tuple(self.mqtt_browser_url.split(","))
+
+    @property
     def our_side(self) -> str:
         """Our side of a conversation: the Messaging Service when there is one, else the number."""
         return self.twilio_messaging_service_sid or self.twilio_from_number or ""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import ctypes
 import hashlib
 import json
 import os
@@ -35,6 +36,7 @@ EPMD = shutil.which("epmd") or "/usr/bin/epmd"
 PLUGINS = "rabbitmq_mqtt,rabbitmq_web_mqtt,rabbitmq_management,rabbitmq_auth_backend_oauth2"
 ADMIN_USER = "relay-admin"
 WS_PATH = "/ws"
+PR_SET_PDEATHSIG = 1
 
 
 def available() -> bool:
@@ -93,19 +95,19 @@ class RabbitCluster:
         self.epmd_port = free_port()
         self._epmd: subprocess.Popen[bytes] | None = None
         self.started_in: float | None = None
+        self._turn = 0
         self._write_config()
 
-    # The suites address "the broker" through node 1 (the relay's), and desks through nodes 2 and 3.
     @property
     def mqtt_port(self) -> int:
-        return self.nodes[0].mqtt_port
+        """Where the suites connect a desk: nodes 2 and 3 in turn, so desks sit on other nodes than the relay
+        (which `relay_env` puts on node 1) and two desks of one test usually on different nodes."""
+        self._turn += 1
+        return self.nodes[1 + self._turn % (len(self.nodes) - 1)].mqtt_port
 
     @property
     def ws_port(self) -> int:
-        return self.nodes[0].ws_port
-
-    def desk_port(self, i: int = 1) -> int:
-        return self.nodes[i].mqtt_port
+        return self.nodes[1].ws_port
 
     def relay_env(self) -> dict[str, str]:
         return {
@@ -206,7 +208,10 @@ class RabbitCluster:
         """All nodes at once, then wait until every node's management API reports a full cluster."""
         started = time.monotonic()
         self._epmd = subprocess.Popen(
-            [EPMD, "-port", str(self.epmd_port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            [EPMD, "-port", str(self.epmd_port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
         )
         wait_for_port(self.epmd_port, 10)
         try:
@@ -230,6 +235,7 @@ class RabbitCluster:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
 
     def start_node(self, i: int, timeout: float | None = None) -> float:
@@ -317,6 +323,11 @@ class RabbitCluster:
     def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
         shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def _die_with_parent() -> None:
+    """If pytest itself is killed (a timeout, ^C twice), the kernel kills the node too: no orphaned VMs."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
