@@ -33,7 +33,8 @@ from tests.support.ports import free_port, wait_for_port
 
 SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
 EPMD = shutil.which("epmd") or "/usr/bin/epmd"
-PLUGINS = "rabbitmq_mqtt,rabbitmq_web_mqtt,rabbitmq_management,rabbitmq_auth_backend_oauth2"
+INFRA = Path(__file__).resolve().parents[2] / "infra" / "rabbitmq"
+INFRA_CONF, INFRA_ADVANCED = INFRA / "rabbitmq.conf", INFRA / "advanced.config"
 ADMIN_USER = "relay-admin"
 WS_PATH = "/ws"
 PR_SET_PDEATHSIG = 1
@@ -50,13 +51,9 @@ def password_hash(password: str) -> str:
 
 
 def advanced_config(signing_key: str) -> str:
-    """The HS256 key can only go here (rabbitmq.conf's signing_keys takes PEM files), as a MAC JWK."""
+    """infra/rabbitmq/advanced.config with the key in, as an Erlang binary (`"` and backslash escaped)."""
     key = signing_key.replace("\\", "\\\\").replace('"', '\\"')
-    return (
-        '[{rabbitmq_auth_backend_oauth2, [{key_config, [{default_key, <<"relay">>}, {signing_keys, '
-        f'#{{<<"relay">> => {{map, #{{<<"kty">> => <<"MAC">>, <<"alg">> => <<"HS256">>, '
-        f'<<"value">> => <<"{key}">>}}}}}}}}]}}]}}].\n'
-    )
+    return INFRA_ADVANCED.read_text().replace("@RELAY_SIGNING_KEY@", key)
 
 
 @dataclass
@@ -153,33 +150,32 @@ class RabbitCluster:
             (node.dir / "rabbitmq.conf").write_text(self._node_config(node))
 
     def _node_config(self, node: Node) -> str:
-        peers = [f"cluster_formation.classic_config.nodes.{i + 1} = {n.name}" for i, n in enumerate(self.nodes)]
-        return "\n".join(
-            [
-                "listeners.tcp = none",
-                "loopback_users = none",
-                f"mqtt.listeners.tcp.default = 127.0.0.1:{node.mqtt_port}",
-                "mqtt.allow_anonymous = false",
-                "mqtt.durable_queue_type = quorum",
-                "mqtt.subscription_ttl = 3600000",
-                "web_mqtt.tcp.ip = 127.0.0.1",
-                f"web_mqtt.tcp.port = {node.ws_port}",
-                f"web_mqtt.ws_path = {WS_PATH}",
-                "collect_statistics_interval = 1000",  # new connections show in the management API within 1 s
-                "management.tcp.ip = 127.0.0.1",
-                f"management.tcp.port = {node.management_port}",
-                "auth_backends.1 = rabbit_auth_backend_oauth2",
-                "auth_backends.2 = internal",
-                f"auth_oauth2.resource_server_id = {RABBITMQ_AUDIENCE}",
-                "cluster_formation.peer_discovery_backend = classic_config",
-                *peers,
-                f"definitions.local.path = {self._dir / 'definitions.json'}",
-                "definitions.import_backend = local_filesystem",
-                "log.console = false",
-                "log.file.level = warning",
-                "",
-            ]
+        """infra/rabbitmq/rabbitmq.conf with this node's ports and loopback addresses, this cluster's node
+        names, the users from a definitions file, and quiet logs: the tested configuration is the shipped one."""
+        settings = {}
+        for line in INFRA_CONF.read_text().splitlines():
+            if line.strip() and not line.lstrip().startswith("#"):
+                key, value = (part.strip() for part in line.split("=", 1))
+                settings[key] = value
+        settings = {k: v for k, v in settings.items() if not k.startswith("cluster_formation.classic_config.nodes.")}
+        settings.update(
+            {
+                "mqtt.listeners.tcp.default": f"127.0.0.1:{node.mqtt_port}",
+                "web_mqtt.tcp.ip": "127.0.0.1",
+                "web_mqtt.tcp.port": str(node.ws_port),
+                "management.tcp.ip": "127.0.0.1",
+                "management.tcp.port": str(node.management_port),
+                **{f"cluster_formation.classic_config.nodes.{i + 1}": n.name for i, n in enumerate(self.nodes)},
+                "definitions.import_backend": "local_filesystem",
+                "definitions.local.path": str(self._dir / "definitions.json"),
+                "log.console": "false",
+                "log.file.level": "warning",
+            }
         )
+        assert (
+            settings["web_mqtt.ws_path"] == WS_PATH and settings["auth_oauth2.resource_server_id"] == RABBITMQ_AUDIENCE
+        )
+        return "".join(f"{k} = {v}\n" for k, v in settings.items())
 
     def _env(self, node: Node) -> dict[str, str]:
         keep = {k: v for k, v in os.environ.items() if not k.startswith(("RABBITMQ_", "ERL_"))}
@@ -197,8 +193,7 @@ class RabbitCluster:
             "RABBITMQ_ADVANCED_CONFIG_FILE": str(self._dir / "advanced.config"),
             "RABBITMQ_MNESIA_BASE": str(node.dir / "mnesia"),
             "RABBITMQ_LOG_BASE": str(node.dir / "log"),
-            "RABBITMQ_ENABLED_PLUGINS_FILE": str(node.dir / "enabled_plugins"),
-            "RABBITMQ_ENABLED_PLUGINS": PLUGINS,
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(INFRA / "enabled_plugins"),
             "RABBITMQ_PID_FILE": str(node.dir / "pid"),
             "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "+sbwt none +sbwtdcpu none +sbwtdio none",
             "RUNNING_UNDER_SYSTEMD": "true",  # exec the VM, so the pid we hold is the node's own
