@@ -28,7 +28,7 @@ from tests.support.tools import require_tool
 
 BROKERS = ["amqtt", "mosquitto", "rabbitmq"]
 
-SCRUBBED_PREFIXES = ("TWILIO_", "MQTT_", "RELAY_", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+SCRUBBED_PREFIXES = ("TWILIO_", "MQTT_", "RELAY_", "RABBITMQ_", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 
 
 @pytest.fixture(autouse=True)

@@ -90,7 +90,7 @@ class DevhostProcess:
         raise TimeoutError(f"devhost not healthy after {self.ready_timeout}s:\n{self.log()}")
 
     @property
-    def broker(self) -> BrokerProcess | MosquittoProcess:
+    def broker(self) -> BrokerProcess | MosquittoProcess | RabbitCluster:
         assert self._broker is not None, "this devhost runs its own broker"
         return self._broker
 
