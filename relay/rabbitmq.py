@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -27,6 +28,8 @@ log = logging.getLogger("relay.rabbitmq")
 GRANTS = "rabbitmq-grant"  # client id -> its session, until the token expires
 ENDED = "rabbitmq-ended"  # "<desk>|<session>" -> signed out, until its tokens would have expired
 CLOSED = "rabbitmq-closed-desk"  # desk -> tokens issued before `issuedBefore` are dead
+ISSUED = "rabbitmq-session"  # "<desk>|<session>" -> when it last got a client id
+LISTING_LAG = timedelta(seconds=5)  # new connections are listed after collect_statistics_interval, later under load
 LONGEST_SESSION = timedelta(days=31)  # above SESSION_TTL_HOURS' ceiling: a closed desk's mark outlives its tokens
 
 
@@ -90,26 +93,40 @@ class RabbitAccess:
     def credentials(
         self, web_app_id: str, session_id: str, client_id: str, token: str, expires_at: datetime
     ) -> tuple[str, str]:
-        grant = {"webAppId": web_app_id, "sessionId": session_id, "issuedAt": self._clock.now().timestamp()}
+        now = self._clock.now().timestamp()
+        grant = {"webAppId": web_app_id, "sessionId": session_id, "issuedAt": now}
         self._store.kv_put(GRANTS, client_id, grant, expires_at)
+        self._store.kv_put(ISSUED, f"{web_app_id}|{session_id}", {"at": now}, expires_at)
         return web_app_id, token
 
     def revoke_session(self, web_app_id: str, session_id: str, expires_at: datetime) -> None:
-        self._store.kv_put(ENDED, f"{web_app_id}|{session_id}", {}, expires_at)
-        self._close_matching(f"{web_app_id}-{session_id}-", "signed out")
+        key, now = f"{web_app_id}|{session_id}", self._clock.now()
+        self._store.kv_put(ENDED, key, {}, expires_at)
+        issued = self._store.kv_get(ISSUED, key, now)
+        young = issued is not None and now.timestamp() - float(issued["at"]) < LISTING_LAG.total_seconds()
+        self._close_matching(f"{web_app_id}-{session_id}-", "signed out", patience=LISTING_LAG if young else None)
 
     def revoke_desk(self, web_app_id: str, issued_before: datetime) -> None:
         mark = {"issuedBefore": issued_before.timestamp()}
         self._store.kv_put(CLOSED, web_app_id, mark, issued_before + LONGEST_SESSION)
         self._close_matching(f"{web_app_id}-", "desk archived")
 
-    def _close_matching(self, prefix: str, reason: str) -> None:
-        """Best effort now: the sweep closes whatever this missed (the API down, a reconnect racing us)."""
+    def _close_matching(self, prefix: str, reason: str, patience: timedelta | None = None) -> None:
+        """Best effort now: the sweep closes whatever this missed (the API down, a reconnect racing us). With
+        `patience`, a session that got its client id moments ago is looked for again until that has passed, as
+        its connection may not be listed yet."""
+        deadline = time.monotonic() + (patience.total_seconds() if patience else 0)
         try:
-            for connection in self._management.connections():
-                client_id = client_id_of(connection)
-                if client_id and client_id.startswith(prefix) and connection.get("user") != self._service_user:
-                    self._management.close(str(connection["name"]), reason)
+            while True:
+                closed = 0
+                for connection in self._management.connections():
+                    client_id = client_id_of(connection)
+                    if client_id and client_id.startswith(prefix) and connection.get("user") != self._service_user:
+                        self._management.close(str(connection["name"]), reason)
+                        closed += 1
+                if closed or time.monotonic() >= deadline:
+                    return
+                time.sleep(0.25)
         except Unavailable as exc:
             log.warning("sign-out not applied on the broker yet: %s", exc.message)
 
