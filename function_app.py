@@ -10,6 +10,7 @@ from functions.health import bp as health
 from functions.media import bp as media
 from functions.poll_inbound import bp as poll_inbound
 from functions.receive_sms import bp as receive_sms
+from functions.reminders import bp as reminders
 from functions.send_sms import bp as send_sms
 from functions.session import bp as session
 from functions.sms_status import bp as sms_status
@@ -27,6 +28,7 @@ BLUEPRINTS = (
     flush_outbox,
     poll_inbound,
     admin,
+    reminders,
 )
 for blueprint in BLUEPRINTS:
     app.register_functions(blueprint)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from relay.automatic import DIRECTION as AUTOMATIC
 from relay.clock import Clock, iso
 from relay.directory import DeskDirectory
 from relay.errors import BadRequest, Conflict, NotFound
 from relay.outbox import Outbox
 from relay.ownership import Ownership
 from relay.phones import normalise
+from relay.reminders import Reminders
 from relay.sessions import Caller
 from relay.settings import Settings
 from relay.statuses import latest
@@ -32,7 +34,9 @@ class Conversations:
         clock: Clock,
         ownership: Ownership,
         directory: DeskDirectory,
+        reminders: Reminders,
     ) -> None:
+        self._reminders = reminders
         self._settings = settings
         self._store = store
         self._outbox = outbox
@@ -149,12 +153,11 @@ class Conversations:
         status = latest(statuses)
         p = m.payload
         ours = str(p.get("To" if m.direction == "inbound" else "From") or m.our_side)
-        # Only reminders can have an answer: no store read for every other message of the page.
-        pending = p.get("reminder") == "pending"
-        reminder = self._store.kv_get("reminder-state", m.sid, self._clock.now()) if pending else None
+        # Only reminders have a state: no store read for every other message of the page.
+        reminder = self._reminders.state_of(str(p.get("reminderId") or m.sid)) if p.get("reminder") else None
         return {
             "sid": m.sid,
-            "direction": m.direction,
+            "direction": "outbound" if m.direction == AUTOMATIC else m.direction,
             "from": m.phone if m.direction == "inbound" else ours,
             "to": ours if m.direction == "inbound" else m.phone,
             "body": m.body,
@@ -164,8 +167,9 @@ class Conversations:
             "errorCode": status.error_code if status else None,
             "errorMessage": status.error_message if status else None,
             "media": p.get("media", []),
-            "reminder": reminder["state"] if reminder else p.get("reminder"),
+            "reminder": reminder or ("sent" if p.get("reminder") == "pending" else p.get("reminder")),
             "sentBy": p.get("sentBy"),
+            "automatic": p.get("automatic"),
             **({"line": _line(p)} if m.direction == "event" else {}),
         }
 

@@ -12,6 +12,7 @@ from relay.errors import BadRequest, Conflict, RelayError, TooManyRequests
 from relay.outbox import Outbox
 from relay.ownership import JUST_BEFORE, Ownership
 from relay.phones import mask, normalise, require_allowed_region
+from relay.reminders import Reminders
 from relay.settings import Settings
 from relay.store import Event, MessageRecord, Store, StoreError
 from relay.tokens import Staff
@@ -76,7 +77,9 @@ class Outbound:
         outbox: Outbox,
         clock: Clock,
         ownership: Ownership,
+        reminders: Reminders,
     ) -> None:
+        self._reminders = reminders
         self._settings = settings
         self._store = store
         self._gateway = gateway
@@ -164,7 +167,8 @@ class Outbound:
             "sentAt": iso(now),
             "direction": "outbound",
             "media": [{"url": url, "contentType": ""} for url in media],
-            "reminder": "pending" if request.confirm else None,
+            "reminder": "sent" if request.confirm else None,
+            "reminderId": result.sid if request.confirm else None,
             "sentBy": request.sent_by.to_json() if request.sent_by else None,
         }
         message = MessageRecord(result.sid, "outbound", result.to, our_side, request.web_app_id, body, now, payload)
@@ -172,9 +176,7 @@ class Outbound:
             self._own(request, self._settings.our_side, owner, now)
             event = self._store.save_message(message, Event(request.web_app_id, "outbound", payload, now))
             if request.confirm:
-                self._store.kv_put(
-                    "reminder", f"{our_side}|{result.to}", {"sid": result.sid, "webAppId": request.web_app_id}, None
-                )
+                self._reminders.sent(result.sid, result.sid, result.to, our_side, request.web_app_id, now)
             if idem_key:
                 self._store.kv_put("idem", idem_key, {"state": "done", **result.to_json()}, now + IDEMPOTENCY_TTL)
         except StoreError:

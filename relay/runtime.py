@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 from relay.admin import Admin
+from relay.automatic import AutomaticAnswers
 from relay.broker_access import BrokerAccess, DynsecAccess, JwtAccess
 from relay.clock import Clock, SystemClock
 from relay.conversations import Conversations
@@ -22,6 +23,7 @@ from relay.outbox import Outbox
 from relay.ownership import Ownership
 from relay.polling import Poller
 from relay.publisher import Publisher
+from relay.reminders import HANDLER, Reminders
 from relay.routing import Router
 from relay.sessions import Sessions
 from relay.settings import Settings
@@ -55,6 +57,7 @@ class Runtime:
     directory: DeskDirectory
     ownership: Ownership
     admin: Admin
+    reminders: Reminders
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         try:
@@ -112,8 +115,11 @@ def build(settings: Settings, clock: Clock | None = None, store: Store | None = 
     ownership = Ownership(store, directory, outbox, clock)
     ttl = timedelta(hours=settings.conversation_ttl_hours)
     router = Router(ownership, directory)
-    keywords = load(settings.keyword_handlers, HandlerContext(settings, store, outbox, clock))
-    inbound = Inbound(store, router, outbox, validator, clock, ttl, keywords)
+    reminders = Reminders(settings, store, outbox, clock, ownership)
+    context = HandlerContext(settings, store, outbox, clock)
+    keywords = load(settings.keyword_handlers, context, core=((HANDLER, reminders.answer_handler),))
+    answers = AutomaticAnswers(store, outbox)
+    inbound = Inbound(store, router, outbox, validator, clock, ttl, keywords, reminders, answers)
     runtime = Runtime(
         settings=settings,
         clock=clock,
@@ -125,15 +131,16 @@ def build(settings: Settings, clock: Clock | None = None, store: Store | None = 
         sessions=sessions,
         router=router,
         inbound=inbound,
-        delivery=Delivery(store, outbox, validator, clock),
-        outbound=Outbound(settings, store, gateway, outbox, clock, ownership),
-        conversations=Conversations(settings, store, outbox, gateway, clock, ownership, directory),
+        delivery=Delivery(store, outbox, validator, clock, reminders),
+        outbound=Outbound(settings, store, gateway, outbox, clock, ownership, reminders),
+        conversations=Conversations(settings, store, outbox, gateway, clock, ownership, directory, reminders),
         topics=topics,
         poller=Poller(settings, store, inbound, gateway, clock),
         access=access,
         directory=directory,
         ownership=ownership,
         admin=Admin(settings, store, directory, sessions, ownership, clock),
+        reminders=reminders,
     )
     publisher.start()
     return runtime

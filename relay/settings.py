@@ -63,6 +63,9 @@ class Settings:
     keyword_handlers: tuple[str, ...] = ()
     help_text: str = "Reply STOP to opt out. For help, call the clinic."
     autoreply_text: str = "Thanks, we'll get back to you during opening hours."
+    reminder_confirmed_text: str = "Thanks, your appointment is confirmed."
+    reminder_declined_text: str = "Thanks for letting us know. We will be in touch to find another time."
+    reminder_no_answer_hours: float = 12.0
 
     @property
     def our_side(self) -> str:
@@ -141,6 +144,9 @@ class Settings:
             keyword_handlers=r.names("KEYWORD_HANDLERS"),
             help_text=r.text("HELP_TEXT") or Settings.help_text,
             autoreply_text=r.text("AUTOREPLY_TEXT") or Settings.autoreply_text,
+            reminder_confirmed_text=r.text("REMINDER_CONFIRMED_TEXT") or Settings.reminder_confirmed_text,
+            reminder_declined_text=r.text("REMINDER_DECLINED_TEXT") or Settings.reminder_declined_text,
+            reminder_no_answer_hours=r.number("REMINDER_NO_ANSWER_HOURS", 12.0, 0.01, 24 * 35),
         )
 
 

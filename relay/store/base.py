@@ -14,6 +14,7 @@ from relay.desks import UNROUTED as UNROUTED
 if TYPE_CHECKING:
     from relay.store.desks import DeskStore
     from relay.store.owners import OwnerStore
+    from relay.store.reminders import ReminderStore
     from relay.store.staff import SessionStore
 
 
@@ -73,6 +74,7 @@ class Store(Protocol):
     desks: DeskStore
     owners: OwnerStore
     staff: SessionStore
+    reminders: ReminderStore
 
     def save_message(self, message: MessageRecord, event: Event) -> Event | None:
         """Insert once per MessageSid (conditionally, never check-then-insert), with its pending event.

@@ -24,7 +24,7 @@ from typing import Any
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
-from relay.store import desks, owners, staff
+from relay.store import desks, owners, reminders, staff
 from relay.store.base import (
     UNROUTED,
     Conversation,
@@ -108,6 +108,7 @@ class TableStore:
         self.desks: desks.DeskStore = desks.TableDesks(self)
         self.owners: owners.OwnerStore = owners.TableOwners(self)
         self.staff: staff.SessionStore = staff.TableSessions(self)
+        self.reminders: reminders.ReminderStore = reminders.TableReminders(self)
 
     # -- plumbing
 
