@@ -3,6 +3,7 @@
 import azure.functions as func
 
 from functions.admin import bp as admin
+from functions.contacts import bp as contacts
 from functions.conversations import bp as conversations
 from functions.desks import bp as desks
 from functions.flush_outbox import bp as flush_outbox
@@ -29,6 +30,7 @@ BLUEPRINTS = (
     poll_inbound,
     admin,
     reminders,
+    contacts,
 )
 for blueprint in BLUEPRINTS:
     app.register_functions(blueprint)

@@ -17,10 +17,10 @@ from typing import Any
 from relay.clock import Clock, iso
 from relay.errors import BadRequest, NotFound
 from relay.keywords import KeywordMessage, Outcome
-from relay.outbox import Outbox
+from relay.notices import Notices
 from relay.ownership import Ownership
 from relay.settings import Settings
-from relay.store import Event, StatusRecord, Store, StoreError
+from relay.store import Store
 from relay.store.reminders import Reminder
 from relay.tokens import Staff
 
@@ -40,10 +40,10 @@ SWEEP_BATCH = 500
 
 
 class Reminders:
-    def __init__(self, settings: Settings, store: Store, outbox: Outbox, clock: Clock, ownership: Ownership) -> None:
+    def __init__(self, settings: Settings, store: Store, notices: Notices, clock: Clock, ownership: Ownership) -> None:
         self._settings = settings
         self._store = store
-        self._outbox = outbox
+        self._notices = notices
         self._clock = clock
         self._ownership = ownership
 
@@ -163,15 +163,8 @@ class Reminders:
 
     def _tell(self, reminder: Reminder, previous: str, at: datetime) -> None:
         payload = {**self.to_json(reminder), "MessageSid": reminder.message_sid or reminder.id, "previous": previous}
-        desk = self._owner(reminder)
-        record = StatusRecord(reminder.message_sid or reminder.id, f"reminder-{reminder.version}", None, None, at)
-        try:
-            event = self._store.add_status(record, Event(desk, "reminder", payload, at))
-        except StoreError:
-            log.exception("reminder %s is %s, but the desk could not be told", reminder.id, reminder.state)
-            return
-        if event is not None:
-            self._outbox.publish(event)
+        subject = reminder.message_sid or reminder.id  # a status of the reminder's message, as its history
+        self._notices.tell(subject, f"reminder-{reminder.version}", [self._owner(reminder)], "reminder", payload, at)
 
     @staticmethod
     def to_json(reminder: Reminder) -> dict[str, Any]:

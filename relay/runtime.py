@@ -12,12 +12,14 @@ from relay.admin import Admin
 from relay.automatic import AutomaticAnswers
 from relay.broker_access import BrokerAccess, DynsecAccess, JwtAccess
 from relay.clock import Clock, SystemClock
+from relay.contacts import Contacts
 from relay.conversations import Conversations
 from relay.delivery import Delivery
 from relay.directory import DeskDirectory
 from relay.inbound import Inbound
 from relay.keywords import HandlerContext, load
 from relay.logs import configure
+from relay.notices import Notices
 from relay.outbound import Outbound
 from relay.outbox import Outbox
 from relay.ownership import Ownership
@@ -58,6 +60,7 @@ class Runtime:
     ownership: Ownership
     admin: Admin
     reminders: Reminders
+    contacts: Contacts
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         try:
@@ -115,7 +118,9 @@ def build(settings: Settings, clock: Clock | None = None, store: Store | None = 
     ownership = Ownership(store, directory, outbox, clock)
     ttl = timedelta(hours=settings.conversation_ttl_hours)
     router = Router(ownership, directory)
-    reminders = Reminders(settings, store, outbox, clock, ownership)
+    notices = Notices(store, outbox)
+    reminders = Reminders(settings, store, notices, clock, ownership)
+    contacts = Contacts(store, notices, directory, clock)
     context = HandlerContext(settings, store, outbox, clock)
     keywords = load(settings.keyword_handlers, context, core=((HANDLER, reminders.answer_handler),))
     answers = AutomaticAnswers(store, outbox)
@@ -133,7 +138,7 @@ def build(settings: Settings, clock: Clock | None = None, store: Store | None = 
         inbound=inbound,
         delivery=Delivery(store, outbox, validator, clock, reminders),
         outbound=Outbound(settings, store, gateway, outbox, clock, ownership, reminders),
-        conversations=Conversations(settings, store, outbox, gateway, clock, ownership, directory, reminders),
+        conversations=Conversations(settings, store, outbox, gateway, clock, ownership, directory, reminders, contacts),
         topics=topics,
         poller=Poller(settings, store, inbound, gateway, clock),
         access=access,
@@ -141,6 +146,7 @@ def build(settings: Settings, clock: Clock | None = None, store: Store | None = 
         ownership=ownership,
         admin=Admin(settings, store, directory, sessions, ownership, clock),
         reminders=reminders,
+        contacts=contacts,
     )
     publisher.start()
     return runtime

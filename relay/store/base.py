@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from relay.desks import UNROUTED as UNROUTED
 
 if TYPE_CHECKING:
+    from relay.store.contacts import ContactStore
     from relay.store.desks import DeskStore
     from relay.store.owners import OwnerStore
     from relay.store.reminders import ReminderStore
@@ -75,6 +76,7 @@ class Store(Protocol):
     owners: OwnerStore
     staff: SessionStore
     reminders: ReminderStore
+    contacts: ContactStore
 
     def save_message(self, message: MessageRecord, event: Event) -> Event | None:
         """Insert once per MessageSid (conditionally, never check-then-insert), with its pending event.

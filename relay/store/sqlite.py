@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from relay.store import desks, owners, reminders, staff
+from relay.store import contacts, desks, owners, reminders, staff
 from relay.store.base import (
     UNROUTED,
     Conversation,
@@ -98,7 +98,7 @@ class SqliteStore:
         conn = self._conn()
         try:
             # executescript commits any open transaction first, so the script carries its own.
-            concepts = "".join(m.SCHEMA for m in (desks, owners, staff, reminders))
+            concepts = "".join(m.SCHEMA for m in (desks, owners, staff, reminders, contacts))
             conn.executescript(f"BEGIN IMMEDIATE;{SCHEMA}{concepts}COMMIT;")
         except sqlite3.Error as exc:
             if conn.in_transaction:
@@ -110,6 +110,7 @@ class SqliteStore:
         self.owners: owners.OwnerStore = owners.SqliteOwners(self)
         self.staff: staff.SessionStore = staff.SqliteSessions(self)
         self.reminders: reminders.ReminderStore = reminders.SqliteReminders(self)
+        self.contacts: contacts.ContactStore = contacts.SqliteContacts(self)
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
