@@ -12,6 +12,7 @@ from functions.media import bp as media
 from functions.poll_inbound import bp as poll_inbound
 from functions.receive_sms import bp as receive_sms
 from functions.reminders import bp as reminders
+from functions.scheduled import bp as scheduled
 from functions.send_sms import bp as send_sms
 from functions.session import bp as session
 from functions.sms_status import bp as sms_status
@@ -31,6 +32,7 @@ BLUEPRINTS = (
     admin,
     reminders,
     contacts,
+    scheduled,
 )
 for blueprint in BLUEPRINTS:
     app.register_functions(blueprint)

@@ -58,6 +58,18 @@ class Reminders:
         if existing is not None:
             self._move(existing, "sent", at, changes={"sent_at": at, "message_sid": message_sid})
 
+    def scheduled(self, reminder_id: str, phone: str, our_side: str, desk: str, at: datetime) -> None:
+        """A reminder to be sent later (scheduled, or from an imported list)."""
+        self._store.reminders.add(
+            Reminder(reminder_id, phone, our_side, desk, "scheduled", at, data={"updatedAt": iso(at)})
+        )
+
+    def settle(self, reminder_id: str, state: str, at: datetime) -> None:
+        """A scheduled reminder that will not go: cancelled, opted out, failed."""
+        reminder = self._store.reminders.get(reminder_id)
+        if reminder is not None and reminder.state == "scheduled":
+            self._move(reminder, state, at)
+
     def answer_handler(self, message: KeywordMessage, state: Mapping[str, Any]) -> Outcome | None:
         """Runs before any handler of KEYWORD_HANDLERS. Side-effect free until `after`, as handlers must be."""
         word = message.word

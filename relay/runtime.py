@@ -27,6 +27,7 @@ from relay.polling import Poller
 from relay.publisher import Publisher
 from relay.reminders import HANDLER, Reminders
 from relay.routing import Router
+from relay.scheduler import Scheduler
 from relay.sessions import Sessions
 from relay.settings import Settings
 from relay.store import Store, StoreError, open_store
@@ -61,6 +62,7 @@ class Runtime:
     admin: Admin
     reminders: Reminders
     contacts: Contacts
+    scheduler: Scheduler
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         try:
@@ -125,6 +127,8 @@ def build(settings: Settings, clock: Clock | None = None, store: Store | None = 
     keywords = load(settings.keyword_handlers, context, core=((HANDLER, reminders.answer_handler),))
     answers = AutomaticAnswers(store, outbox)
     inbound = Inbound(store, router, outbox, validator, clock, ttl, keywords, reminders, answers)
+    outbound = Outbound(settings, store, gateway, outbox, clock, ownership, reminders)
+    scheduler = Scheduler(settings, store, outbound, gateway, reminders, directory, notices, clock)
     runtime = Runtime(
         settings=settings,
         clock=clock,
@@ -137,7 +141,7 @@ def build(settings: Settings, clock: Clock | None = None, store: Store | None = 
         router=router,
         inbound=inbound,
         delivery=Delivery(store, outbox, validator, clock, reminders),
-        outbound=Outbound(settings, store, gateway, outbox, clock, ownership, reminders),
+        outbound=outbound,
         conversations=Conversations(settings, store, outbox, gateway, clock, ownership, directory, reminders, contacts),
         topics=topics,
         poller=Poller(settings, store, inbound, gateway, clock),
@@ -147,6 +151,7 @@ def build(settings: Settings, clock: Clock | None = None, store: Store | None = 
         admin=Admin(settings, store, directory, sessions, ownership, clock),
         reminders=reminders,
         contacts=contacts,
+        scheduler=scheduler,
     )
     publisher.start()
     return runtime

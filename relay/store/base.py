@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from relay.store.desks import DeskStore
     from relay.store.owners import OwnerStore
     from relay.store.reminders import ReminderStore
+    from relay.store.scheduled import ScheduledStore
     from relay.store.staff import SessionStore
 
 
@@ -77,6 +78,7 @@ class Store(Protocol):
     staff: SessionStore
     reminders: ReminderStore
     contacts: ContactStore
+    scheduled: ScheduledStore
 
     def save_message(self, message: MessageRecord, event: Event) -> Event | None:
         """Insert once per MessageSid (conditionally, never check-then-insert), with its pending event.

@@ -13,10 +13,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from azure.core.exceptions import HttpResponseError, ResourceExistsError
-from azure.data.tables import UpdateMode
+from azure.core.exceptions import ResourceExistsError
 
-from relay.store.tablekit import IF_UNCHANGED, enc, etag, from_stamp, guard, stamp, status_of
+from relay.store.tablekit import enc, etag, from_stamp, guard, replace_unchanged, stamp
 
 if TYPE_CHECKING:
     from relay.store.sqlite import SqliteStore
@@ -140,15 +139,8 @@ class TableReminders:
 
     def put(self, new: Reminder, expected: Reminder) -> Reminder | None:
         with guard("put reminder"):
-            try:
-                meta = self._db.table(TABLE).update_entity(
-                    _row(new), mode=UpdateMode.REPLACE, etag=expected.version, match_condition=IF_UNCHANGED
-                )
-            except HttpResponseError as exc:
-                if status_of(exc, 404, 412):
-                    return None
-                raise
-        return replace(new, version=str(meta["etag"]))
+            version = replace_unchanged(self._db.table(TABLE), _row(new), expected.version)
+        return replace(new, version=version) if version is not None else None
 
     def awaiting(self, sent_before: datetime, limit: int) -> list[Reminder]:
         """A filtered scan: the sweep runs once a minute and reads only the state and time columns' matches."""

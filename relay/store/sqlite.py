@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from relay.store import contacts, desks, owners, reminders, staff
+from relay.store import contacts, desks, owners, reminders, scheduled, staff
 from relay.store.base import (
     UNROUTED,
     Conversation,
@@ -98,7 +98,7 @@ class SqliteStore:
         conn = self._conn()
         try:
             # executescript commits any open transaction first, so the script carries its own.
-            concepts = "".join(m.SCHEMA for m in (desks, owners, staff, reminders, contacts))
+            concepts = "".join(m.SCHEMA for m in (desks, owners, staff, reminders, contacts, scheduled))
             conn.executescript(f"BEGIN IMMEDIATE;{SCHEMA}{concepts}COMMIT;")
         except sqlite3.Error as exc:
             if conn.in_transaction:
@@ -111,6 +111,7 @@ class SqliteStore:
         self.staff: staff.SessionStore = staff.SqliteSessions(self)
         self.reminders: reminders.ReminderStore = reminders.SqliteReminders(self)
         self.contacts: contacts.ContactStore = contacts.SqliteContacts(self)
+        self.scheduled: scheduled.ScheduledStore = scheduled.SqliteScheduled(self)
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)

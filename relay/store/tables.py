@@ -24,7 +24,7 @@ from typing import Any
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
-from relay.store import contacts, desks, owners, reminders, staff
+from relay.store import contacts, desks, owners, reminders, scheduled, staff
 from relay.store.base import (
     UNROUTED,
     Conversation,
@@ -110,6 +110,7 @@ class TableStore:
         self.staff: staff.SessionStore = staff.TableSessions(self)
         self.reminders: reminders.ReminderStore = reminders.TableReminders(self)
         self.contacts: contacts.ContactStore = contacts.TableContacts(self)
+        self.scheduled: scheduled.ScheduledStore = scheduled.TableScheduled(self)
 
     # -- plumbing
 
