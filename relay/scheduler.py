@@ -23,6 +23,7 @@ from relay.directory import DeskDirectory
 from relay.errors import BadRequest, Conflict, Forbidden, NotFound, RelayError, TooManyRequests, Unavailable
 from relay.notices import Notices
 from relay.outbound import Outbound, SendRequest, validate_body
+from relay.pacing import Pacer
 from relay.quiet import QuietHours, zone
 from relay.reminders import Reminders
 from relay.settings import Settings
@@ -34,7 +35,7 @@ from relay.twilio_gateway import SentMessage, TwilioGateway
 log = logging.getLogger("relay.scheduler")
 
 MAX_AHEAD = timedelta(days=35)
-CLAIM_TIMEOUT = timedelta(seconds=60)  # well beyond one Twilio call (8 s) and the writes around it
+CLAIM_TIMEOUT = timedelta(seconds=60)  # beyond one Twilio call (8 s), the writes around it and a pacing wait
 LIST_MARGIN = timedelta(minutes=2)  # clocks differ: look a little before the claim in Twilio's list
 BATCH = 200
 IDEMPOTENCY_TTL = timedelta(hours=24)
@@ -78,6 +79,7 @@ class Scheduler:
         self._notices = notices
         self._clock = clock
         self.quiet = QuietHours(zone(settings.relay_timezone), settings.quiet_hours)
+        self._pacer = Pacer(store, settings.send_rate_per_second)
         self._last_run = float("-inf")
         self._run_lock = threading.Lock()
 
@@ -179,19 +181,31 @@ class Scheduler:
         if self.quiet.inside(now):
             return 0  # due ones wait for the end of quiet hours
         sent = 0
-        for item in self._store.scheduled.due(now, now - CLAIM_TIMEOUT, BATCH):
+        # A slow pace can make a live claim wait longer than CLAIM_TIMEOUT: never call that stale.
+        timeout = max(CLAIM_TIMEOUT, timedelta(seconds=20 / self._settings.send_rate_per_second))
+        for item in self._store.scheduled.due(now, now - timeout, BATCH):
             try:
-                sent += self._deliver(item, now)
+                sent += self._deliver(item)
             except RelayError as exc:
                 log.warning("scheduled %s not sent this time: %s", item.id, exc.message)
         return sent
 
-    def _deliver(self, item: Scheduled, now: datetime) -> int:
+    def _deliver(self, listed: Scheduled) -> int:
+        item = self._store.scheduled.get(listed.id)  # another instance may have taken it since the list was read
+        if item is None or item.version != listed.version:
+            return 0
         stale = item.state == "sending"
         claim = {**item.data, "claim": secrets.token_hex(8), "attempts": int(item.data.get("attempts", 0)) + 1}
-        mine = self._store.scheduled.put(replace(item, state="sending", claimed_at=now, data=claim), item)
+        mine = self._store.scheduled.put(replace(item, state="sending", claimed_at=self._clock.now(), data=claim), item)
         if mine is None:
             return 0  # another instance claimed it first
+        # Claim first, then wait for a slot: a lost claim costs no slot, so instances together keep the full pace.
+        # The wait is a few slots at most (one per instance), well inside the claim's timeout.
+        self._pacer.wait_turn()
+        now = self._clock.now()
+        if self.quiet.inside(now):
+            self._store.scheduled.put(replace(mine, state="scheduled", claimed_at=None), mine)
+            return 0
         if stale:
             recovered = self._recover(item, mine, now)
             if recovered is not None:

@@ -74,6 +74,7 @@ class Settings:
     relay_timezone: str = "UTC"
     schedule_min_lead_seconds: float = 60.0
     schedule_poll_seconds: float = 15.0
+    send_rate_per_second: float = 1.0
 
     @property
     def our_side(self) -> str:
@@ -159,6 +160,7 @@ class Settings:
             relay_timezone=r.parsed("RELAY_TIMEZONE", lambda v: zone(v or "UTC").key),
             schedule_min_lead_seconds=r.number("SCHEDULE_MIN_LEAD_SECONDS", 60.0, 0, 24 * 3600),
             schedule_poll_seconds=r.number("SCHEDULE_POLL_SECONDS", 15.0, 1, 3600),
+            send_rate_per_second=r.number("SEND_RATE_PER_SECOND", 1.0, 0.1, 1000),
         )
 
 

@@ -3,6 +3,7 @@ hours, with the checks made again at send time; and the API through the real hos
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import threading
 import time
@@ -28,7 +29,12 @@ from tests.support.broker import BrokerProcess
 from tests.support.devhost import DevhostProcess
 from tests.support.runtime import clock, desk, inbound_params, make_runtime
 
-FAST = {"SCHEDULE_MIN_LEAD_SECONDS": "0", "SCHEDULE_POLL_SECONDS": "1", "SEND_LIMIT_PER_MINUTE": "1000"}
+FAST = {
+    "SCHEDULE_MIN_LEAD_SECONDS": "0",
+    "SCHEDULE_POLL_SECONDS": "1",
+    "SEND_LIMIT_PER_MINUTE": "1000",
+    "SEND_RATE_PER_SECOND": "100",
+}
 
 
 def numbers(n: int) -> list[str]:
@@ -69,10 +75,12 @@ def open_twice(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> 
 def pair(
     request: pytest.FixtureRequest, tmp_path: Path, broker: BrokerProcess, signing_key: str, sandbox_url: str
 ) -> Iterator[tuple[Runtime, Runtime]]:
-    backend = getattr(request, "param", "sqlite")
+    """Two instances on one store; `param` is the backend, or (backend, extra settings)."""
+    param = getattr(request, "param", "sqlite")
+    backend, env = (param, {}) if isinstance(param, str) else param
     one, two = open_twice(backend, tmp_path, request)
-    a = make_runtime(one, broker.mqtt_port, signing_key, sandbox_url, **FAST)
-    b = make_runtime(two, broker.mqtt_port, signing_key, sandbox_url, **FAST)
+    a = make_runtime(one, broker.mqtt_port, signing_key, sandbox_url, **{**FAST, **env})
+    b = make_runtime(two, broker.mqtt_port, signing_key, sandbox_url, **{**FAST, **env})
     yield a, b
     for rt in (a, b):
         rt.close()
@@ -98,12 +106,23 @@ def test_two_instances_send_each_of_50_exactly_once(pair: tuple[Runtime, Runtime
     assert a.scheduler.run() == b.scheduler.run() == 0  # not before its time
     for rt in (a, b):
         clock(rt).advance(timedelta(seconds=6))
+    counts = run_both(a, b)
+    assert counts["a"] + counts["b"] == 50, counts
+    assert twilio_sends(sandbox_url) - before == 50
+    for i, phone in enumerate(phones):
+        assert texts(sandbox_url, phone, 1) == [f"Reminder {i}"]
+    assert a.scheduler.of_desk("reception") == []
+    print(f"exactly-once: 50 scheduled, 2 instances, sent by a={counts['a']} b={counts['b']}, 50 Twilio calls")
+
+
+def run_both(a: Runtime, b: Runtime, runs: int = 3) -> dict[str, int]:
+    """Both instances' timers at once, `runs` times each; how many each sent."""
     counts = {"a": 0, "b": 0}
     barrier = threading.Barrier(2, timeout=10)
 
     def instance(name: str, rt: Runtime) -> None:
         barrier.wait()
-        for _ in range(3):
+        for _ in range(runs):
             counts[name] += rt.scheduler.run()
 
     threads = [threading.Thread(target=instance, args=x) for x in (("a", a), ("b", b))]
@@ -111,12 +130,32 @@ def test_two_instances_send_each_of_50_exactly_once(pair: tuple[Runtime, Runtime
         t.start()
     for t in threads:
         t.join(120)
-    assert counts["a"] + counts["b"] == 50, counts
-    assert twilio_sends(sandbox_url) - before == 50
+    return counts
+
+
+@pytest.mark.parametrize("pair", [("sqlite", {"SEND_RATE_PER_SECOND": "3"})], indirect=True)
+def test_two_instances_keep_one_pace_together(pair: tuple[Runtime, Runtime], sandbox_url: str) -> None:
+    a, b = pair
+    phones = numbers(30)
     for i, phone in enumerate(phones):
-        assert texts(sandbox_url, phone, 1) == [f"Reminder {i}"]
-    assert a.scheduler.of_desk("reception") == []
-    print(f"exactly-once: 50 scheduled, 2 instances, sent by a={counts['a']} b={counts['b']}, 50 Twilio calls")
+        schedule(a, phone, f"Paced {i}")
+    for rt in (a, b):
+        clock(rt).advance(timedelta(seconds=6))
+    seen = len(httpx.get(f"{sandbox_url}/calls", timeout=10).json())
+    started = time.monotonic()
+    counts = run_both(a, b, runs=1)
+    took = time.monotonic() - started
+    calls = httpx.get(f"{sandbox_url}/calls", timeout=10).json()[seen:]
+    at = sorted(datetime.fromisoformat(c["at"]) for c in calls if c["method"] == "POST")
+    assert counts["a"] + counts["b"] == 30 and len(at) == 30
+    gaps = [(later - earlier).total_seconds() for earlier, later in itertools.pairwise(at)]
+    busiest = max(sum(1 for t in at if start <= t < start + timedelta(seconds=1)) for start in at)
+    print(
+        f"pacing: 30 sends at 3/s by 2 instances ({counts}) took {took:.1f} s; gaps min {min(gaps):.3f} s, "
+        f"mean {sum(gaps) / len(gaps):.3f} s; at most {busiest} in any second"
+    )
+    assert 9.0 <= took <= 14.0  # 29 gaps of 1/3 s is 9.7 s
+    assert busiest <= 4 and min(gaps) >= 0.15
 
 
 def test_after_a_crash_nothing_is_sent_twice(pair: tuple[Runtime, Runtime], sandbox_url: str) -> None:
