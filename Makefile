@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: run test lint bench setup clean
+.PHONY: run test lint bench soak setup clean
 
 setup: $(STAMP) $(NODE_STAMP)
 
@@ -34,6 +34,10 @@ test: setup lint
 
 bench: setup
 	$(PY) -m bench
+
+# Not in `make test`: 30 minutes of mixed load (SOAK_SECONDS to change it); writes BENCHMARKS.md's Soak section.
+soak: setup
+	$(PY) -m bench.soak
 
 clean:
 	rm -rf $(VENV) node_modules .data .pytest_cache .mypy_cache .ruff_cache

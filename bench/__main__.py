@@ -19,7 +19,7 @@ from bench.coldstart import run_coldstart
 from bench.fanout import run_fanout
 from bench.latency import run_inbound
 from bench.procs import REPO, Broker, make_certificate, start_amqtt, start_mosquitto
-from bench.report import Run, render
+from bench.report import SOAK_TITLE, Run, render, section, with_section
 from bench.throughput import ThroughputResult, run_throughput
 
 QUICK = {
@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         execute(run, args, workdir, brokers, scenarios)
     finally:
         run.seconds = time.monotonic() - begin
-        args.output.write_text(render(run, args), encoding="utf-8")
+        kept = section(args.output.read_text(encoding="utf-8"), SOAK_TITLE) if args.output.exists() else None
+        args.output.write_text(with_section(render(run, args), SOAK_TITLE, kept), encoding="utf-8")  # make soak's
         print(f"bench: wrote {args.output} after {run.seconds:.0f} s", flush=True)
         if args.keep:
             print(f"bench: work directory kept at {workdir}")

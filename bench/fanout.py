@@ -22,6 +22,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from bench.mqttc import MaskingClient, Publisher
 from bench.procs import Broker
 from bench.stats import Summary
+from relay.tokens import new_client_id, new_session_id
 
 CONNECT_SECONDS = 120.0
 DELIVERY_SECONDS = 30.0
@@ -121,12 +122,12 @@ def run_fanout(broker: Broker, *, clients: int, workers: int, rate: float) -> Fa
     result = FanoutResult(broker.kind, clients, rate=rate)
     desks: list[Credential] = []
     for _ in range(clients):
-        web_app_id = secrets.token_urlsafe(16)
+        web_app_id, session_id = f"d{secrets.token_hex(8)}", new_session_id()
         desks.append(
             (
-                f"{web_app_id}-{secrets.token_hex(8)}",
+                new_client_id(web_app_id, session_id),
                 web_app_id,
-                broker.desk_token(web_app_id),
+                broker.desk_token(web_app_id, session_id),
                 f"sms/{web_app_id}/inbound",
             )
         )

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from relay.tokens import SERVICE_USER, TokenIssuer
+from relay.tokens import SERVICE_USER, Staff, TokenIssuer
 from relay.topics import Topics
 
 REPO = Path(__file__).resolve().parent.parent
@@ -147,8 +147,10 @@ class Broker:
         now = datetime.now(UTC)
         return SERVICE_USER, self._issuer.service_token(now, timedelta(hours=2))
 
-    def desk_token(self, web_app_id: str) -> str:
-        token, _ = self._issuer.issue(web_app_id, datetime.now(UTC), timedelta(hours=2))
+    def desk_token(self, web_app_id: str, session_id: str) -> str:
+        """A token for one staff session at a desk; its client ids must start `<desk>-<session>-`."""
+        staff = Staff("bench", "Bench")
+        token, _ = self._issuer.issue(web_app_id, session_id, staff, datetime.now(UTC), timedelta(hours=2))
         return token
 
     def stop(self) -> None:
@@ -204,8 +206,9 @@ class Devhost:
     access_code: str
     ready_seconds: float
 
-    def session(self) -> dict[str, object]:
-        r = httpx.post(f"{self.base_url}/api/session", json={"accessCode": self.access_code}, timeout=10)
+    def session(self, desk: str | None = None) -> dict[str, object]:
+        body = {"accessCode": self.access_code, "staffName": "Bench", **({"desk": desk} if desk else {})}
+        r = httpx.post(f"{self.base_url}/api/session", json=body, timeout=10)
         r.raise_for_status()
         data: dict[str, object] = r.json()
         return data

@@ -9,19 +9,17 @@ import argparse
 import asyncio
 import os
 import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 from devhost.devsettings import development_environment
 from devhost.sandbox import create_sandbox_app
 from devhost.serving import Announcement, sandbox_config, serve, serve_workers
+from devhost.supervision import BrokerFailed, BrokerSupervisor, Stopped, say, stop_on_signals
 from relay.errors import SettingsError
 from relay.settings import Settings, local_values
 
 ROOT = Path(__file__).resolve().parent.parent
-BROKER_READY_SECONDS = 20.0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -61,46 +59,13 @@ def worker_shape(args: argparse.Namespace, env: dict[str, str]) -> None:
         raise SystemExit("devhost: between 1 and 10 worker processes, each with 1 to 32 threads")
 
 
-def start_broker(env: dict[str, str], mqtt_port: int, ws_port: int) -> subprocess.Popen[str]:
-    """The embedded broker as a child process, so a slow subscriber never stalls the functions."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "broker",
-            "--host",
-            "127.0.0.1",
-            "--mqtt-port",
-            str(mqtt_port),
-            "--ws-port",
-            str(ws_port),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    deadline = time.monotonic() + BROKER_READY_SECONDS
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if line.startswith("broker ready"):
-            return proc
-        if not line and proc.poll() is not None:
-            break
-    proc.kill()
-    raise SystemExit(f"devhost: the broker did not start on ports {mqtt_port}/{ws_port}")
-
-
-def stop_process(proc: subprocess.Popen[str] | None) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
+def bound_hosts(args: argparse.Namespace) -> list[str]:
+    """The names this host answers webhooks on: the address it binds, and localhost for a loopback one."""
+    name = f"[{args.host}]" if ":" in args.host else args.host
+    hosts = [f"{name}:{args.http_port}"]
+    if args.host in ("127.0.0.1", "::1"):
+        hosts.append(f"localhost:{args.http_port}")
+    return hosts
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,23 +91,33 @@ def main(argv: list[str] | None = None) -> int:
         ws_port=args.ws_port,
         secrets_path=data_dir / "devhost.json",
     )
+    env["WEBHOOK_HOSTS"] = ",".join(filter(None, [env.get("WEBHOOK_HOSTS"), *bound_hosts(args)]))
     try:
         settings = Settings.load(env, local_settings=Path("/nonexistent"))
     except SettingsError as exc:
         print(f"devhost: invalid setting {exc}", file=sys.stderr)
         return 2
     os.environ.update({k: v for k, v in env.items() if k.isupper()})
-    broker = None if external_broker else start_broker(env, args.mqtt_port, args.ws_port)
-    announce = Announcement(settings, http_base, sandbox_base if sandbox_on else None, broker is not None)
+    stop_on_signals()
+    broker = None if external_broker else BrokerSupervisor(env, args.mqtt_port, args.ws_port)
     try:
+        if broker is not None:
+            broker.start()
+        announce = Announcement(settings, http_base, sandbox_base if sandbox_on else None, broker is not None)
         if args.workers == 1:
             sandbox = create_sandbox_app(sandbox_config(settings, http_base)) if sandbox_on else None
             asyncio.run(serve(args, settings, announce, sandbox))
         else:
             serve_workers(args, settings, announce, sandbox_listener)
         return 0
+    except BrokerFailed as exc:
+        say(str(exc))
+        return 1
+    except Stopped:
+        return 0
     finally:
-        stop_process(broker)
+        if broker is not None:
+            broker.stop()
 
 
 if __name__ == "__main__":

@@ -76,9 +76,13 @@ def _timer_call(user_function: Callable[..., Any], arg: str) -> Callable[[], Non
     return run
 
 
+# What functions.http puts on every JSON response; the host's own errors promise the same (docs/api.md).
+ERROR_HEADERS = {"content-type": "application/json", "x-content-type-options": "nosniff", "cache-control": "no-store"}
+
+
 def json_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Reply:
     body = json.dumps({"error": {"code": code, "message": message}}).encode()
-    return Reply(status, {**(headers or {}), "content-type": "application/json"}, body)
+    return Reply(status, {**(headers or {}), **ERROR_HEADERS}, body)
 
 
 @dataclass(frozen=True)

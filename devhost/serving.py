@@ -7,6 +7,7 @@ import asyncio
 import functools
 import json
 import multiprocessing
+import os
 import signal
 import socket
 import sys
@@ -22,6 +23,7 @@ from starlette.types import ASGIApp
 from devhost.functions_host import FunctionsHost
 from devhost.sandbox import SandboxConfig, create_sandbox_app
 from devhost.server import create_app
+from devhost.supervision import die_with_parent
 from devhost.timers import run_timers
 from relay.runtime import build, install
 from relay.settings import Settings
@@ -38,6 +40,8 @@ def sandbox_config(settings: Settings, http_base: str) -> SandboxConfig:
         messaging_service_sid=settings.twilio_messaging_service_sid,
         webhook_url=f"{http_base}/{route_prefix()}/receive_sms",
         public_base_url=settings.public_base_url,
+        webhook_shared_key=settings.twilio_webhook_shared_key,
+        **SandboxConfig.options_from(os.environ),
     )
 
 
@@ -108,7 +112,7 @@ def serve_workers(
     reservation = port_socket(args.host, args.http_port, listen=False)  # a taken port fails here, not in a worker
     context = multiprocessing.get_context("spawn")
     workers = [
-        context.Process(target=run_worker, args=(args, settings, i == 0), name=f"devhost-worker-{i}")
+        context.Process(target=run_worker, args=(args, settings, i == 0, os.getpid()), name=f"devhost-worker-{i}")
         for i in range(args.workers)
     ]
     for worker in workers:
@@ -145,7 +149,8 @@ def port_socket(host: str, port: int, *, listen: bool) -> socket.socket:
     return sock
 
 
-def run_worker(args: argparse.Namespace, settings: Settings, timers: bool) -> None:
+def run_worker(args: argparse.Namespace, settings: Settings, timers: bool, parent: int) -> None:
+    die_with_parent(parent)
     listener = port_socket(args.host, args.http_port, listen=True)
     asyncio.run(run_functions(args, settings, sandbox=None, timers=timers, sockets=[listener]))
 

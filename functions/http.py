@@ -116,7 +116,7 @@ def webhook_request(req: func.HttpRequest) -> WebhookRequest:
     for name, value in pairs:
         params.setdefault(name, value)
     headers = {k.lower(): v for k, v in req.headers.items()}
-    return WebhookRequest(url=req.url, headers=headers, params=params)
+    return WebhookRequest(url=req.url, headers=headers, params=params, pairs=tuple(pairs))
 
 
 def client_address(req: func.HttpRequest, trusted_hops: int) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 from relay.clock import Clock, iso
 from relay.directory import DeskDirectory
-from relay.errors import Forbidden, TooManyRequests, Unauthorized
+from relay.errors import BadRequest, Forbidden, NotFound, TooManyRequests, Unauthorized
 from relay.ownership import Ownership
 from relay.sessions import LOGIN_WINDOW, PRESENCE_WINDOW, Principal, Sessions
 from relay.settings import Settings
@@ -75,6 +75,9 @@ class Admin:
         return self._directory.add(body.get("name"), body.get("alias"), self._clock.now()).to_json()
 
     def change_desk(self, desk: str, body: dict[str, Any]) -> dict[str, Any]:
+        for key, code in (("name", "invalid_desk_name"), ("alias", "invalid_alias")):
+            if key in body and not isinstance(body[key], str):
+                raise BadRequest(f"'{key}' must be a string.", code=code)
         return self._directory.rename(desk, body.get("name"), body.get("alias"), self._clock.now()).to_json()
 
     def archive_desk(self, desk: str) -> dict[str, Any]:
@@ -107,6 +110,9 @@ class Admin:
         }
 
     def end_session(self, desk: str, session_id: str) -> None:
+        """404 for a session that never was, so nothing is sent to the broker for it."""
+        if not self._sessions.exists(desk, session_id):
+            raise NotFound("There is no such session.", code="session_not_found")
         self._sessions.end(desk, session_id)
 
     def end_staff(self, staff_id: str) -> dict[str, int]:

@@ -128,15 +128,15 @@ class Conversations:
         if after is not None and (len(after) > 64 or not after.isascii() or not after.replace("-", "").isalnum()):
             raise BadRequest("'after' is not a cursor this API gave out.", code="invalid_cursor")
         try:
-            events = self._store.events_after([web_app_id, UNROUTED], after or None, FEED_PAGE)
+            page = self._store.events_after([web_app_id, UNROUTED], after or None, FEED_PAGE)
         except ValueError:
             raise BadRequest("'after' is not a cursor this API gave out.", code="invalid_cursor") from None
         return {
             "events": [
                 {"id": e.key, "topic": self._topics.of(e.audience, e.kind), "kind": e.kind, "payload": e.payload}
-                for e in events
+                for e in page.events
             ],
-            "cursor": events[-1].key if events else (after or None),
+            "cursor": page.cursor,
         }
 
     def media(self, web_app_id: str, sid: str, index_raw: str) -> Media:

@@ -93,8 +93,12 @@ class DeskDirectory:
 
     def rename(self, desk: str, name: object, alias: object, now: datetime) -> Desk:
         current = self.live_desk(desk)
-        clean = _rule(lambda: clean_name(name, what="The desk name", code="invalid_desk_name")) if name else None
-        wanted = _rule(lambda: check_alias(alias)) if alias not in (None, "") else None
+        clean = (
+            _rule(lambda: clean_name(name, what="The desk name", code="invalid_desk_name"))
+            if name is not None
+            else None
+        )
+        wanted = _rule(lambda: check_alias(alias)) if alias is not None else None
         if wanted and wanted != current.alias:
             self._take_alias(wanted, current.id, now)
             self._store.kv_delete(ALIASES, current.alias)

@@ -45,6 +45,23 @@ class Conflict(RelayError):
     code = "conflict"
 
 
+class OwnedElsewhere(Conflict):
+    """Another desk has the conversation; the answer names it, so the page can offer to take it over."""
+
+    code = "owned_by_other_desk"
+
+    def __init__(self, message: str, *, owner: dict[str, str]) -> None:
+        super().__init__(message)
+        self.owner = owner
+
+    def to_json(self) -> dict[str, object]:
+        body = super().to_json()
+        error = body["error"]
+        assert isinstance(error, dict)
+        error["owner"] = self.owner
+        return body
+
+
 class PayloadTooLarge(RelayError):
     status = 413
     code = "payload_too_large"
@@ -95,6 +112,12 @@ class PublishFailed(Unavailable):
 
 class StoreUnavailable(Unavailable):
     code = "store_unavailable"
+
+
+class DeadlineExceeded(Unavailable):
+    """A webhook's work was not done by WEBHOOK_DEADLINE_SECONDS; Twilio retries, and dedup makes that safe."""
+
+    code = "deadline_exceeded"
 
 
 class SettingsError(Exception):

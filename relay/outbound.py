@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from relay.clock import Clock, iso
-from relay.errors import BadRequest, Conflict, RelayError, TooManyRequests
+from relay.errors import BadRequest, Conflict, OwnedElsewhere, RelayError, TooManyRequests
 from relay.outbox import Outbox
 from relay.ownership import JUST_BEFORE, Ownership
-from relay.phones import mask, normalise, require_allowed_region
+from relay.phones import mask, normalise, require_allowed_region, require_allowed_type
 from relay.quiet import QuietHours, zone
 from relay.reminders import Reminders
 from relay.settings import Settings
@@ -25,6 +28,8 @@ log = logging.getLogger("relay.outbound")
 MAX_BODY = 1600
 MAX_MEDIA = 10
 IDEMPOTENCY_TTL = timedelta(hours=24)
+NEW_RECIPIENT_WINDOW = timedelta(hours=1)
+ALL_DESKS = "*"
 
 
 @dataclass(frozen=True)
@@ -68,9 +73,33 @@ def validate_media(media: object) -> list[str]:
     if not isinstance(media, list) or len(media) > MAX_MEDIA:
         raise BadRequest(f"'mediaUrl' must be a list of at most {MAX_MEDIA} https URLs.", code="invalid_media")
     for url in media:
-        if not isinstance(url, str) or not url.startswith("https://") or len(url) > 2000:
+        if not isinstance(url, str) or len(url) > 2000 or not _https_url(url):
             raise BadRequest("'mediaUrl' entries must be https URLs.", code="invalid_media")
     return list(media)
+
+
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+_NETLOC = re.compile(r"[A-Za-z0-9.:\[\]-]+")  # docs/openapi.yaml's mediaUrl pattern says the same
+
+
+def _https_url(url: str) -> bool:
+    """An https URL on a well-formed host, as Twilio requires (21620 otherwise): `https://` alone, a space or an
+    underscore in the host would reach Twilio only to be refused."""
+    if not url.isascii() or any(c.isspace() for c in url):
+        return False
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:
+        return False
+    host = parts.hostname or ""
+    if parts.scheme != "https" or not host or not _NETLOC.fullmatch(parts.netloc):  # no user@, no %zone
+        return False
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return all(_HOST_LABEL.match(label) for label in host.removesuffix(".").split("."))
+    return True
 
 
 class Outbound:
@@ -96,6 +125,9 @@ class Outbound:
     def check(self, request: SendRequest, now: datetime) -> tuple[str, str, list[str]]:
         """The request's own rules (the number, its country, opt-out, the fields): now, or again at send time."""
         to = normalise(request.to)
+        if to == self._settings.twilio_from_number:
+            # Twilio refuses it (21266); refusing it here keeps an invalid request from reaching Twilio at all.
+            raise BadRequest("'to' is the relay's own number.", code="invalid_number")
         body = validate_body(request.body)
         media = validate_media(request.media_urls)
         for name, value in (("confirm", request.confirm), ("takeOver", request.take_over)):
@@ -104,6 +136,7 @@ class Outbound:
         if not isinstance(request.ignore_quiet_hours, bool):
             raise BadRequest("'ignoreQuietHours' must be true or false.", code="invalid_ignore_quiet_hours")
         require_allowed_region(to, self._settings.allowed_countries)
+        require_allowed_type(to, self._settings.allowed_number_types)
         if self._store.kv_get("optout", to, now) is not None:
             raise Conflict("This number has opted out (replied STOP); it must text START first.", code="opted_out")
         return to, body, media
@@ -114,10 +147,11 @@ class Outbound:
         self._quiet.check_now(now, request.ignore_quiet_hours is True)
         owner = self._ownership.live_owner(self._ownership.current(to, [self._settings.our_side]))
         if owner is not None and owner != request.web_app_id and not request.take_over:
-            raise Conflict(
-                f"This patient's conversation is with {self._ownership.desk_name(owner)}. Send with takeOver "
-                "to move it to your desk (both desks see that it moved), or ask them to transfer it.",
-                code="owned_by_other_desk",
+            desk = self._ownership.desk_json(owner)
+            raise OwnedElsewhere(
+                f"This patient's conversation is with {desk['name']}. Take it over to answer from your desk "
+                f"(both desks will see that it moved), or ask {desk['name']} to transfer it.",
+                owner=desk,
             )
         idem_key = f"{request.web_app_id}:{request.idempotency_key}" if request.idempotency_key else None
         if idem_key:
@@ -127,6 +161,7 @@ class Outbound:
         callback = f"{request.base_url}/api/sms_status" if request.base_url else None
         try:
             self._check_rate(request.web_app_id, now)
+            self._check_new_recipient(request.web_app_id, to, now)
             sent = self._gateway.send(to, body, media, callback)
         except Exception:
             # The key was not used: a retry (after Retry-After, say) must be able to send.
@@ -173,6 +208,24 @@ class Outbound:
                 retry = int(((oldest or now) + window - now).total_seconds()) + 1
                 raise TooManyRequests(f"This desk has sent {limit} messages in the last {label}.", retry_after=retry)
         self._store.record_hit("send", web_app_id, now)
+
+    def _check_new_recipient(self, web_app_id: str, to: str, now: datetime) -> None:
+        """SMS pumping texts many numbers once each: cap the numbers never texted before, per desk and in all."""
+        if self._store.kv_get("recipient", to, now) is not None:
+            return
+        for key, limit, who in (
+            (web_app_id, self._settings.new_recipient_limit_per_hour, "This desk has"),
+            (ALL_DESKS, self._settings.new_recipient_limit_per_hour_all_desks, "The desks have"),
+        ):
+            count, oldest = self._store.count_hits("new-recipient", key, now - NEW_RECIPIENT_WINDOW)
+            if count >= limit:
+                retry = int(((oldest or now) + NEW_RECIPIENT_WINDOW - now).total_seconds()) + 1
+                raise TooManyRequests(
+                    f"{who} texted {limit} new numbers in the last hour.", retry_after=retry, code="new_recipient_limit"
+                )
+        self._store.record_hit("new-recipient", web_app_id, now)
+        self._store.record_hit("new-recipient", ALL_DESKS, now)
+        self._store.kv_put("recipient", to, {}, now + timedelta(days=self._settings.retention_days))
 
     def _after_send(
         self,

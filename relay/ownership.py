@@ -57,8 +57,9 @@ class Ownership:
         desk = self._directory.get(owner.desk)
         return owner.desk if desk is not None and not desk.archived else None
 
-    def desk_name(self, desk: str) -> str:
-        return self._directory.name_of(desk)
+    def desk_json(self, desk: str) -> dict[str, str]:
+        found = self._directory.get(desk)
+        return found.to_json() if found else {"id": desk, "name": desk, "alias": ""}
 
     def visibility(self, desk: str, phone: str) -> Visibility:
         """How much of a phone's history a desk may read, over all our sides."""
@@ -147,8 +148,8 @@ class Ownership:
             "phone": phone,
             "Body": body,
             "reason": reason,
-            "from": self._desk_json(previous),
-            "to": self._desk_json(to),
+            "from": self.desk_json(previous) if previous else None,
+            "to": self.desk_json(to) if to else None,
             "by": by.to_json() if by else None,
             "note": note,
             "at": iso(at),
@@ -158,10 +159,6 @@ class Ownership:
         desks = [audience] + ([previous] if previous and previous != audience else [])
         for event in self._store.save_line(record, [Event(d, "owner", payload, at) for d in desks]) or []:
             self._outbox.publish(event)
-
-    def _desk_json(self, desk: str | None) -> dict[str, str] | None:
-        found = self._directory.get(desk) if desk else None
-        return found.to_json() if found else None
 
 
 def _first(rows: list[Owner], our_sides: list[str]) -> Owner | None:

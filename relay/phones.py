@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import phonenumbers
+from phonenumbers import PhoneNumberType
 
 from relay.errors import BadRequest, Forbidden
+
+# PhoneNumberType's names: MOBILE, FIXED_LINE_OR_MOBILE, VOIP, PREMIUM_RATE, TOLL_FREE, SHARED_COST, ...
+NUMBER_TYPES = {name: value for name, value in vars(PhoneNumberType).items() if name.isupper()}
+TYPE_NAMES = {value: name for name, value in NUMBER_TYPES.items()}
+DEFAULT_NUMBER_TYPES = frozenset({"MOBILE", "FIXED_LINE_OR_MOBILE", "VOIP"})
 
 
 def normalise(raw: object, *, field: str = "to") -> str:
@@ -35,6 +41,21 @@ def require_allowed_region(e164: str, allowed: frozenset[str]) -> None:
         raise Forbidden(
             f"Texting numbers in {region} is not allowed here (ALLOWED_COUNTRIES is {', '.join(sorted(allowed))}).",
             code="country_not_allowed",
+        )
+
+
+def number_type(e164: str) -> str:
+    return TYPE_NAMES.get(phonenumbers.number_type(phonenumbers.parse(e164)), "UNKNOWN")
+
+
+def require_allowed_type(e164: str, allowed: frozenset[str]) -> None:
+    """Toll fraud: premium-rate, shared-cost and the like pay whoever owns them for every text we send, so only
+    types a patient texts from are allowed. For every send, the desk's now and a scheduled one later."""
+    kind = number_type(e164)
+    if kind not in allowed:
+        raise Forbidden(
+            f"Texting {kind} numbers is not allowed here (ALLOWED_NUMBER_TYPES is {', '.join(sorted(allowed))}).",
+            code="number_type_not_allowed",
         )
 
 

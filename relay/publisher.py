@@ -19,6 +19,8 @@ from urllib.parse import unquote, urlsplit
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from relay.breaker import Breaker
+from relay.deadlines import broker_wait
 from relay.errors import PublishFailed
 
 log = logging.getLogger("relay.publisher")
@@ -70,6 +72,9 @@ class Publisher:
         self._acked_early: set[int] = set()
         self._handlers: dict[str, Callable[[str, bytes], None]] = {}
         self._lock = threading.Lock()
+        self.breaker = Breaker()
+        self._drain_wanted = threading.Event()
+        self._drainer: threading.Thread | None = None
         transport: Literal["tcp", "websockets"] = "websockets" if self._address.scheme in ("ws", "wss") else "tcp"
         client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
@@ -125,6 +130,8 @@ class Publisher:
         """Publish QoS 1; `on_acked` runs when the PUBACK arrives, even after this call timed out."""
         if not self._connected.is_set():
             raise PublishFailed("The MQTT broker is not connected.")
+        if not self.breaker.allow():
+            raise PublishFailed("The MQTT broker is not acknowledging; the outbox publishes this later.")
         done = on_acked or (lambda: None)
         info = self._client.publish(topic, payload, qos=1)
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
@@ -142,11 +149,13 @@ class Publisher:
             return
         if info.rc == mqtt.MQTT_ERR_NO_CONN:
             raise PublishFailed("The MQTT connection dropped; paho sends the message after reconnecting.")
-        deadline = time.monotonic() + self._timeout
+        wait = broker_wait(self._timeout)
+        deadline = time.monotonic() + wait
         while not info.is_published() and time.monotonic() < deadline:
             info.wait_for_publish(max(0.0, deadline - time.monotonic()))
         if not info.is_published():
-            raise PublishFailed(f"No PUBACK from the MQTT broker within {self._timeout:g} s.")
+            self.breaker.failed()
+            raise PublishFailed(f"No PUBACK from the MQTT broker within {wait:.3g} s.")
 
     def _handle_publish(self, client: mqtt.Client, userdata: object, mid: int, *args: object) -> None:
         with self._lock:
@@ -160,6 +169,31 @@ class Publisher:
                 log.exception("after-PUBACK hook failed")
         with self._lock:
             self._inflight_keys.discard(key)  # only now: the hook has recorded the acknowledgement
+        if self.breaker.answered():
+            self._drain_later()
+
+    def _drain_later(self) -> None:
+        """The outbox holds what was published around the broker meanwhile; never drain on paho's thread.
+
+        Always on the one drain thread: each new thread that touched the store kept a SQLite connection open
+        after it ended, one more per reconnect or breaker close."""
+        if self._on_connected is None:
+            return
+        with self._lock:
+            if self._drainer is None:
+                self._drainer = threading.Thread(target=self._drain_forever, name="outbox-drain", daemon=True)
+                self._drainer.start()
+        self._drain_wanted.set()
+
+    def _drain_forever(self) -> None:
+        assert self._on_connected is not None
+        while True:
+            self._drain_wanted.wait()
+            self._drain_wanted.clear()
+            try:
+                self._on_connected()
+            except Exception:
+                log.exception("outbox drain failed")
 
     def _handle_connect(
         self, client: mqtt.Client, userdata: object, flags: object, reason: object, *args: object
@@ -171,9 +205,9 @@ class Publisher:
         for topic in self._handlers:
             client.subscribe(topic, qos=1)
         self._connected.set()
+        self.breaker.answered()
         log.info("MQTT connected to %s://%s:%s", self._address.scheme, self._address.host, self._address.port)
-        if self._on_connected is not None:
-            threading.Thread(target=self._on_connected, name="outbox-drain", daemon=True).start()
+        self._drain_later()
 
     def _handle_disconnect(self, client: mqtt.Client, userdata: object, *args: object) -> None:
         if self._connected.is_set():

@@ -114,7 +114,7 @@ class Reminders:
 
     def set_by_staff(self, desk: str, staff: Staff, reminder_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
         state, note = body.get("state"), body.get("note")
-        if state not in STAFF_STATES:
+        if not isinstance(state, str) or state not in STAFF_STATES:  # a list or object is unhashable
             allowed = ", ".join(sorted(STAFF_STATES))
             raise BadRequest(f"'state' must be one of {allowed}.", code="invalid_state")
         if note is not None and (not isinstance(note, str) or len(note) > MAX_NOTE):

@@ -14,8 +14,10 @@ from relay.broker_access import BrokerAccess, DynsecAccess, JwtAccess
 from relay.clock import Clock, SystemClock
 from relay.contacts import Contacts
 from relay.conversations import Conversations
+from relay.deadlines import WebhookDeadline
 from relay.delivery import Delivery
 from relay.directory import DeskDirectory
+from relay.health import HealthCheck
 from relay.inbound import Inbound
 from relay.keywords import HandlerContext, load
 from relay.logs import configure
@@ -30,7 +32,7 @@ from relay.routing import Router
 from relay.scheduler import Scheduler
 from relay.sessions import Sessions
 from relay.settings import Settings
-from relay.store import Store, StoreError, open_store
+from relay.store import Store, open_store
 from relay.tokens import SERVICE_USER, TokenIssuer
 from relay.topics import Topics
 from relay.twilio_gateway import TwilioGateway
@@ -63,22 +65,15 @@ class Runtime:
     reminders: Reminders
     contacts: Contacts
     scheduler: Scheduler
+    webhook_deadline: WebhookDeadline
+    checker: HealthCheck
 
     def health(self) -> tuple[bool, dict[str, Any]]:
-        try:
-            self.store.ping()
-            store_ok = True
-        except StoreError:
-            store_ok = False
-        broker_ok = self.publisher.connected
-        healthy = store_ok and broker_ok
-        return healthy, {
-            "status": "ok" if healthy else "unavailable",
-            "broker": {"connected": broker_ok},
-            "store": {"ok": store_ok},
-        }
+        return self.checker.report()
 
     def close(self) -> None:
+        self.webhook_deadline.close()
+        self.checker.close()
         self.publisher.stop()
         self.outbox.close()
         self.store.close()
@@ -152,6 +147,8 @@ def build(settings: Settings, clock: Clock | None = None, store: Store | None = 
         reminders=reminders,
         contacts=contacts,
         scheduler=scheduler,
+        webhook_deadline=WebhookDeadline(settings.webhook_deadline_seconds),
+        checker=HealthCheck(store, publisher, clock, settings.max_clock_skew_seconds),
     )
     publisher.start()
     return runtime

@@ -117,18 +117,21 @@ class Sessions:
         """The caller of a live token whose session is still open at a live desk; 401 otherwise."""
         now = self._clock.now()
         claims = self._issuer.verify(token, now)
+        desk = self._directory.get(claims.web_app_id)
+        if desk is None or desk.archived:  # first: archiving also ends the sessions, and this says why
+            raise Unauthorized("This desk has been archived; sign in to another desk.", code="desk_archived")
         session = self._store.staff.get(claims.web_app_id, claims.session_id)
         if session is None or not session.live(now):
             raise Unauthorized("This session has ended; sign in again.", code="signed_out")
-        desk = self._directory.get(claims.web_app_id)
-        if desk is None or desk.archived:
-            raise Unauthorized("This desk has been archived; sign in to another desk.", code="desk_archived")
         return Caller(claims.web_app_id, claims.session_id, claims.staff)
 
     def sign_out(self, token: str) -> Caller:
         caller = self.authenticate(token)
         self.end(caller.desk, caller.session_id)
         return caller
+
+    def exists(self, desk: str, session_id: str) -> bool:
+        return self._store.staff.get(desk, session_id) is not None
 
     def end(self, desk: str, session_id: str) -> None:
         session = self._store.staff.get(desk, session_id)

@@ -16,6 +16,7 @@ import phonenumbers
 
 from relay.desks import DEFAULT_DESKS, DeskRuleError, DeskSpec, parse_desks
 from relay.errors import SettingsError
+from relay.phones import DEFAULT_NUMBER_TYPES, NUMBER_TYPES
 from relay.quiet import parse_window, zone
 from relay.tokens import ALGORITHMS, TokenIssuer
 from relay.topics import Topics
@@ -43,22 +44,28 @@ class Settings:
     twilio_api_base_url: str | None = None
     twilio_webhook_shared_key: str | None = field(default=None, repr=False)
     public_base_url: str | None = None
+    webhook_hosts: frozenset[str] = frozenset()  # host or host:port, lower-case; WEBHOOK_HOSTS + WEBSITE_HOSTNAME
     mqtt_url: str = "mqtt://127.0.0.1:1883"
     mqtt_username: str | None = None
     mqtt_password: str | None = field(default=None, repr=False)
     mqtt_browser_url: str = "ws://127.0.0.1:9001"
     mqtt_topic_prefix: str = "sms"
-    mqtt_publish_timeout_seconds: float = 5.0
+    mqtt_publish_timeout_seconds: float = 2.0
+    webhook_deadline_seconds: float = 8.0
     mqtt_broker_access: str = "jwt"
     relay_signing_algorithm: str = "HS256"
     relay_store: str = ".data/relay.sqlite3"
     conversation_ttl_hours: float = 4.0
     retention_days: int = 90
+    max_clock_skew_seconds: float = 30.0
     session_ttl_hours: float = 12.0
     login_max_failures: int = 10
     send_limit_per_minute: int = 30
     send_limit_per_day: int = 1000
     allowed_countries: frozenset[str] = frozenset()
+    allowed_number_types: frozenset[str] = DEFAULT_NUMBER_TYPES
+    new_recipient_limit_per_hour: int = 1000  # per desk: a 1,000-row reminder import still fits in an hour
+    new_recipient_limit_per_hour_all_desks: int = 2000
     trusted_proxy_hops: int = 0
     relay_auth: str = "accesscode"
     log_level: str = "INFO"
@@ -112,6 +119,9 @@ class Settings:
             if env.get("WEBSITE_INSTANCE_ID"):
                 raise SettingsError("RELAY_STORE", "required on Azure: set it to the storage connection string")
             store = ".data/relay.sqlite3"
+        webhook_hosts = r.hosts("WEBHOOK_HOSTS") | r.hosts("WEBSITE_HOSTNAME")
+        if env.get("WEBSITE_INSTANCE_ID") and not webhook_hosts and not r.text("PUBLIC_BASE_URL"):
+            raise SettingsError("WEBHOOK_HOSTS", "required on Azure without PUBLIC_BASE_URL or WEBSITE_HOSTNAME")
         prefix = r.text("MQTT_TOPIC_PREFIX") or "sms"
         if not _PREFIX.match(prefix):
             raise SettingsError("MQTT_TOPIC_PREFIX", "must be topic levels of letters, digits, - or _")
@@ -130,21 +140,29 @@ class Settings:
             twilio_api_base_url=r.url("TWILIO_API_BASE_URL", ("http", "https")),
             twilio_webhook_shared_key=r.text("TWILIO_WEBHOOK_SHARED_KEY"),
             public_base_url=r.url("PUBLIC_BASE_URL", ("http", "https")),
+            webhook_hosts=webhook_hosts,
             mqtt_url=r.url("MQTT_URL", MQTT_SCHEMES) or "mqtt://127.0.0.1:1883",
             mqtt_username=r.text("MQTT_USERNAME"),
             mqtt_password=r.text("MQTT_PASSWORD"),
             mqtt_browser_url=r.url("MQTT_BROWSER_URL", ("ws", "wss")) or "ws://127.0.0.1:9001",
             mqtt_topic_prefix=prefix,
-            mqtt_publish_timeout_seconds=r.number("MQTT_PUBLISH_TIMEOUT_SECONDS", 5.0, 0.1, 10.0),
+            mqtt_publish_timeout_seconds=r.number("MQTT_PUBLISH_TIMEOUT_SECONDS", 2.0, 0.1, 10.0),
+            webhook_deadline_seconds=r.number("WEBHOOK_DEADLINE_SECONDS", 8.0, 1.0, 14.0),
             mqtt_broker_access=r.choice("MQTT_BROKER_ACCESS", BROKER_ACCESS, "jwt"),
             relay_store=store,
             conversation_ttl_hours=r.number("CONVERSATION_TTL_HOURS", 4.0, 0.01, 24 * 365),
+            max_clock_skew_seconds=r.number("MAX_CLOCK_SKEW_SECONDS", 30.0, 1.0, 3600.0),
             retention_days=int(r.number("RETENTION_DAYS", 90, 1, 3650)),
             session_ttl_hours=r.number("SESSION_TTL_HOURS", 12.0, 0.01, 24 * 30),
             login_max_failures=int(r.number("LOGIN_MAX_FAILURES", 10, 1, 10_000)),
             send_limit_per_minute=int(r.number("SEND_LIMIT_PER_MINUTE", 30, 1, 100_000)),
             send_limit_per_day=int(r.number("SEND_LIMIT_PER_DAY", 1000, 1, 10_000_000)),
             allowed_countries=countries,
+            allowed_number_types=r.number_types("ALLOWED_NUMBER_TYPES") or DEFAULT_NUMBER_TYPES,
+            new_recipient_limit_per_hour=int(r.number("NEW_RECIPIENT_LIMIT_PER_HOUR", 1000, 1, 1_000_000)),
+            new_recipient_limit_per_hour_all_desks=int(
+                r.number("NEW_RECIPIENT_LIMIT_PER_HOUR_ALL_DESKS", 2000, 1, 10_000_000)
+            ),
             trusted_proxy_hops=int(r.number("TRUSTED_PROXY_HOPS", 0, 0, 10)),
             relay_auth=_auth_mode(r, env),
             log_level=r.choice("LOG_LEVEL", LOG_LEVELS, "INFO", upper=True),
@@ -307,6 +325,26 @@ class _Reader:
     def names(self, name: str) -> tuple[str, ...]:
         value = self.text(name) or ""
         return tuple(part.strip().lower() for part in value.split(",") if part.strip())
+
+    def hosts(self, name: str) -> frozenset[str]:
+        hosts = set()
+        for entry in self.names(name):
+            try:
+                parts = urlsplit(f"//{entry}")
+                parts.port  # noqa: B018 - raises on a malformed port
+            except ValueError:
+                raise SettingsError(name, f"{entry!r} is not a host or host:port") from None
+            if not parts.hostname or parts.path or parts.query or parts.username is not None:
+                raise SettingsError(name, f"{entry!r} is not a host or host:port")
+            hosts.add(entry)
+        return frozenset(hosts)
+
+    def number_types(self, name: str) -> frozenset[str]:
+        types = {kind.upper() for kind in self.names(name)}
+        unknown = sorted(types - set(NUMBER_TYPES))
+        if unknown:
+            raise SettingsError(name, f"unknown number type(s) {', '.join(unknown)}; one of {', '.join(NUMBER_TYPES)}")
+        return frozenset(types)
 
     def countries(self, name: str) -> frozenset[str]:
         codes = {code.upper() for code in self.names(name)}

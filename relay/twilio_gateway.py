@@ -25,6 +25,8 @@ log = logging.getLogger("relay.twilio")
 
 TWILIO_MEDIA_HOSTS = frozenset({"api.twilio.com"})
 OPTED_OUT = 21610
+INVALID_STATUS_CALLBACK = 21609
+MEDIA_LIST = "/Media.json"
 MEDIA_MAX_BYTES = 5 * 1024 * 1024
 
 
@@ -149,8 +151,9 @@ class TwilioGateway:
         with _twilio_errors():
             try:
                 media = self._client.messages(sid).media.list(limit=10)
-            except TwilioRestException as exc:
-                if exc.status != 404:
+            except TwilioException as exc:
+                # A list page that is not 200 is a plain TwilioException(message, response), not a RestException.
+                if _status_of(exc) != 404:
                     raise
                 log.warning("media of %s could not be listed (HTTP 404); stored without it", sid)
                 return {}
@@ -160,6 +163,13 @@ class TwilioGateway:
             params[f"MediaUrl{index}"] = base + str(item.uri).removesuffix(".json")
             params[f"MediaContentType{index}"] = str(item.content_type)
         return params
+
+    def media_placeholders(self, sid: str, count: int) -> dict[str, str]:
+        """For media that could not be listed: each MediaUrlN names the message's Media list and the index, so
+        `fetch_media` lists it again when someone opens the attachment."""
+        account = self._settings.twilio_account_sid
+        base = f"{self._client.api.base_url.rstrip('/')}/2010-04-01/Accounts/{account}/Messages/{sid}{MEDIA_LIST}"
+        return {f"MediaUrl{index}": f"{base}#{index}" for index in range(min(count, 10))}
 
     def media_allowed(self, url: str) -> bool:
         """Credentials go only to Twilio's API host over https, or to the sandbox when it is configured."""
@@ -177,6 +187,9 @@ class TwilioGateway:
     def fetch_media(self, url: str) -> Media:
         if not self.media_allowed(url):
             raise NotFound("That media is not hosted by Twilio.", code="media_not_found")
+        parts = urlsplit(url)
+        if parts.path.endswith(MEDIA_LIST) and parts.fragment.isdigit():
+            url = self._listed_media(parts.path.removesuffix(MEDIA_LIST).rpartition("/")[2], int(parts.fragment))
         auth = f"{self._settings.twilio_account_sid}:{self._settings.twilio_auth_token}".encode()
         basic = {"Authorization": "Basic " + base64.b64encode(auth).decode()}
         request = urllib.request.Request(url, headers=basic)  # noqa: S310 - media_allowed() checked the scheme
@@ -184,7 +197,7 @@ class TwilioGateway:
             return self._read(self._opener.open(request, timeout=self._timeout))
         except urllib.error.HTTPError as exc:
             location = exc.headers.get("Location") if 300 <= exc.code < 400 else None
-            if location and urlsplit(location).scheme == "https":
+            if location and self._cdn_allowed(location):
                 # Twilio redirects to its CDN with a signed URL: follow it without our credentials.
                 try:
                     cdn = urllib.request.Request(location)  # noqa: S310 - https only, checked above
@@ -196,6 +209,22 @@ class TwilioGateway:
             raise Unavailable(f"Twilio answered {exc.code} for the media.", code="media_unavailable") from None
         except (urllib.error.URLError, OSError):
             raise Unavailable("Twilio's media host could not be reached.", code="media_unavailable") from None
+
+    def _listed_media(self, sid: str, index: int) -> str:
+        """The media URL a placeholder stands for, listed now; still unlisted is still unavailable."""
+        try:
+            found = self.media_params(sid).get(f"MediaUrl{index}")
+        except (Unavailable, UpstreamRefused):
+            raise Unavailable("Twilio could not list the message's media.", code="media_unavailable") from None
+        if found is None:
+            raise NotFound("Twilio no longer has that media.", code="media_not_found")
+        return found
+
+    def _cdn_allowed(self, location: str) -> bool:
+        """Twilio's CDN is https; against the sandbox, whatever scheme the sandbox itself speaks."""
+        scheme = urlsplit(location).scheme
+        base = self._settings.twilio_api_base_url
+        return scheme == "https" or bool(base and scheme == urlsplit(base).scheme)
 
     def _read(self, response: Any) -> Media:
         with response:
@@ -220,9 +249,29 @@ def _twilio_errors() -> Iterator[None]:
         raise Unavailable(f"Twilio could not be reached: {type(exc).__name__}.", code="twilio_unavailable") from None
 
 
+def _status_of(exc: TwilioException) -> int | None:
+    if isinstance(exc, TwilioRestException):
+        return int(exc.status)
+    response = exc.args[1] if len(exc.args) > 1 else None
+    status = getattr(response, "status_code", None)
+    return status if isinstance(status, int) else None
+
+
 def _refusal(exc: TwilioRestException) -> Exception:
     code = int(exc.code) if exc.code is not None else None
     if code == OPTED_OUT:
         return Conflict("This number has opted out (replied STOP); it must text START first.", code="opted_out")
+    if code == INVALID_STATUS_CALLBACK:
+        # Every send fails the same way until the deployment is fixed: say what to fix, loudly.
+        log.error(
+            "Twilio refused our StatusCallback URL (21609): every send will fail until PUBLIC_BASE_URL, or the "
+            "Host / X-Forwarded-Host the relay sees (TRUSTED_PROXY_HOPS), gives a public http(s) URL: %s",
+            exc.msg,
+        )
+        return UpstreamRefused(
+            "Twilio refused the relay's status-callback URL (21609): the relay's public address is misconfigured "
+            "(PUBLIC_BASE_URL); tell the operator.",
+            twilio_code=code,
+        )
     log.warning("Twilio refused the request: HTTP %s, code %s", exc.status, code)
     return UpstreamRefused(f"Twilio refused the message: {exc.msg}", twilio_code=code)

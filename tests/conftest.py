@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +22,7 @@ from tests.support.devhost import DevhostProcess
 from tests.support.mosquitto import MosquittoProcess
 from tests.support.mosquitto import available as mosquitto_available
 from tests.support.runtime import ACCOUNT, OURS, TOKEN
+from tests.support.sandbox import Sandbox, sandboxes
 from tests.support.tools import require_tool
 
 BROKERS = ["amqtt", "mosquitto"]
@@ -96,3 +97,15 @@ def azurite() -> Iterator[str]:
 
     with start_azurite() as connection_string:
         yield connection_string
+
+
+@pytest.fixture
+def make_sandbox() -> Iterator[Callable[..., Sandbox]]:
+    """Sandboxes with a signature-checking receiver, each configured as the test asks, stopped afterwards."""
+    with sandboxes() as start:
+        yield start
+
+
+@pytest.fixture
+def sandbox(make_sandbox: Callable[..., Sandbox]) -> Sandbox:
+    return make_sandbox()

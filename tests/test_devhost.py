@@ -87,6 +87,7 @@ def test_a_function_app_runs_with_real_http_requests() -> None:
         r = httpx.post(f"{base}/api/echo/ada%20l?x=1", content=b"body", headers={"X-Test": "1"}, timeout=5)
         wrong_method = httpx.get(f"{base}/api/echo/ada", timeout=5)
         missing = httpx.get(f"{base}/api/nothing", timeout=5)
+        too_large = httpx.post(f"{base}/api/echo/ada", content=b"x" * (1024 * 1024 + 1), timeout=5)
     assert r.status_code == 201
     assert r.text == "hi ada l"
     assert isinstance(seen[0], func.HttpRequest)
@@ -97,6 +98,11 @@ def test_a_function_app_runs_with_real_http_requests() -> None:
     assert wrong_method.status_code == 405
     assert wrong_method.json()["error"]["code"] == "method_not_allowed"
     assert missing.status_code == 404
+    assert too_large.status_code == 413
+    for error in (wrong_method, missing, too_large):
+        assert error.json()["error"]["code"]
+        assert error.headers["x-content-type-options"] == "nosniff"
+        assert error.headers["cache-control"] == "no-store"
 
 
 def worker_pids(parent: int) -> set[int]:

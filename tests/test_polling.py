@@ -234,3 +234,64 @@ def test_both_mode_sweep_recovers_what_the_webhook_missed(
     finally:
         sub.stop()
         rt.close()
+
+
+def test_poll_mode_ingests_an_mms_and_the_texts_after_it(
+    twilio: Twilio, tmp_path: Path, broker: BrokerProcess, signing_key: str
+) -> None:
+    """The poller lists each new MMS's Media and stores its URLs; the bytes come through Twilio's CDN redirect."""
+    twilio.relay.reachable = False
+    rt = runtime_for(twilio, tmp_path, broker, signing_key, "poll")
+    try:
+        rt.poller.poll()
+        phone = phones(1)[0]
+        mms = httpx.post(f"{twilio.url}/phones/{phone}/reply", json={"body": "my rash", "image": True}, timeout=15)
+        sid = mms.json()["sid"]
+        assert sid.startswith("MM")
+        stop = twilio.reply(phone, "STOP")["sid"]
+
+        run = rt.poller.poll()
+        assert (run.ingested, run.deferred, run.complete) == (2, 0, True)
+        stored = rt.store.get_message(sid)
+        assert stored is not None and stored.payload["NumMedia"] == "1"
+        assert stored.payload["MediaContentType0"] == "image/png"
+        assert rt.store.get_message(stop) is not None
+        media = rt.gateway.fetch_media(str(stored.payload["MediaUrl0"]))
+        assert (media.content_type, media.content[:8]) == ("image/png", b"\x89PNG\r\n\x1a\n")
+    finally:
+        rt.close()
+
+
+def test_a_media_list_that_keeps_failing_defers_then_stores_the_mms_as_unavailable(
+    twilio: Twilio, tmp_path: Path, broker: BrokerProcess, signing_key: str
+) -> None:
+    """Bounded retries: the texts behind the MMS are stored at once, the MMS after three failed listings, and its
+    attachment is listed again when someone opens it."""
+    twilio.relay.reachable = False
+    rt = runtime_for(twilio, tmp_path, broker, signing_key, "poll")
+    try:
+        rt.poller.poll()
+        phone, other = phones(2)
+        sid = httpx.post(f"{twilio.url}/phones/{phone}/reply", json={"image": True}, timeout=15).json()["sid"]
+        later = twilio.reply(other, "a text from another number, after the MMS")["sid"]
+        fault = {"path": "/Media.json", "status": 503, "times": 3}
+        assert httpx.post(f"{twilio.url}/faults", json=fault, timeout=5).status_code == 204
+
+        first = rt.poller.poll()
+        assert (first.ingested, first.deferred) == (1, 1)
+        assert rt.store.get_message(later) is not None and rt.store.get_message(sid) is None
+        held = twilio.state.get_message(sid)
+        assert held is not None and held.date_sent is not None and first.mark <= held.date_sent
+        assert (rt.poller.poll().deferred, rt.store.get_message(sid)) == (1, None)
+
+        third = rt.poller.poll()
+        assert (third.ingested, third.deferred) == (1, 0)
+        stored = rt.store.get_message(sid)
+        assert stored is not None and stored.payload["MediaUnavailable"] == "true"
+        assert str(stored.payload["MediaUrl0"]).endswith(f"/Messages/{sid}/Media.json#0")
+        assert rt.poller.poll().ingested == 0
+
+        media = rt.gateway.fetch_media(str(stored.payload["MediaUrl0"]))  # the fault is spent: listed now
+        assert media.content.startswith(b"\x89PNG")
+    finally:
+        rt.close()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from relay.errors import Conflict, Unauthorized
+from relay.errors import Conflict, OwnedElsewhere, Unauthorized
 from relay.outbound import SendRequest
 from relay.runtime import Runtime
 from relay.sessions import SessionGrant
@@ -69,6 +69,8 @@ def test_the_owner_desk_keeps_the_conversation_and_another_desk_must_take_it_ove
     with pytest.raises(Conflict) as refused:
         text(runtime, ken, phone, "About your bill")
     assert refused.value.code == "owned_by_other_desk" and "Reception" in refused.value.message
+    assert isinstance(refused.value, OwnedElsewhere)
+    assert refused.value.owner == {"id": "reception", "name": "Reception", "alias": "R"}
     clock(runtime).advance(timedelta(minutes=1))
     assert audience_of(runtime, phone_says(runtime, phone, "ok")["MessageSid"]) == "reception"
     clock(runtime).advance(timedelta(minutes=1))
@@ -261,8 +263,9 @@ def test_archiving_a_desk_sends_its_conversations_to_unrouted_where_another_desk
     archived = runtime.admin.archive_desk("lab")
     assert (archived["sessionsEnded"], archived["conversationsUnrouted"]) == (1, 1)
     assert phone in [c["phone"] for c in runtime.conversations.unrouted()]
-    with pytest.raises(Unauthorized):
+    with pytest.raises(Unauthorized) as refused:
         runtime.sessions.authenticate(lab.token)
+    assert refused.value.code == "desk_archived"
     clock(runtime).advance(timedelta(minutes=1))
     assert audience_of(runtime, phone_says(runtime, phone, "#L are they ok?")["MessageSid"]) == UNROUTED
     runtime.conversations.claim("reception", phone)

@@ -2,153 +2,25 @@
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
-from urllib.parse import parse_qs
+from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Mount, Route
 from twilio.base.exceptions import TwilioRestException
-from twilio.request_validator import RequestValidator
-from twilio.rest import Client
 
-from devhost.sandbox import SandboxConfig, create_sandbox_app
-from devhost.sandbox.state import DateFilter, SandboxState
-from tests.support.ports import free_port, wait_for_port
+from devhost.sandbox.state import DateFilter
+from tests.support.ports import free_port
+from tests.support.sandbox import ACCOUNT, OUR, PHONE, POOL_2, SERVICE, TOKEN, Sandbox, sdk_client, wait_for
 
 pytestmark = pytest.mark.timeout(30)
 
-ACCOUNT = "AC" + "0123456789abcdef" * 2
-TOKEN = "sandbox-auth-token"
-OUR = "+14155550100"
-POOL_2 = "+14155550102"
-SERVICE = "MG" + "fedcba9876543210" * 2
-PHONE = "+14155550101"
 INBOUND_FIELDS = {
     "MessageSid", "SmsSid", "SmsMessageSid", "AccountSid", "MessagingServiceSid", "From", "To", "Body", "NumMedia",
-    "NumSegments", "SmsStatus", "ApiVersion", "FromCity", "FromState", "FromZip", "FromCountry", "ToCity", "ToState",
-    "ToZip", "ToCountry",
+    "NumSegments", "ReferralNumMedia", "SmsStatus", "ApiVersion", "FromCity", "FromState", "FromZip", "FromCountry",
+    "ToCity", "ToState", "ToZip", "ToCountry",
 }  # fmt: skip
-T = TypeVar("T")
-
-
-@dataclass
-class Receiver:
-    """Test double for OUR Functions: records each Twilio request and checks its signature."""
-
-    public_base: str | None = None
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    async def handle(self, request: Request) -> Response:
-        form = {k: v[0] for k, v in parse_qs((await request.body()).decode(), keep_blank_values=True).items()}
-        signed = (self.public_base + request.url.path) if self.public_base else str(request.url)
-        valid = RequestValidator(TOKEN).validate(signed, form, request.headers.get("X-Twilio-Signature", ""))
-        with self.lock:
-            self.requests.append({"path": request.url.path, "form": form, "valid": valid})
-        body = form.get("Body", "")
-        if body == "teapot":
-            return Response("short and stout", status_code=418)
-        if body.startswith("echo "):
-            return Response(f"<Response><Message>{body[5:]}</Message></Response>", media_type="text/xml")
-        return Response("<Response/>", media_type="text/xml")
-
-    def at(self, path: str) -> list[dict[str, Any]]:
-        with self.lock:
-            return [r for r in self.requests if r["path"] == path]
-
-
-@dataclass
-class Sandbox:
-    base: str
-    config: SandboxConfig
-    state: SandboxState
-    receiver: Receiver
-    http: httpx.Client
-    client: Client
-
-    def reply(self, phone: str, **payload: Any) -> httpx.Response:
-        return self.http.post(f"/sandbox/phones/{phone}/reply", json=payload)
-
-    def phone_messages(self, phone: str) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self.http.get(f"/sandbox/phones/{phone}/messages").json()
-        return result
-
-
-def sdk_client(base: str, sid: str = ACCOUNT, token: str = TOKEN) -> Client:
-    # A non-empty environment, or twilio falls back to os.environ (and TWILIO_REGION would rewrite the host).
-    client = Client(sid, token, environment={"TWILIO_REGION": ""})
-    client.api.base_url = f"{base}/sandbox/twilio"
-    return client
-
-
-def wait_for(probe: Callable[[], T | None], timeout: float = 5.0) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if (found := probe()) is not None:
-            return found
-        time.sleep(0.02)
-    raise AssertionError(f"condition not met within {timeout}s")
-
-
-@pytest.fixture
-def make_sandbox() -> Iterator[Callable[..., Sandbox]]:
-    """Start sandbox + receiver in one uvicorn on a free port, as the devhost mounts them."""
-    stops: list[Callable[[], None]] = []
-
-    def start(**overrides: Any) -> Sandbox:
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        config = SandboxConfig(
-            account_sid=ACCOUNT,
-            auth_token=TOKEN,
-            from_number=OUR,
-            messaging_service_sid=SERVICE,
-            service_numbers=(OUR, POOL_2),
-            webhook_url=f"{base}/api/receive_sms",
-            status_delay_seconds=0.02,
-        )
-        config = replace(config, **overrides)
-        receiver = Receiver(public_base=config.public_base_url)
-        sandbox_app = create_sandbox_app(config)
-        app = Starlette(
-            routes=[
-                Mount("/sandbox", sandbox_app),
-                Route("/api/receive_sms", receiver.handle, methods=["POST"]),
-                Route("/api/sms_status", receiver.handle, methods=["POST"]),
-            ]
-        )
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        wait_for_port(port, timeout=10)
-        http = httpx.Client(base_url=base, timeout=15)
-
-        def stop() -> None:
-            http.close()
-            server.should_exit = True
-            thread.join(timeout=10)
-
-        stops.append(stop)
-        return Sandbox(base, config, sandbox_app.state.sandbox, receiver, http, sdk_client(base))
-
-    yield start
-    for stop in stops:
-        stop()
-
-
-@pytest.fixture
-def sandbox(make_sandbox: Callable[..., Sandbox]) -> Sandbox:
-    return make_sandbox()
 
 
 def test_create_fetch_and_list_in_twilios_shape(sandbox: Sandbox) -> None:
@@ -217,7 +89,7 @@ def test_bad_credentials_and_wrong_account(sandbox: Sandbox) -> None:
     assert (wrong_account.value.code, wrong_account.value.status) == (20404, 404)
 
 
-def test_status_callbacks_arrive_signed_and_in_order(sandbox: Sandbox) -> None:
+def test_status_callbacks_arrive_signed_one_per_change(sandbox: Sandbox) -> None:
     callback = f"{sandbox.base}/api/sms_status"
     ok = sandbox.client.messages.create(to=PHONE, from_=OUR, body="a", status_callback=callback)
     failing = sandbox.client.messages.create(to="+14155550199", from_=OUR, body="b", status_callback=callback)
@@ -225,14 +97,15 @@ def test_status_callbacks_arrive_signed_and_in_order(sandbox: Sandbox) -> None:
 
     def statuses(sid: str) -> list[dict[str, str]] | None:
         found = [r["form"] for r in sandbox.receiver.at("/api/sms_status") if r["form"]["MessageSid"] == sid]
-        return found if len(found) == 3 else None
+        return found if len(found) == 2 else None
 
-    assert [f["MessageStatus"] for f in wait_for(lambda: statuses(ok.sid))] == ["queued", "sent", "delivered"]
+    # None for `queued`, the status the message was created with (see test_sandbox_fidelity for the sources).
+    assert [f["MessageStatus"] for f in wait_for(lambda: statuses(ok.sid))] == ["sent", "delivered"]
     failed = wait_for(lambda: statuses(failing.sid))
-    assert [f["MessageStatus"] for f in failed] == ["queued", "sent", "failed"]
+    assert [f["MessageStatus"] for f in failed] == ["sent", "failed"]
     assert failed[-1]["ErrorCode"] == "30003" and failed[-1]["SmsStatus"] == "failed"
     undelivered = wait_for(lambda: statuses(lost.sid))
-    assert [f["MessageStatus"] for f in undelivered] == ["queued", "sent", "undelivered"]
+    assert [f["MessageStatus"] for f in undelivered] == ["sent", "undelivered"]
     assert undelivered[-1]["ErrorCode"] == "30005"
     assert all(r["valid"] for r in sandbox.receiver.at("/api/sms_status"))
     assert {k for k in statuses(ok.sid)[0]} == {  # type: ignore[index]
@@ -282,8 +155,8 @@ def test_public_base_url_is_what_gets_signed(make_sandbox: Callable[..., Sandbox
     assert sandbox.reply(PHONE, body="hi").json()["status"] == 200
     callback = "https://relay.example.org/api/sms_status"
     sandbox.client.messages.create(to=PHONE, from_=OUR, body="a", status_callback=callback)
-    wait_for(lambda: True if len(sandbox.receiver.at("/api/sms_status")) == 3 else None)
-    assert [r["valid"] for r in sandbox.receiver.requests] == [True] * 4
+    wait_for(lambda: True if len(sandbox.receiver.at("/api/sms_status")) == 2 else None)
+    assert [r["valid"] for r in sandbox.receiver.requests] == [True] * 3
 
 
 def test_unreachable_webhook_is_a_502(make_sandbox: Callable[..., Sandbox]) -> None:
@@ -292,14 +165,19 @@ def test_unreachable_webhook_is_a_502(make_sandbox: Callable[..., Sandbox]) -> N
     assert answer.status_code == 502 and answer.json()["sid"].startswith("SM")
 
 
-def test_image_reply_media_is_served_with_auth(sandbox: Sandbox) -> None:
+def test_image_reply_media_redirects_to_a_credential_free_cdn(sandbox: Sandbox) -> None:
     result = sandbox.reply(PHONE, body="", image=True).json()
     form = sandbox.receiver.at("/api/receive_sms")[0]["form"]
     assert (form["NumMedia"], form["MediaContentType0"]) == ("1", "image/png")
     prefix = f"{sandbox.base}/sandbox/twilio/2010-04-01/Accounts/{ACCOUNT}/Messages/{result['sid']}/Media/ME"
     assert form["MediaUrl0"].startswith(prefix)
     assert httpx.get(form["MediaUrl0"], timeout=5).status_code == 401
-    media = httpx.get(form["MediaUrl0"], auth=(ACCOUNT, TOKEN), timeout=5)
+    redirect = httpx.get(form["MediaUrl0"], auth=(ACCOUNT, TOKEN), timeout=5)
+    assert redirect.status_code == 307
+    cdn = redirect.headers["location"]
+    assert cdn.startswith(sandbox.base.replace("127.0.0.1", "localhost") + "/sandbox/cdn/")
+    assert httpx.get(cdn, auth=(ACCOUNT, TOKEN), timeout=5).status_code == 400  # credentials are not wanted there
+    media = httpx.get(cdn, timeout=5)
     assert media.status_code == 200 and media.headers["content-type"] == "image/png"
     assert media.content.startswith(b"\x89PNG\r\n\x1a\n")
 

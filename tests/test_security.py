@@ -103,6 +103,15 @@ def test_wrong_host(devhost: DevhostProcess) -> None:
     assert error_code(r) == "invalid_signature"
 
 
+def test_replay_from_another_deployment_by_host_header(devhost: DevhostProcess) -> None:
+    """Signed for a staging deployment on the same Twilio account, replayed here with its Host header."""
+    params = inbound_params(PATIENT, "staging", AccountSid=devhost.account_sid)
+    staging = "http://staging.example.org/api/receive_sms"
+    r = signed_post(devhost, params, url=staging, Host="staging.example.org")
+    assert r.status_code == 403
+    assert error_code(r) == "host_not_allowed"
+
+
 def test_http_vs_https_behind_a_proxy(devhost: DevhostProcess) -> None:
     """Forwarded headers are not trusted by default, so a signature over https:// fails on the http:// host."""
     params = inbound_params(PATIENT, "x")
@@ -410,6 +419,15 @@ def test_premium_rate_country_is_refused(devhost: DevhostProcess) -> None:
     r = api(devhost, devhost.session()["token"], "POST", "send_sms", json={"to": "+447911123456", "body": "x"})
     assert r.status_code == 403
     assert error_code(r) == "country_not_allowed"
+    assert creates(devhost) == before
+
+
+def test_premium_rate_number_in_an_allowed_country_is_refused(devhost: DevhostProcess) -> None:
+    """+1 900 is premium rate in the US, which ALLOWED_COUNTRIES allows: texting it pays the number's owner."""
+    before = creates(devhost)
+    r = api(devhost, devhost.session()["token"], "POST", "send_sms", json={"to": "+1 900 555 0199", "body": "x"})
+    assert r.status_code == 403
+    assert error_code(r) == "number_type_not_allowed"
     assert creates(devhost) == before
 
 

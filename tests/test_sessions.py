@@ -12,14 +12,11 @@ from typing import Any
 import azure.functions as func
 import pytest
 
-from function_app import app
 from relay.runtime import Runtime, install
 from relay.store.sqlite import SqliteStore
 from tests.support.broker import BrokerProcess
+from tests.support.functions import FUNCTIONS
 from tests.support.runtime import ACCESS_CODE, clock, desk, make_runtime
-
-Function = Callable[[func.HttpRequest], func.HttpResponse]
-FUNCTIONS: dict[str, Function] = {str(fn.get_function_name()): fn.get_user_function() for fn in app.get_functions()}
 
 
 @pytest.fixture

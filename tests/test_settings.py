@@ -84,7 +84,8 @@ def test_on_azure_an_unset_store_fails_instead_of_writing_to_the_read_only_app_d
     with pytest.raises(SettingsError) as failed:
         Settings.from_mapping({**BASE, "WEBSITE_INSTANCE_ID": "abc"})
     assert failed.value.name == "RELAY_STORE"
-    s = Settings.from_mapping({**BASE, "WEBSITE_INSTANCE_ID": "abc", "RELAY_STORE": "UseDevelopmentStorage=true"})
+    azure = {**BASE, "WEBSITE_INSTANCE_ID": "abc", "WEBSITE_HOSTNAME": "app.azurewebsites.net"}
+    s = Settings.from_mapping({**azure, "RELAY_STORE": "UseDevelopmentStorage=true"})
     assert s.relay_store == "UseDevelopmentStorage=true"
 
 
@@ -109,7 +110,7 @@ def _read_names() -> set[str]:
 
 
 def test_docs_and_example_list_every_setting_the_code_reads() -> None:
-    read = _read_names() - {"WEBSITE_INSTANCE_ID"}
+    read = _read_names() - {"WEBSITE_INSTANCE_ID", "WEBSITE_HOSTNAME"}  # Azure sets these itself
     example = set(json.loads((ROOT / "local.settings.example.json").read_text())["Values"])
     documented = set(re.findall(r"^\| `([A-Z_]+)` \|", (ROOT / "docs" / "configuration.md").read_text(), re.M))
     host_only = {"FUNCTIONS_WORKER_RUNTIME", "AzureWebJobsStorage", "AzureWebJobsFeatureFlags"}
@@ -124,7 +125,15 @@ def test_docs_and_example_list_every_setting_the_code_reads() -> None:
         ({"RELAY_DESKS": "Unrouted"}, "RELAY_DESKS"),
         ({"RELAY_ADMIN_CODE": "short"}, "RELAY_ADMIN_CODE"),
         ({"RELAY_ADMIN_CODE": "the-same-code-twice", "RELAY_ACCESS_CODE": "the-same-code-twice"}, "RELAY_ADMIN_CODE"),
-        ({"RELAY_AUTH": "appservice", "WEBSITE_INSTANCE_ID": "abc", "RELAY_STORE": "x.db"}, "RELAY_AUTH"),
+        (
+            {
+                "RELAY_AUTH": "appservice",
+                "WEBSITE_INSTANCE_ID": "a",
+                "RELAY_STORE": "x.db",
+                "WEBSITE_HOSTNAME": "x.net",
+            },
+            "RELAY_AUTH",
+        ),
     ],
 )
 def test_desks_admin_code_and_app_service_refuse_bad_values_by_name(env: dict[str, str], name: str) -> None:
@@ -139,5 +148,22 @@ def test_default_desks_and_app_service_with_authentication_on() -> None:
         ("reception", "Reception", "R"),
         ("billing", "Billing", "B"),
     ]
-    azure = {"RELAY_AUTH": "appservice", "WEBSITE_INSTANCE_ID": "abc", "RELAY_STORE": "x.db"}
+    azure = {
+        "RELAY_AUTH": "appservice",
+        "WEBSITE_INSTANCE_ID": "abc",
+        "RELAY_STORE": "x.db",
+        "WEBSITE_HOSTNAME": "x.net",
+    }
     assert Settings.from_mapping({**BASE, **azure, "WEBSITE_AUTH_ENABLED": "True"}).relay_auth == "appservice"
+
+
+def test_on_azure_the_hosts_webhooks_may_name_must_be_known() -> None:
+    azure = {**BASE, "WEBSITE_INSTANCE_ID": "abc", "RELAY_STORE": "UseDevelopmentStorage=true"}
+    with pytest.raises(SettingsError) as failed:
+        Settings.from_mapping(azure)
+    assert failed.value.name == "WEBHOOK_HOSTS"
+    assert Settings.from_mapping({**azure, "PUBLIC_BASE_URL": "https://relay.example.org"}).webhook_hosts == set()
+    on_azure = Settings.from_mapping({**azure, "WEBSITE_HOSTNAME": "App.azurewebsites.net", "WEBHOOK_HOSTS": "x.org"})
+    assert on_azure.webhook_hosts == {"app.azurewebsites.net", "x.org"}
+    with pytest.raises(SettingsError, match="WEBHOOK_HOSTS"):
+        Settings.from_mapping({**BASE, "WEBHOOK_HOSTS": "https://relay.example.org/"})

@@ -17,7 +17,7 @@ from typing import TypeVar
 import pytest
 from azure.data.tables import TableServiceClient
 
-from relay.store.base import UNROUTED, Event, MessageRecord, StatusRecord, Store, StoreError
+from relay.store.base import UNROUTED, Event, EventPage, MessageRecord, StatusRecord, Store, StoreError
 from relay.store.sqlite import SqliteStore
 from relay.store.tables import CONVERSATIONS, EVENTS, HISTORY, TableStore
 from tests.support.azurite import connection_string
@@ -84,7 +84,7 @@ def test_save_message_once_per_sid(store: Store) -> None:
     again = replace(record, body="a retried webhook")
     assert store.save_message(again, event_for(again)) is None
     assert store.get_message("SM1") == record
-    assert [e.key for e in store.events_after([DESK], None, 10)] == [stored.key]
+    assert [e.key for e in store.events_after([DESK], None, 10).events] == [stored.key]
     assert store.get_message("SM-missing") is None
 
 
@@ -93,7 +93,7 @@ def test_concurrent_duplicates_store_one_message_and_one_event(store: Store) -> 
     results = race(20, lambda _: store.save_message(record, event_for(record)))
     winners = [r for r in results if r is not None]
     assert len(winners) == 1
-    assert [e.key for e in store.events_after([DESK], None, 50)] == [winners[0].key]
+    assert [e.key for e in store.events_after([DESK], None, 50).events] == [winners[0].key]
     [conversation] = store.conversations(DESK)
     assert conversation.unread == 1
 
@@ -117,7 +117,7 @@ def test_statuses_dedupe_and_keep_recorded_order(store: Store) -> None:
     assert store.add_status(duplicate, Event(DESK, "status", {"status": "queued"}, at(9))) is None
     assert store.statuses("SMs") == recorded
     assert store.statuses("SM-none") == []
-    assert [e.key for e in store.events_after([DESK], None, 10)][1:] == keys
+    assert [e.key for e in store.events_after([DESK], None, 10).events][1:] == keys
 
 
 def test_statuses_of_a_page_come_back_per_message_in_order(store: Store) -> None:
@@ -228,7 +228,7 @@ def test_claim_moves_the_unrouted_summary_once(store: Store) -> None:
     assert store.conversations(UNROUTED) == []
     [conversation] = store.conversations(DESK)
     assert (conversation.last_sid, conversation.unread) == ("SMu2", 2)
-    assert claimed.key in [e.key for e in store.events_after([DESK], None, 10)]
+    assert claimed.key in [e.key for e in store.events_after([DESK], None, 10).events]
     moved = store.get_message("SMu1")
     assert moved is not None and moved.web_app_id == DESK
     assert store.history(PHONE, None, 10, audience=UNROUTED) == ([], None)
@@ -265,7 +265,7 @@ def test_a_line_tells_several_desks_and_keeps_their_unread_counts(store: Store) 
     [mine] = store.conversations(DESK)
     [theirs] = store.conversations(OTHER_DESK)
     assert (mine.last_sid, mine.unread, theirs.last_sid, theirs.unread) == ("EV1", 1, "EV1", 0)
-    assert [e.kind for e in store.events_after([DESK, OTHER_DESK], None, 10)] == ["inbound", "owner", "owner"]
+    assert [e.kind for e in store.events_after([DESK, OTHER_DESK], None, 10).events] == ["inbound", "owner", "owner"]
 
 
 # -- events
@@ -280,14 +280,33 @@ def test_events_after_merges_audiences_oldest_first(store: Store) -> None:
         save(store, message("SMe4", at(4), desk=OTHER_DESK, phone="+15550002222")),
     ]
     wanted = [stored[i] for i in (0, 1, 3, 4)]
-    events = store.events_after([DESK, OTHER_DESK], None, 100)
+    everything = store.events_after([DESK, OTHER_DESK], None, 100)
+    events = everything.events
     assert [e.key for e in events] == [e.key for e in wanted]
     assert [e.payload["sid"] for e in events] == ["SMe0", "SMe1", "SMe3", "SMe4"]
     assert events[0] == Event(DESK, "inbound", {"sid": "SMe0"}, at(0), key=stored[0].key)
-    assert [e.key for e in store.events_after([DESK, OTHER_DESK], events[1].key, 100)] == [e.key for e in wanted[2:]]
-    assert [e.key for e in store.events_after([DESK, OTHER_DESK], None, 2)] == [e.key for e in wanted[:2]]
-    assert store.events_after([DESK, OTHER_DESK], events[-1].key, 100) == []
-    assert store.events_after([], None, 100) == []
+    first_two = store.events_after([DESK, OTHER_DESK], None, 2)
+    assert [e.key for e in first_two.events] == [e.key for e in wanted[:2]]
+    rest = store.events_after([DESK, OTHER_DESK], first_two.cursor, 100)
+    assert [e.key for e in rest.events] == [e.key for e in wanted[2:]]
+    assert rest.cursor == everything.cursor
+    assert store.events_after([DESK, OTHER_DESK], rest.cursor, 100) == EventPage([], rest.cursor)
+    assert store.events_after([], None, 100).events == []
+    with pytest.raises(ValueError):
+        store.events_after([DESK, OTHER_DESK], "not-a-cursor", 100)
+
+
+def test_a_reader_passes_an_event_purged_below_later_ones(store: Store) -> None:
+    """Purge leaves a hole in the sequence; the cursor must step over it, not wait for it forever."""
+    first = save(store, message("SMg0", at(10)))
+    purged = save(store, message("SMg1", at(0), phone="+15550002222"))
+    last = save(store, message("SMg2", at(20)))
+    store.mark_published(purged)
+    assert store.purge(at(5)) == 1
+    page = store.events_after([DESK], None, 10)
+    assert [e.key for e in page.events] == [first.key, last.key]
+    assert store.events_after([DESK], store.events_after([DESK], None, 1).cursor, 10).events == [last]
+    assert store.events_after([DESK], page.cursor, 10).events == []
 
 
 def test_pending_events_and_mark_published(store: Store) -> None:
@@ -299,7 +318,7 @@ def test_pending_events_and_mark_published(store: Store) -> None:
 
     store.mark_published(first)
     assert [e.key for e in store.pending_events(at(60), 10)] == [second.key]
-    assert [e.published for e in store.events_after([DESK], None, 10)] == [True, False]
+    assert [e.published for e in store.events_after([DESK], None, 10).events] == [True, False]
 
 
 # -- key/value and hits
@@ -387,7 +406,7 @@ def test_purge_removes_old_rows_and_keeps_new_ones(store: Store) -> None:
     assert [s.status for s in store.statuses("SMearly")] == ["sent"]
     assert [m.sid for m in store.history(PHONE, None, 10)[0]] == ["SMnew"]
     assert [c.last_sid for c in store.conversations(DESK)] == ["SMnew"]
-    remaining = store.events_after([DESK], None, 100)
+    remaining = store.events_after([DESK], None, 100).events
     assert old.key not in [e.key for e in remaining] and len(remaining) == 5
     assert store.count_hits("ns", "k", at(0)) == (1, at(2 * day))
     assert store.purge(at(day)) == 0
@@ -529,17 +548,21 @@ def test_table_duplicate_repairs_what_a_crash_left_undone(azurite: str) -> None:
         for table in (EVENTS, HISTORY, CONVERSATIONS):
             client = service.get_table_client(prefix + table)
             for entity in list(client.list_entities()):
-                client.delete_entity(entity["PartitionKey"], entity["RowKey"])
-    assert store.events_after([DESK], None, 10) == []
+                if entity["RowKey"] != "h":  # an audience's head is never lost: it moves in the event's transaction
+                    client.delete_entity(entity["PartitionKey"], entity["RowKey"])
+    assert store.events_after([DESK], None, 10).events == []
 
     assert store.save_message(record, event_for(record)) is None
     assert store.add_status(status, Event(DESK, "status", {"status": "delivered"}, at(1))) is None
-    assert store.events_after([DESK], None, 10) == [first, status_event]
+    repaired = store.events_after([DESK], None, 10).events
+    assert [replace(e, key="") for e in repaired] == [replace(e, key="") for e in (first, status_event)]
+    assert repaired[0].key > status_event.key, "a new number: a reader may already be past the old ones"
     assert [m.sid for m in store.history(PHONE, None, 10)[0]] == ["SMcrash"]
     [conversation] = store.conversations(DESK)
     assert (conversation.last_sid, conversation.unread) == ("SMcrash", 1)
     assert store.save_message(record, event_for(record)) is None
     assert store.conversations(DESK)[0].unread == 1
+    assert store.events_after([DESK], None, 10).events == repaired
     store.close()
 
 

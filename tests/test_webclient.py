@@ -1,7 +1,8 @@
 """End-to-end tests of the web client (webclient/) in real headless Chromium.
 
-Two browser contexts play two front desks against the local devhost; patients
-reply through the Twilio sandbox. Every wait is bounded (expect timeouts).
+Browser contexts play staff at the clinic's two desks against the local devhost: Maria and Ken at
+Reception, Priya at Billing; patients reply through the Twilio sandbox. Every wait is bounded
+(expect timeouts).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.devhost import DevhostProcess
 from tests.support.tools import require_tool
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
@@ -38,6 +41,8 @@ VIEWPORT: ViewportSize = {"width": 1280, "height": 800}
 NARROW: ViewportSize = {"width": 375, "height": 740}
 IMG_DIR = Path(__file__).resolve().parents[1] / "docs" / "img"
 XSS = "<img src=x onerror=alert(1)>"
+ADMIN_CODE = secrets.token_urlsafe(18)
+DESK_NAMES = {"reception": "Reception", "billing": "Billing"}
 
 expect.set_options(timeout=10_000)
 
@@ -85,6 +90,30 @@ class Desk:
         expect(self.bubble(text)).to_be_visible()
         expect(self.page.locator("#compose-text")).to_have_value("")
 
+    def event_line(self, text: str):
+        """The centred line of a change of owner ("Now with Billing (Maria)")."""
+        return self.page.locator("#message-list li.msg.event").filter(
+            has=self.page.locator(".event-text").filter(has_text=re.compile("^" + re.escape(text) + "$"))
+        )
+
+    def switch_desk(self, desk: str) -> None:
+        """Move this browser to another desk with the picker in the header."""
+        page = self.page
+        self.open_desk_menu()
+        self.desk_item(desk).click()
+        expect(page.locator("#desk-name")).to_have_text(DESK_NAMES[desk])
+        expect(page.locator("#desk-menu")).to_be_hidden()
+        expect(page.get_by_role("button", name="Switch desk")).to_be_focused()
+        self.expect_connected()
+
+    def open_desk_menu(self) -> None:
+        self.page.get_by_role("button", name="Switch desk").click()
+        expect(self.page.locator("#desk-menu")).to_be_visible()
+
+    def desk_item(self, desk: str):
+        """A desk in the open "Switch desk" menu."""
+        return self.page.locator(f'#desk-list button[data-desk="{desk}"]')
+
 
 def patient_replies(devhost: Any, phone: str, body: str, image: bool = False) -> None:
     payload: dict[str, Any] = {"body": body}
@@ -104,6 +133,15 @@ def phone_received(devhost: Any, phone: str, text: str, timeout: float = 10) -> 
     return False
 
 
+def session_id(page: Page) -> str:
+    """The staff session (the token's `sid`) this browser keeps in localStorage."""
+    sid: str = page.evaluate(
+        "() => JSON.parse(atob(JSON.parse(localStorage.getItem('smsrelay.session')).token.split('.')[1]"
+        ".replace(/-/g, '+').replace(/_/g, '/'))).sid"
+    )
+    return sid
+
+
 # ---- fixtures --------------------------------------------------------------
 
 
@@ -116,7 +154,19 @@ def browser() -> Iterator[Browser]:
         b.close()
 
 
-def open_desk(browser: Browser, devhost: Any) -> Desk:
+@pytest.fixture(scope="module")
+def devhost(broker: Any, signing_key: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevhostProcess]:
+    """The shared fixture's devhost, with an operator code for the admin page and reminders that C confirms."""
+    data_dir = tmp_path_factory.mktemp("devhost")
+    env = {"RELAY_ADMIN_CODE": ADMIN_CODE, "KEYWORD_HANDLERS": "confirm"}
+    with DevhostProcess(
+        broker, data_dir, access_code=secrets.token_urlsafe(12), signing_key=signing_key, extra_env=env
+    ) as host:
+        yield host
+
+
+def open_desk(browser: Browser, devhost: Any, name: str, desk_id: str = "reception") -> Desk:
+    """A fresh browser that follows an invite link, gives its name, and works at desk `desk_id`."""
     context = browser.new_context(viewport=VIEWPORT, locale="en-US", timezone_id="America/Los_Angeles")
     context.set_default_timeout(10_000)
     page = context.new_page()
@@ -136,16 +186,25 @@ def open_desk(browser: Browser, devhost: Any) -> Desk:
     page.on("console", on_console)
     response = page.goto(f"{devhost.base_url}/?code={devhost.access_code}")
     assert response is not None and "script-src 'self'" in (response.headers.get("content-security-policy") or "")
-    desk.expect_connected()
     assert "code=" not in page.url, "the access code must be stripped from the address bar"
-    expect(page.locator("#desk-alias")).not_to_be_empty()
-    expect(page.locator("#desk-hint")).to_contain_text("patients can start a reply with #")
+    # The code came with the link; the page asks only for the name.
+    expect(page.get_by_label("Your name")).to_be_focused()
+    page.get_by_label("Your name").fill(name)
+    page.keyboard.press("Enter")
+    desk.expect_connected()
+    expect(page.locator("#desk-name")).to_have_text("Reception")  # the default desk
+    expect(page.locator("#desk-alias")).to_have_text("#R")
+    expect(page.locator("#desk-hint")).to_have_text("patients start a reply with #R to reach you")
+    expect(page.locator("#staff-name")).to_have_text(name)
+    if desk_id != "reception":
+        desk.switch_desk(desk_id)
     return desk
 
 
 @pytest.fixture(scope="module")
 def desk_a(browser: Browser, devhost: Any) -> Iterator[Desk]:
-    desk = open_desk(browser, devhost)
+    """Maria at Reception."""
+    desk = open_desk(browser, devhost, "Maria")
     yield desk
     assert not desk.errors, desk.errors
     desk.page.context.close()
@@ -153,7 +212,17 @@ def desk_a(browser: Browser, devhost: Any) -> Iterator[Desk]:
 
 @pytest.fixture(scope="module")
 def desk_b(browser: Browser, devhost: Any) -> Iterator[Desk]:
-    desk = open_desk(browser, devhost)
+    """Priya at Billing."""
+    desk = open_desk(browser, devhost, "Priya", "billing")
+    yield desk
+    assert not desk.errors, desk.errors
+    desk.page.context.close()
+
+
+@pytest.fixture(scope="module")
+def colleague(browser: Browser, devhost: Any) -> Iterator[Desk]:
+    """Ken, also at Reception, on another computer."""
+    desk = open_desk(browser, devhost, "Ken")
     yield desk
     assert not desk.errors, desk.errors
     desk.page.context.close()
@@ -171,17 +240,43 @@ def test_sign_in_errors_and_sign_out(browser: Browser, devhost: Any) -> None:
         expect(page.locator("#signin")).to_be_visible()
         expect(page.get_by_label("Access code")).to_be_focused()
         page.get_by_label("Access code").fill("not-the-code")
+        page.get_by_label("Your name").fill("Maria")
         page.keyboard.press("Enter")
         expect(page.locator("#signin-error")).to_contain_text("not valid")
+        expect(page.get_by_label("Access code")).to_be_focused()
         page.get_by_label("Access code").fill(devhost.access_code)
+        # The name is needed, and 40 characters at most (counted as people see them).
+        page.get_by_label("Your name").fill("")
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.locator("#signin-error")).to_contain_text("Enter your name")
+        expect(page.get_by_label("Your name")).to_be_focused()
+        expect(page.get_by_label("Your name")).to_have_attribute("aria-invalid", "true")
+        page.get_by_label("Your name").fill("é" * 41)
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.locator("#signin-error")).to_contain_text("40 at most")
+        # Refused by the server (a bidi override), explained in its words.
+        page.get_by_label("Your name").fill("Maria\u202e")
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.locator("#signin-error")).to_contain_text("name")
+        expect(page.locator("#app")).to_be_hidden()
+        page.get_by_label("Your name").fill("Maria")
         page.get_by_role("button", name="Sign in").click()
         expect(page.locator("#conn-state")).to_have_attribute("data-state", "connected")
+        expect(page.locator("#staff-name")).to_have_text("Maria")
         assert page.evaluate("localStorage.getItem('smsrelay.session')") is not None
+        assert page.evaluate("localStorage.getItem('smsrelay.staffName')") == "Maria"
+        # A reload carries on with the same session: no second sign-in.
+        before = session_id(page)
+        page.reload()
+        expect(page.locator("#conn-state")).to_have_attribute("data-state", "connected")
+        expect(page.locator("#staff-name")).to_have_text("Maria")
+        assert session_id(page) == before
         page.get_by_role("button", name="Sign out").click()
         expect(page.locator("#signin")).to_be_visible()
         expect(page.locator("#app")).to_be_hidden()
         assert page.evaluate("localStorage.getItem('smsrelay.session')") is None
         assert page.evaluate("localStorage.getItem('smsrelay.accessCode')") is None
+        expect(page.get_by_label("Your name")).to_have_value("Maria")  # remembered for next time
     finally:
         context.close()
 
@@ -288,6 +383,280 @@ def test_two_tabs_of_one_desk_share_the_conversation(desk_a: Desk, devhost: Any)
         assert not tab.errors, tab.errors
     finally:
         second.close()
+
+
+def test_two_people_at_one_desk_share_it_and_billing_sees_none_of_it(
+    desk_a: Desk, colleague: Desk, desk_b: Desk, devhost: Any
+) -> None:
+    # Maria and Ken, in two fresh browsers, are both at Reception.
+    expect(colleague.page.locator("#desk-name")).to_have_text("Reception")
+    desk_a.send_new("(415) 555-0110", "+14155550110", "Hello from Maria")
+    expect(colleague.conv("+14155550110")).to_be_visible()  # live, in the other browser
+    colleague.open("+14155550110")
+    expect(colleague.bubble("Hello from Maria")).to_be_visible()
+    expect(colleague.bubble("Hello from Maria").locator(".sender")).to_have_text("Maria")
+
+    patient_replies(devhost, "+14155550110", "Reply seen at both computers")
+    for desk in (desk_a, colleague):
+        expect(desk.bubble("Reply seen at both computers")).to_be_visible()
+
+    # Ken answers; Maria sees it live, with his name on it.
+    colleague.send_compose("Ken here, happy to help")
+    expect(colleague.bubble("Ken here, happy to help").locator(".sender")).to_have_text("Ken")
+    expect(desk_a.bubble("Ken here, happy to help")).to_be_visible()
+    expect(desk_a.bubble("Ken here, happy to help").locator(".sender")).to_have_text("Ken")
+    expect(desk_a.bubble("Ken here, happy to help").locator(".meta")).to_have_text(
+        re.compile(r"^Sent by Ken · \d{1,2}:\d{2}\s?[AP]M · (sent|delivered ✓)$")
+    )
+    expect(desk_a.conv("+14155550110")).to_contain_text("Ken: Ken here, happy to help")
+
+    # Billing sees none of it.
+    expect(desk_b.conv("+14155550110")).to_have_count(0)
+    expect(desk_b.page.locator("body")).not_to_contain_text("Reply seen at both computers")
+    expect(desk_b.page.locator("body")).not_to_contain_text("Ken here")
+
+
+def test_staff_names_on_outbound_messages_after_a_reload(desk_a: Desk, colleague: Desk) -> None:
+    page = desk_a.page
+    desk_a.open("+14155550110")
+    desk_a.send_compose("Maria again: see you tomorrow")
+    expect(desk_a.bubble("Maria again: see you tomorrow").locator(".status")).to_have_text(re.compile("delivered"))
+    page.reload()
+    desk_a.expect_connected()
+    desk_a.open("+14155550110")
+    for text, name in (
+        ("Hello from Maria", "Maria"),
+        ("Ken here, happy to help", "Ken"),
+        ("Maria again: see you tomorrow", "Maria"),
+    ):
+        expect(desk_a.bubble(text).locator(".meta")).to_have_text(
+            re.compile(rf"^Sent by {name} · \d{{1,2}}:\d{{2}}\s?[AP]M · delivered ✓$")
+        )
+    expect(desk_a.bubble("Reply seen at both computers").locator(".sender")).to_have_count(0)
+    colleague.page.reload()
+    colleague.expect_connected()
+    colleague.open("+14155550110")
+    expect(colleague.bubble("Maria again: see you tomorrow").locator(".sender")).to_have_text("Maria")
+    expect(colleague.bubble("Ken here, happy to help").locator(".sender")).to_have_text("Ken")
+
+
+def test_transfer_to_billing_with_a_note(desk_a: Desk, colleague: Desk, desk_b: Desk, devhost: Any) -> None:
+    page = desk_a.page
+    desk_a.send_new("(415) 555-0111", "+14155550111", "Your invoice is attached")
+    patient_replies(devhost, "+14155550111", "I was charged twice")
+    expect(desk_a.bubble("I was charged twice")).to_be_visible()
+    expect(desk_b.conv("+14155550111")).to_have_count(0)
+
+    page.get_by_role("button", name="Transfer").click()
+    dialog = page.locator("#transfer-dialog")
+    expect(dialog).to_be_visible()
+    expect(page.get_by_label("To desk")).to_be_focused()
+    expect(page.get_by_label("To desk").locator("option")).to_have_text([re.compile(r"^Billing · \d+ online$")])
+    page.get_by_label("Note for the other desk (optional)").fill("x" * 501)
+    expect(page.locator("#transfer-count")).to_have_text("501 / 500")
+    expect(page.locator("#transfer-submit")).to_be_disabled()
+    page.get_by_label("Note for the other desk (optional)").fill("Charged twice in March; please refund one.")
+    expect(page.locator("#transfer-submit")).to_be_enabled()
+    page.screenshot(path=str(IMG_DIR / "transfer.png"))
+    page.locator("#transfer-submit").click()
+    expect(dialog).to_be_hidden()
+
+    # Billing, live: the conversation in its list, its history, the line and the note.
+    line = "Now with Billing (Maria)"
+    expect(desk_b.conv("+14155550111")).to_be_visible()
+    expect(desk_b.conv("+14155550111")).to_contain_text(line)
+    expect(desk_b.page.locator("#list-notice")).to_contain_text("is now with this desk (Maria)")
+    desk_b.open("+14155550111")
+    expect(desk_b.bubble("Your invoice is attached")).to_be_visible()
+    expect(desk_b.bubble("Your invoice is attached").locator(".sender")).to_have_text("Maria")
+    expect(desk_b.bubble("I was charged twice")).to_be_visible()
+    expect(desk_b.event_line(line)).to_be_visible()
+    expect(desk_b.event_line(line).locator(".event-note")).to_have_text(
+        "Note from Maria: Charged twice in March; please refund one."
+    )
+    expect(desk_b.page.get_by_role("button", name="Transfer")).to_be_visible()
+    expect(desk_b.page.locator("#conv-owner")).to_be_hidden()
+
+    # Reception keeps its thread, with the line, and says whose it is now.
+    for desk in (desk_a, colleague):
+        expect(desk.conv("+14155550111")).to_contain_text(line)
+    expect(desk_a.event_line(line)).to_be_visible()
+    expect(page.locator("#conv-owner")).to_have_text("With Billing")
+    expect(page.get_by_role("button", name="Transfer")).to_be_hidden()
+    expect(page.locator("#conv-title")).to_be_focused()
+
+    # The patient's next reply reaches Billing only.
+    patient_replies(devhost, "+14155550111", "Thanks, who do I talk to now?")
+    expect(desk_b.bubble("Thanks, who do I talk to now?")).to_be_visible()
+    page.wait_for_timeout(500)
+    for desk in (desk_a, colleague):
+        expect(desk.page.locator("body")).not_to_contain_text("who do I talk to now")
+
+    # Escape closes the dialog and gives the focus back to its button.
+    desk_a.open("+14155550110")
+    page.get_by_role("button", name="Transfer").click()
+    expect(dialog).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    expect(page.get_by_role("button", name="Transfer")).to_be_focused()
+
+
+def test_transfer_refused_in_words_when_a_colleague_was_quicker(desk_a: Desk, colleague: Desk) -> None:
+    page = desk_a.page
+    desk_a.send_new("(415) 555-0113", "+14155550113", "Who should I ask about parking?")
+    page.get_by_role("button", name="Transfer").click()
+    page.get_by_label("Note for the other desk (optional)").fill("Parking question")
+    # Meanwhile Ken, at the same desk, hands it over first.
+    expect(colleague.conv("+14155550113")).to_be_visible()
+    colleague.open("+14155550113")
+    colleague.page.get_by_role("button", name="Transfer").click()
+    colleague.page.locator("#transfer-submit").click()
+    expect(colleague.event_line("Now with Billing (Ken)")).to_be_visible()
+    expect(desk_a.event_line("Now with Billing (Ken)")).to_be_visible()  # behind Maria's open dialog, live
+
+    page.locator("#transfer-submit").click()
+    expect(page.locator("#transfer-error")).to_have_text(
+        "This conversation is no longer with your desk, so you cannot transfer it."
+    )
+    page.get_by_role("button", name="Cancel").click()
+    expect(page.locator("#transfer-dialog")).to_be_hidden()
+    expect(page.locator("#conv-owner")).to_have_text("With Billing")
+
+
+def test_take_over_by_sending_asks_first(desk_a: Desk, desk_b: Desk, devhost: Any) -> None:
+    desk_a.send_new("(415) 555-0112", "+14155550112", "Reception: your test results are in")
+    page = desk_b.page
+    page.click("#new-message-btn")
+    page.fill("#new-phone", "(415) 555-0112")
+    page.fill("#new-text", "Billing: about your bill")
+    page.click("#new-send")
+    prompt = page.locator("#new-takeover")
+    expect(prompt).to_be_visible()
+    expect(prompt).to_contain_text("This patient's conversation is with Reception.")
+    expect(prompt).to_contain_text("Take over the conversation?")
+    expect(prompt.get_by_role("button", name="Take over and send")).to_be_focused()
+    assert desk_b.dialogs == [], "the question is asked in the page, not with window.confirm"
+
+    # "Cancel" sends nothing; the text stays.
+    prompt.get_by_role("button", name="Cancel").click()
+    expect(prompt).to_be_hidden()
+    expect(page.locator("#new-error")).to_contain_text("Not sent")
+    expect(page.locator("#new-text")).to_have_value("Billing: about your bill")
+    assert not phone_received(devhost, "+14155550112", "Billing: about your bill", timeout=0.5)
+
+    page.click("#new-send")
+    expect(prompt).to_be_visible()
+    prompt.get_by_role("button", name="Take over and send").click()
+    expect(page.locator("#new-dialog")).to_be_hidden()
+    expect(page.locator("#conversation")).to_have_attribute("data-phone", "+14155550112")
+    assert phone_received(devhost, "+14155550112", "Billing: about your bill")
+
+    line = "Now with Billing (Priya)"
+    # Billing now has the history from before, and both threads show the line.
+    expect(desk_b.bubble("Reception: your test results are in")).to_be_visible()
+    expect(desk_b.bubble("Billing: about your bill")).to_be_visible()
+    expect(desk_b.event_line(line)).to_be_visible()
+    expect(desk_a.event_line(line)).to_be_visible()
+    expect(desk_a.page.locator("#conv-owner")).to_have_text("With Billing")
+    expect(desk_a.bubble("Billing: about your bill")).to_have_count(0)  # not Reception's any more
+    expect(desk_a.conv("+14155550112")).to_contain_text(line)
+
+    # And back, from Reception's compose box: asked there, then Reception reads what Billing wrote meanwhile.
+    page = desk_a.page
+    desk_a.open("+14155550112")
+    page.fill("#compose-text", "Reception again: please call us")
+    page.press("#compose-text", "Enter")
+    prompt = page.locator("#compose-takeover")
+    expect(prompt).to_contain_text("This patient's conversation is with Billing. Take over the conversation?")
+    prompt.get_by_role("button", name="Take over and send").click()
+    expect(prompt).to_be_hidden()
+    expect(desk_a.bubble("Reception again: please call us")).to_be_visible()
+    expect(page.locator("#compose-text")).to_have_value("")
+    expect(desk_a.event_line("Now with Reception (Maria)")).to_be_visible()
+    expect(desk_a.bubble("Billing: about your bill")).to_be_visible()
+    expect(page.locator("#conv-owner")).to_be_hidden()
+    expect(page.get_by_role("button", name="Transfer")).to_be_visible()
+    expect(desk_b.event_line("Now with Reception (Maria)")).to_be_visible()
+    expect(desk_b.page.locator("#conv-owner")).to_have_text("With Reception")
+
+
+def test_switching_desks_with_the_picker(colleague: Desk, desk_a: Desk, devhost: Any) -> None:
+    page = colleague.page
+    # The menu works from the keyboard: it opens on the first other desk, Escape closes it.
+    toggle = page.get_by_role("button", name="Switch desk")
+    expect(toggle).to_have_attribute("aria-expanded", "false")
+    toggle.focus()
+    page.keyboard.press("Enter")
+    expect(toggle).to_have_attribute("aria-expanded", "true")
+    expect(colleague.desk_item("billing")).to_be_focused()
+    # The list is fetched again when the menu is used: who is online where, and which desk this is.
+    expect(page.locator("#desk-list .desk-item")).to_have_text(
+        [re.compile(r"^Reception · #R[2-9] online · this desk$"), re.compile(r"^Billing · #B[1-9] online$")]
+    )
+    expect(colleague.desk_item("reception")).to_be_disabled()
+    expect(colleague.desk_item("reception")).to_have_attribute("aria-current", "true")
+    page.keyboard.press("Escape")
+    expect(page.locator("#desk-menu")).to_be_hidden()
+    expect(toggle).to_be_focused()
+
+    # A second tab of the same browser shares its session, and follows it to the other desk.
+    second = page.context.new_page()
+    try:
+        tab = Desk(second)
+        second.on("pageerror", lambda e: tab.errors.append(str(e)))
+        second.goto(f"{devhost.base_url}/")
+        tab.expect_connected()
+        expect(second.locator("#desk-name")).to_have_text("Reception")
+        assert session_id(second) == session_id(page)
+
+        reception_sid = session_id(page)
+        page.bring_to_front()  # Ken works in the first tab; a background tab's frames are throttled
+        colleague.switch_desk("billing")
+        expect(page.locator("#desk-alias")).to_have_text("#B")
+        expect(page.locator("#staff-name")).to_have_text("Ken")
+        assert session_id(page) != reception_sid
+        # Billing's list, not Reception's.
+        expect(colleague.conv("+14155550111")).to_be_visible()
+        expect(colleague.conv("+14155550110")).to_have_count(0)
+        expect(second.locator("#desk-name")).to_have_text("Billing")
+        tab.expect_connected()
+        expect(second.locator('#conv-list li[data-phone="+14155550110"]')).to_have_count(0)
+
+        # Live at Billing, in both tabs, with Billing's own catch-up.
+        colleague.open("+14155550111")
+        patient_replies(devhost, "+14155550111", "Any news on the refund?")
+        expect(colleague.bubble("Any news on the refund?")).to_be_visible()
+        expect(second.locator('#conv-list li[data-phone="+14155550111"]')).to_contain_text("Any news on the refund?")
+        expect(desk_a.page.locator("body")).not_to_contain_text("Any news on the refund?")
+
+        colleague.switch_desk("reception")
+        expect(colleague.conv("+14155550110")).to_be_visible()
+        expect(colleague.conv("+14155550111")).to_contain_text("Now with Billing (Maria)")
+        expect(second.locator("#desk-name")).to_have_text("Reception")
+        assert not tab.errors, tab.errors
+    finally:
+        second.close()
+
+
+def test_a_refused_token_signs_in_again_as_the_same_person_at_the_same_desk(desk_b: Desk) -> None:
+    page = desk_b.page
+    before = session_id(page)
+    # The stored token no longer passes (as after the signing key changed): the page signs in again with the
+    # code and the name it remembers, at the desk it was at.
+    page.evaluate(
+        """() => {
+          const s = JSON.parse(localStorage.getItem('smsrelay.session'));
+          s.token = s.token.slice(0, -6) + (s.token.endsWith('AAAAAA') ? 'BBBBBB' : 'AAAAAA');
+          localStorage.setItem('smsrelay.session', JSON.stringify(s));
+        }"""
+    )
+    page.reload()
+    desk_b.expect_connected()
+    expect(page.locator("#desk-name")).to_have_text("Billing")
+    expect(page.locator("#staff-name")).to_have_text("Priya")
+    expect(page.locator("#signin")).to_be_hidden()
+    assert session_id(page) != before
+    expect(desk_b.conv("+14155550111")).to_be_visible()
 
 
 def test_reload_restores_and_broker_outage_catches_up_exactly_once(desk_a: Desk, desk_b: Desk, devhost: Any) -> None:
@@ -512,10 +881,108 @@ def test_narrow_screen_is_one_column_with_back_button(desk_a: Desk) -> None:
         page.set_viewport_size(VIEWPORT)
 
 
-def test_screenshots(browser: Browser, desk_a: Desk, desk_b: Desk, devhost: Any) -> None:
+def test_operator_page(browser: Browser, desk_a: Desk, devhost: Any) -> None:
+    context = browser.new_context(viewport=VIEWPORT, locale="en-US", timezone_id="America/Los_Angeles")
+    context.set_default_timeout(10_000)
+    victim: Desk | None = None
+    errors: list[str] = []
+    try:
+        page = context.new_page()
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        response = page.goto(f"{devhost.base_url}/admin.html")
+        assert response is not None and "script-src 'self'" in (response.headers.get("content-security-policy") or "")
+        code = page.get_by_label("Operator code")
+        expect(code).to_be_focused()
+        code.fill(devhost.access_code)  # the staff access code opens nothing here
+        page.keyboard.press("Enter")
+        expect(page.locator("#admin-signin-error")).to_contain_text("wrong")
+        expect(page.locator("#admin")).to_be_hidden()
+        code.fill(ADMIN_CODE)
+        page.keyboard.press("Enter")
+        expect(page.locator("#admin")).to_be_visible()
+        assert page.evaluate("sessionStorage.getItem('smsrelay.adminCode')") == ADMIN_CODE
+        assert page.evaluate("localStorage.getItem('smsrelay.adminCode')") is None
+
+        desk_row = lambda desk_id: page.locator(f'#desk-rows tr[data-desk="{desk_id}"]')  # noqa: E731
+        expect(desk_row("reception").locator("th, td")).to_have_text(
+            ["Reception", "#R", "reception", re.compile(r"^[1-9]\d*$"), "Live", "EditArchive…"]
+        )
+        expect(desk_row("billing")).to_contain_text("#B")
+
+        # Add a desk; a patient code already taken is refused in the API's words.
+        page.get_by_label("Name", exact=True).fill("Nurse line")
+        page.get_by_label("Patient code (optional)").fill("N")
+        page.get_by_role("button", name="Add desk").click()
+        expect(desk_row("nurse_line").locator("th, td").first).to_have_text("Nurse line")
+        expect(desk_row("nurse_line")).to_contain_text("#N")
+        expect(page.locator("#admin-notice")).to_contain_text("Added Nurse line")
+        page.get_by_label("Name", exact=True).fill("Pharmacy")
+        page.get_by_label("Patient code (optional)").fill("B")
+        page.get_by_role("button", name="Add desk").click()
+        expect(page.locator("#add-error")).not_to_be_empty()
+        expect(page.locator("#desk-rows tr")).to_have_count(3)
+
+        # Rename and change the code inline (Enter saves); staff see it in their picker.
+        page.get_by_role("button", name="Edit Nurse line").click()
+        expect(page.get_by_label("Name of Nurse line")).to_be_focused()
+        page.get_by_label("Name of Nurse line").fill("Nurses")
+        page.get_by_label("Patient code of Nurse line").fill("NU")
+        page.keyboard.press("Enter")
+        expect(desk_row("nurse_line").locator("th")).to_have_text("Nurses")
+        expect(desk_row("nurse_line")).to_contain_text("#NU")
+        expect(page.get_by_role("button", name="Edit Nurses")).to_be_focused()
+        desk_a.open_desk_menu()
+        expect(desk_a.desk_item("nurse_line")).to_have_text("Nurses · #NU0 online")
+        desk_a.page.keyboard.press("Escape")
+
+        # End one browser's session: that browser goes back to the sign-in screen and stays there.
+        victim = open_desk(browser, devhost, "Temp Worker")
+        page.get_by_role("button", name="Refresh").click()
+        page.get_by_role("button", name="End Temp Worker's session at Reception").click()
+        expect(page.locator("#admin-notice")).to_have_text("Ended Temp Worker's session at Reception.")
+        expect(page.locator("#session-rows")).not_to_contain_text("Temp Worker")
+        expect(victim.page.locator("#signin")).to_be_visible(timeout=20_000)
+        expect(victim.page.locator("#signin-error")).to_have_text("Your session was ended. Sign in again to continue.")
+        victim.page.reload()
+        expect(victim.page.locator("#signin")).to_be_visible()
+        expect(victim.page.locator("#signin-error")).to_contain_text("Your session was ended")
+
+        # End every session of one person (two computers).
+        devhost.session(staff="Temp Two")
+        devhost.session("billing", staff="Temp Two")
+        page.get_by_role("button", name="Refresh").click()
+        expect(page.locator("#session-rows tr").filter(has_text="Temp Two")).to_have_count(2)
+        page.get_by_role("button", name="End all sessions of Temp Two").first.click()
+        expect(page.locator("#admin-notice")).to_have_text("Ended 2 sessions of Temp Two.")
+        expect(page.locator("#session-rows tr").filter(has_text="Temp Two")).to_have_count(0)
+        expect(page.locator("#session-rows tr").filter(has_text="Maria")).not_to_have_count(0)
+
+        # Archive, with a confirm step that can be declined.
+        page.get_by_role("button", name="Archive Nurses").click()
+        expect(desk_row("nurse_line")).to_contain_text("Archive Nurses?")
+        expect(page.get_by_role("button", name="Keep it")).to_be_focused()
+        page.get_by_role("button", name="Keep it").click()
+        expect(page.get_by_role("button", name="Archive Nurses")).to_be_focused()
+        page.get_by_role("button", name="Archive Nurses").click()
+        page.get_by_role("button", name="Archive desk").click()
+        expect(desk_row("nurse_line")).to_contain_text("Archived")
+        expect(page.locator("#admin-notice")).to_contain_text("Nurses is archived: 0 sessions ended")
+        expect(page.get_by_role("button", name="Edit Nurses")).to_have_count(0)
+        desk_a.open_desk_menu()
+        expect(desk_a.page.locator("#desk-list .desk-item")).to_have_count(2)
+        desk_a.page.keyboard.press("Escape")
+        desk_a.expect_connected()
+        assert not errors, errors
+    finally:
+        if victim is not None:
+            victim.page.context.close()
+        context.close()
+
+
+def test_screenshots(browser: Browser, desk_a: Desk, colleague: Desk, desk_b: Desk, devhost: Any) -> None:
     IMG_DIR.mkdir(parents=True, exist_ok=True)
 
-    # conversation.png: a reminder that was confirmed, a delivered text, an MMS reply.
+    # conversation.png: a confirmed reminder, texts from two colleagues (their names on the bubbles), an MMS reply.
     page = desk_a.page
     page.click("#new-message-btn")
     page.fill("#new-phone", "(415) 555-0107")
@@ -530,19 +997,42 @@ def test_screenshots(browser: Browser, desk_a: Desk, desk_b: Desk, devhost: Any)
     expect(reminder.locator(".status")).to_have_text(re.compile("delivered"))
     patient_replies(devhost, "+14155550107", "C")
     expect(desk_a.bubble("C")).to_be_visible()
+    expect(reminder.locator(".reminder-badge")).to_have_text("Reminder confirmed ✓")
     desk_a.send_compose("Thank you! See you then. Please bring your insurance card.")
-    patient_replies(devhost, "+14155550107", "Here is my card", image=True)
-    expect(desk_a.bubble("Here is my card").locator("img")).to_have_attribute("src", re.compile("^blob:"))
-    thanks = desk_a.bubble("Thank you! See you then", exact=False)
-    expect(thanks.locator(".status")).to_have_text(re.compile("delivered"))
+    patient_replies(devhost, "+14155550107", "Here is my card. Is parking free?", image=True)
+    expect(desk_a.bubble("Here is my card", exact=False).locator("img")).to_have_attribute("src", re.compile("^blob:"))
+    expect(colleague.conv("+14155550107")).to_be_visible()
+    colleague.open("+14155550107")
+    colleague.send_compose("Yes, parking is free for patients. Ken, front desk")
+    for text in ("Thank you! See you then", "Yes, parking is free"):
+        bubble = desk_a.bubble(text, exact=False)
+        expect(bubble.locator(".status")).to_have_text(re.compile("delivered"))
+    expect(desk_a.bubble("Yes, parking is free", exact=False).locator(".sender")).to_have_text("Ken")
+    expect(reminder.locator(".sender")).to_have_text("Maria")
+    expect(desk_a.bubble("Here is my card", exact=False).locator("img")).to_have_js_property("complete", True)
     page.screenshot(path=str(IMG_DIR / "conversation.png"))
 
-    # inbox.png: desk B freshly loaded, with a new (unrouted) conversation waiting.
+    # desk-picker.png: Ken opens the "Switch desk" menu (with who is online where).
+    cpage = colleague.page
+    cpage.get_by_role("button", name="Switch desk").focus()
+    cpage.keyboard.press("Enter")
+    expect(cpage.locator("#desk-list .desk-item")).to_have_text(
+        [re.compile(r"^Reception · #R\d+ online · this desk$"), re.compile(r"^Billing · #B\d+ online$")]
+    )
+    expect(colleague.desk_item("billing")).to_be_focused()
+    cpage.screenshot(path=str(IMG_DIR / "desk-picker.png"), clip={"x": 0, "y": 0, "width": 1280, "height": 320})
+    cpage.keyboard.press("Escape")
+    expect(cpage.locator("#desk-menu")).to_be_hidden()
+
+    # inbox.png: Billing freshly loaded, a new (unrouted) conversation waiting, and one Reception transferred
+    # open: its history, the line and the note, then the patient's replies to Billing.
     patient_replies(devhost, "+14155550106", "Hello, I need to reschedule my cleaning next week")
     desk_b.page.reload()
     desk_b.expect_connected()
     expect(desk_b.unrouted("+14155550106")).to_be_visible()
-    expect(desk_b.conv("+14155550102")).to_be_visible()
+    desk_b.open("+14155550111")
+    expect(desk_b.event_line("Now with Billing (Maria)").locator(".event-note")).to_be_visible()
+    expect(desk_b.bubble("Any news on the refund?")).to_be_visible()
     desk_b.page.screenshot(path=str(IMG_DIR / "inbox.png"))
 
     # phone.png: the sandbox phone simulator.
@@ -556,6 +1046,6 @@ def test_screenshots(browser: Browser, desk_a: Desk, desk_b: Desk, devhost: Any)
     finally:
         context.close()
 
-    for name in ("inbox.png", "conversation.png", "phone.png"):
+    for name in ("inbox.png", "conversation.png", "phone.png", "desk-picker.png", "transfer.png"):
         data = (IMG_DIR / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5_000, name

@@ -11,7 +11,7 @@ from twilio.request_validator import HMAC_SHA256, RequestValidator
 from functions.http import webhook_request
 from relay.errors import Forbidden, PayloadTooLarge, UnsupportedMediaType
 from relay.settings import Settings
-from relay.webhooks import WebhookValidator, public_url
+from relay.webhooks import WebhookValidator, public_base, public_url
 
 TOKEN = "12345"
 VECTOR_URL = "https://mycompany.com/myapp.php?foo=1&bar=2"
@@ -32,6 +32,7 @@ def settings(**env: str) -> Settings:
         "TWILIO_FROM_NUMBER": "+14155550100",
         "RELAY_SIGNING_KEY": "k" * 40,
         "RELAY_ACCESS_CODE": "code",
+        "WEBHOOK_HOSTS": "relay.example.org,mycompany.com",
     }
     return Settings.from_mapping({**base, **env})
 
@@ -128,6 +129,29 @@ def test_sha256_signatures_validate_through_the_sdk_with_the_shared_key() -> Non
         WebhookValidator(settings()).validate(req)
 
 
+def test_a_replay_signed_for_another_deployment_is_refused_by_its_host() -> None:
+    """Host: is the caller's to write; with PUBLIC_BASE_URL unset only the hosts this deployment owns count."""
+    params = {"MessageSid": "SM" + "d" * 32, "Body": "staging"}
+    url = "http://staging.example.org/api/receive_sms"
+    req = webhook_request(
+        request(url, params, {"X-Twilio-Signature": signed(url, params), "Host": "staging.example.org"})
+    )
+    with pytest.raises(Forbidden) as refused:
+        WebhookValidator(settings()).validate(req)
+    assert refused.value.code == "host_not_allowed"
+    WebhookValidator(settings(WEBHOOK_HOSTS="staging.example.org")).validate(req)
+    WebhookValidator(settings(WEBHOOK_HOSTS="", WEBSITE_HOSTNAME="staging.example.org")).validate(req)
+    with pytest.raises(Forbidden):
+        WebhookValidator(settings(WEBHOOK_HOSTS="staging.example.org:8080")).validate(req)
+
+
+def test_status_callbacks_go_only_to_a_host_this_deployment_owns() -> None:
+    assert public_base(settings(), "http://relay.example.org:8080/api/send_sms", {}) == "http://relay.example.org:8080"
+    assert public_base(settings(), "http://attacker.example/api/send_sms", {}) == ""
+    chosen = settings(PUBLIC_BASE_URL="https://relay.example.org")
+    assert public_base(chosen, "http://attacker.example/api/send_sms", {}) == "https://relay.example.org"
+
+
 def test_a_webhook_that_is_not_a_form_or_too_large_is_refused_before_validation() -> None:
     req = func.HttpRequest(method="POST", url=VECTOR_URL, headers={"Content-Type": "application/json"}, body=b"{}")
     with pytest.raises(UnsupportedMediaType):
@@ -135,3 +159,25 @@ def test_a_webhook_that_is_not_a_form_or_too_large_is_refused_before_validation(
     big = request(VECTOR_URL, {"Body": "x" * 70_000})
     with pytest.raises(PayloadTooLarge):
         webhook_request(big)
+
+
+def test_repeated_keys_are_signed_with_every_value_as_twilio_python_vectors_show() -> None:
+    """twilio-python's duplicate-key vector (tests/unit/test_request_validator.py): Digits=5678&Digits=1234."""
+    body = b"Sid=CA123&SidAccount=AC123&Digits=5678&Digits=1234"
+    req = func.HttpRequest(
+        method="POST",
+        url=VECTOR_URL,
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Twilio-Signature": "IK+Dwps556ElfBT0I3Rgjkr1wJU=",
+        },
+        body=body,
+    )
+    webhook = webhook_request(req)
+    assert webhook.params["Digits"] == "5678"  # the relay still reads the first value
+    WebhookValidator(settings()).validate(webhook)
+    dropped = func.HttpRequest(
+        method="POST", url=VECTOR_URL, headers=dict(req.headers), body=b"Sid=CA123&SidAccount=AC123&Digits=5678"
+    )
+    with pytest.raises(Forbidden):
+        WebhookValidator(settings()).validate(webhook_request(dropped))

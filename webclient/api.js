@@ -1,5 +1,5 @@
 // HTTP API client. Every error comes back as ApiError with the contract's
-// code/message (plus twilioCode and retryAfter when present).
+// code/message (plus twilioCode, retryAfter and the whole error object when present).
 
 export class ApiError extends Error {
   constructor(status, code, message, extra = {}) {
@@ -9,8 +9,12 @@ export class ApiError extends Error {
     this.code = code;
     this.twilioCode = extra.twilioCode ?? null;
     this.retryAfter = extra.retryAfter ?? null;
+    this.details = extra.details ?? {};
   }
 }
+
+/** The codes of a 401 that mean the session is over, not that the token needs replacing. */
+export const SESSION_OVER = new Set(["signed_out", "desk_archived"]);
 
 const NETWORK_MESSAGE = "Could not reach the server. Check the connection and try again.";
 
@@ -18,7 +22,7 @@ export class Api {
   constructor(base = "/api") {
     this.base = base;
     this.token = null;
-    /** called on a 401 for a Bearer request; should renew and return true to retry once */
+    /** called with the ApiError of a 401 for a Bearer request; returns true (new token) to retry once */
     this.onUnauthorized = null;
   }
 
@@ -38,36 +42,50 @@ export class Api {
     } catch {
       throw new ApiError(0, "network_error", NETWORK_MESSAGE);
     }
-    if (res.status === 401 && auth && retry && this.onUnauthorized) {
-      if (await this.onUnauthorized()) {
+    if (!res.ok) {
+      const err = await toError(res);
+      if (res.status === 401 && auth && retry && this.onUnauthorized && (await this.onUnauthorized(err))) {
         return this.request(method, path, { body, headers, auth, raw, retry: false });
       }
+      throw err;
     }
-    if (!res.ok) throw await toError(res);
     if (raw) return res;
     if (res.status === 204) return null;
     const text = await res.text();
     return text ? JSON.parse(text) : null;
   }
 
-  // --- session ---------------------------------------------------------
-  createSession({ accessCode, webAppId, token }) {
-    const body = { accessCode };
-    if (webAppId) body.webAppId = webAppId;
-    if (token) body.token = token;
+  // --- session and desks -----------------------------------------------
+  /** A new staff session: the access code, who signs in, and the desk (none: the default desk). */
+  createSession({ accessCode, staffName, desk }) {
+    const body = { staffName };
+    if (accessCode) body.accessCode = accessCode;
+    if (desk) body.desk = desk;
     return this.request("POST", "/session", { body, auth: false });
   }
-  renewSession(extra = {}) {
-    return this.request("POST", "/session", { body: extra, retry: false });
+  /** The same session (desk, staff) with a fresh token and broker credentials. */
+  renewSession(token = this.token) {
+    return this.request("POST", "/session", { auth: false, headers: bearer(token) });
   }
-  deleteSession() {
-    return this.request("DELETE", "/session", { retry: false });
+  /** Ends one session (this browser's by default); the desk's other browsers carry on. */
+  deleteSession(token = this.token) {
+    return this.request("DELETE", "/session", { auth: false, headers: bearer(token) });
+  }
+  desks() {
+    return this.request("GET", "/desks");
+  }
+  presence() {
+    return this.request("POST", "/presence");
   }
 
   // --- messages --------------------------------------------------------
-  sendSms({ to, body, confirm = false, mediaUrl = [] }, idempotencyKey) {
+  sendSms({ to, body, confirm = false, mediaUrl = [], takeOver = false }, idempotencyKey) {
     const headers = idempotencyKey ? { "Idempotency-Key": idempotencyKey } : {};
-    return this.request("POST", "/send_sms", { body: { to, body, confirm, mediaUrl }, headers });
+    return this.request("POST", "/send_sms", { body: { to, body, confirm, mediaUrl, takeOver }, headers });
+  }
+  transfer(phone, desk, note) {
+    const body = note ? { desk, note } : { desk };
+    return this.request("POST", `/conversations/${encodeURIComponent(phone)}/transfer`, { body });
   }
   conversations() {
     return this.request("GET", "/conversations");
@@ -98,13 +116,17 @@ export class Api {
   }
 }
 
+const bearer = (token) => (token ? { Authorization: `Bearer ${token}` } : {});
+
 async function toError(res) {
   let code = `http_${res.status}`;
   let message = `The server answered ${res.status}.`;
   let twilioCode = null;
+  let details = {};
   try {
     const data = await res.json();
     if (data && data.error) {
+      details = data.error;
       code = data.error.code || code;
       message = data.error.message || message;
       twilioCode = data.error.twilioCode ?? null;
@@ -114,7 +136,13 @@ async function toError(res) {
   }
   const ra = res.headers.get("Retry-After");
   const retryAfter = ra && /^\d+$/.test(ra.trim()) ? Number(ra.trim()) : null;
-  return new ApiError(res.status, code, message, { twilioCode, retryAfter });
+  return new ApiError(res.status, code, message, { twilioCode, retryAfter, details });
+}
+
+/** The first sentence of a server message ("This patient's conversation is with Billing."). */
+export function firstSentence(text) {
+  const m = /^.*?[.!?](?=\s|$)/s.exec(text ?? "");
+  return (m ? m[0] : text ?? "").trim();
 }
 
 /** A staff-facing sentence for an API error. */
@@ -145,8 +173,22 @@ export function explainApiError(err) {
       return NETWORK_MESSAGE;
     case "invalid_access_code":
       return "That access code is not valid.";
+    case "invalid_staff_name":
+      return err.message || "Enter your name (1 to 40 characters).";
     case "already_claimed":
       return "Another desk has already claimed this conversation.";
+    case "owned_by_other_desk":
+      return firstSentence(err.message) || "This patient's conversation is with another desk.";
+    case "not_owner":
+      return "This conversation is no longer with your desk, so you cannot transfer it.";
+    case "desk_not_found":
+      return "That desk does not exist (any more). Choose another one.";
+    case "desk_archived":
+      return "That desk has been archived. Choose another one.";
+    case "invalid_note":
+      return err.message || "The note is too long (500 characters at most).";
+    case "signed_out":
+      return "Your session has ended. Sign in again.";
     default:
       return err.message || "Something went wrong.";
   }

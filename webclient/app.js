@@ -1,14 +1,17 @@
 // Wiring: builds the store, the sidebar, the conversation pane, the composers,
-// live events, and the session, connects them, and starts.
+// the desks, the transfer dialog, live events, and the session, connects them,
+// and starts.
 import { Api } from "./api.js";
 import { Composer, NewMessageForm } from "./compose.js";
 import { ConversationPane } from "./conversation.js";
+import { Desks } from "./desks.js";
 import { LiveEvents } from "./events.js";
 import { ConversationLists } from "./lists.js";
 import { updateTitle, wireNotifyButton } from "./notifications.js";
 import { $, refreshRelativeTimes } from "./render.js";
 import { Session } from "./session.js";
 import { Store } from "./state.js";
+import { TransferDialog } from "./transfer.js";
 
 const api = new Api("/api");
 const store = new Store();
@@ -20,14 +23,23 @@ const lists = new ConversationLists({ api, store, onOpen: open });
 const composer = new Composer({ api, store, onSent: revealSent });
 const pane = new ConversationPane({ api, store, lists, composer });
 const newMessage = new NewMessageForm({ api, store, onSent: revealSent, onOpen: open });
-const events = new LiveEvents({ api, store, lists, pane, onAuthError: () => session.reauthenticate() });
+const desks = new Desks({
+  api,
+  store,
+  onSwitch: (deskId) => session.switchDesk(deskId),
+  showNotice: (text) => lists.showNotice(text),
+});
+new TransferDialog({ api, store, desks });
+const events = new LiveEvents({ api, store, lists, pane, onAuthError: () => session.recover() });
 const session = new Session({
   api,
   store,
   lists,
   events,
+  desks,
   onReset: () => {
     events.stop();
+    for (const id of ["new-dialog", "transfer-dialog"]) if ($(id).open) $(id).close();
     store.clear();
     pane.reset();
     lists.render();
@@ -38,6 +50,9 @@ const session = new Session({
 store.onShow = (msg) => pane.showMessage(msg);
 store.onChange = (msg) => pane.updateMessage(msg);
 store.onLists = () => lists.renderSoon();
+store.onOwner = (phone) => {
+  if (store.current === phone) pane.showOwner();
+};
 
 wireNotifyButton();
 $("new-message-btn").addEventListener("click", () => newMessage.open());

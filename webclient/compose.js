@@ -1,9 +1,13 @@
 // Writing texts: the compose box under the open conversation (with a draft
-// per conversation) and the "New message" dialog with its appointment reminder.
+// per conversation) and the "New message" dialog with its appointment reminder;
+// both ask before taking a patient over from another desk.
 import { ApiError, explainApiError } from "./api.js";
 import { COUNTRIES, formatPhone, normalizePhone } from "./phone.js";
 import { $ } from "./render.js";
 import { countSegments, describeSegments, MAX_CHARS } from "./segments.js";
+import { cancelTakeOver, sendOrTakeOver } from "./takeover.js";
+
+const NOT_TAKEN = "Not sent. The conversation stays with the other desk.";
 
 const KEY_COUNTRY = "smsrelay.country";
 
@@ -33,6 +37,7 @@ function recordSent(store, phone, res, text) {
     errorMessage: null,
     media: [],
     reminder: res.reminder ?? null,
+    sentBy: res.sentBy ?? store.session?.staff ?? null,
   };
   const target = res.to ?? phone;
   const merged = store.addMessage(target, msg);
@@ -83,6 +88,7 @@ export class Composer {
 
   /** Show the draft of the conversation just opened. */
   load(phone) {
+    cancelTakeOver("compose-takeover");
     this.key = null;
     $("compose-text").value = this.store.drafts.get(phone) ?? "";
     $("compose-error").textContent = "";
@@ -117,9 +123,23 @@ export class Composer {
     err.textContent = "";
     err.dataset.kind = "";
     this.update();
-    $("compose-send").textContent = "Sending…";
+    const button = $("compose-send");
+    button.textContent = "Sending…";
     try {
-      const res = await this.api.sendSms({ to: phone, body: text }, this.key);
+      const res = await sendOrTakeOver(
+        (takeOver) => {
+          if (takeOver) this.key = uuid(); // the refused attempt sent nothing
+          button.textContent = "Sending…";
+          return this.api.sendSms({ to: phone, body: text, takeOver }, this.key);
+        },
+        { promptId: "compose-takeover", deskName: store.session?.desk?.name, returnFocus: box },
+      ).finally(() => { button.textContent = "Send"; });
+      if (res === null) {
+        this.key = null;
+        err.textContent = NOT_TAKEN;
+        err.dataset.kind = "api";
+        return;
+      }
       this.key = null;
       this.onSent(recordSent(store, phone, res, text), res.sid);
       if (box.value === text && store.current === phone) box.value = "";
@@ -202,6 +222,7 @@ export class NewMessageForm {
     $("new-time").addEventListener("change", () => this.fillTemplate(false));
     $("new-template").addEventListener("click", () => this.fillTemplate(true));
     $("new-cancel").addEventListener("click", () => $("new-dialog").close());
+    $("new-dialog").addEventListener("close", () => cancelTakeOver("new-takeover"));
     $("new-form").addEventListener("submit", (ev) => {
       ev.preventDefault();
       this.send();
@@ -283,10 +304,25 @@ export class NewMessageForm {
     this.key = this.key ?? uuid();
     $("new-error").textContent = "";
     $("new-error").dataset.kind = "";
-    $("new-send").textContent = "Sending…";
+    const button = $("new-send");
+    button.textContent = "Sending…";
     this.update();
     try {
-      const res = await this.api.sendSms({ to: check.e164, body: text, confirm: $("new-confirm").checked }, this.key);
+      const confirm = $("new-confirm").checked;
+      const res = await sendOrTakeOver(
+        (takeOver) => {
+          if (takeOver) this.key = uuid(); // the refused attempt sent nothing
+          button.textContent = "Sending…";
+          return this.api.sendSms({ to: check.e164, body: text, confirm, takeOver }, this.key);
+        },
+        { promptId: "new-takeover", deskName: this.store.session?.desk?.name, returnFocus: $("new-text") },
+      ).finally(() => { button.textContent = "Send"; });
+      if (res === null) {
+        this.key = null;
+        $("new-error").textContent = NOT_TAKEN;
+        $("new-error").dataset.kind = "api";
+        return;
+      }
       this.key = null;
       const sent = { ...res, to: res.to ?? check.e164, reminder: $("new-confirm").checked ? "pending" : null };
       this.onSent(recordSent(this.store, check.e164, sent, text), sent.sid);

@@ -28,7 +28,7 @@ export class Connection {
   start(mqttInfo) {
     this.stop();
     this.topics = mqttInfo.topics ?? [];
-    this.creds = { username: mqttInfo.username, password: mqttInfo.password };
+    this.creds = { username: mqttInfo.username, password: mqttInfo.password, clientId: mqttInfo.clientId };
     this.delay = BASE_DELAY;
     this._setState("connecting");
     const client = mqtt.connect(mqttInfo.url, {
@@ -50,6 +50,7 @@ export class Connection {
       // Fresh credentials (renewed token) and the next back-off step.
       client.options.username = this.creds.username;
       client.options.password = this.creds.password;
+      client.options.clientId = this.creds.clientId;
       this.delay = Math.min(MAX_DELAY, Math.round(this.delay * 1.7));
       client.options.reconnectPeriod = this.delay + Math.floor(Math.random() * 300);
       this._down();
@@ -73,10 +74,10 @@ export class Connection {
     window.addEventListener("offline", this._onBrowserOffline);
   }
 
-  /** After a token renewal: the next (re)connect uses these. */
-  updateCredentials(username, password) {
+  /** After a token renewal: the next (re)connect uses these (on Mosquitto the username is the client id). */
+  updateCredentials({ username, password, clientId }) {
     if (!this.creds) return;
-    this.creds = { username, password };
+    this.creds = { username, password, clientId: clientId ?? this.creds.clientId };
     if (this.client) {
       this.client.options.username = username;
       this.client.options.password = password;

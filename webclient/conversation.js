@@ -1,5 +1,6 @@
-// The conversation pane: the open conversation's messages, paging back through
-// its history, read receipts to the server, and images fetched as blob URLs.
+// The conversation pane: the open conversation's messages and whose they are,
+// paging back through its history, loading it again when it comes to this
+// desk, read receipts to the server, and images fetched as blob URLs.
 import { explainApiError } from "./api.js";
 import { formatPhone } from "./phone.js";
 import { $, MessageView } from "./render.js";
@@ -72,7 +73,8 @@ export class ConversationPane {
     return this.store.current === phone && !document.hidden && $("layout").dataset.view === "conversation";
   }
 
-  async open(phone) {
+  /** quiet: loading it again in place (keep the focus where it is). */
+  async open(phone, { quiet = false } = {}) {
     const store = this.store;
     if (store.current !== phone) {
       this.composer.saveDraft();
@@ -82,9 +84,10 @@ export class ConversationPane {
     }
     $("pane-empty").hidden = true;
     $("conversation").hidden = false;
-    $("layout").dataset.view = "conversation";
+    if (!quiet) $("layout").dataset.view = "conversation";
     $("conv-title").textContent = formatPhone(phone);
     $("conversation").dataset.phone = phone;
+    this.showOwner();
     this.lists.render();
 
     const t = store.thread(phone);
@@ -94,6 +97,10 @@ export class ConversationPane {
       try {
         const res = await this.api.messages(phone, { limit: PAGE });
         for (const m of res?.messages ?? []) store.addMessage(phone, m);
+        if (res && "owner" in res) {
+          const latest = (res.messages ?? []).reduce((a, m) => (ts(m.at) > ts(a) ? m.at : a), null);
+          store.setOwner(phone, res.owner, latest);
+        }
         t.next = res?.next ?? null;
         t.loaded = true;
       } catch (err) {
@@ -102,18 +109,52 @@ export class ConversationPane {
         return;
       }
       t.loading = false;
+      if (t.stale) {
+        // It changed desk while the first page was on its way: that page may lack the earlier history.
+        t.stale = false;
+        t.loaded = false;
+        return this.open(phone, { quiet });
+      }
     }
     if (store.current !== phone) return;
+    this.showOwner();
     const msgs = [...t.sids].map((sid) => store.bySid.get(sid)).filter(Boolean).sort((a, b) => ts(a.at) - ts(b.at));
     for (const m of msgs) this.view.upsert(m);
     this.updateHistoryStatus();
     this.scrollToBottom();
-    this.markRead(phone);
-    if (window.matchMedia("(min-width: 701px)").matches) this.composer.focus();
-    else $("conv-title").focus({ preventScroll: true });
+    if (!quiet || this.isViewing(phone)) this.markRead(phone);
+    if (!quiet) {
+      if (window.matchMedia("(min-width: 701px)").matches) this.composer.focus();
+      else $("conv-title").focus({ preventScroll: true });
+    }
     // A short first page might not fill the pane: load more so scrolling works.
     const s = this.scroller();
     if (t.next && s.scrollHeight <= s.clientHeight) this.loadOlder();
+  }
+
+  /** The conversation came to this desk: load it again, now with the history from before. */
+  reloadThread(phone) {
+    const t = this.store.threads.get(phone);
+    if (!t) return;
+    if (t.loading) {
+      t.stale = true;
+      return;
+    }
+    if (!t.loaded) return;
+    t.loaded = false;
+    t.next = null;
+    if (this.store.current === phone) this.open(phone, { quiet: true });
+  }
+
+  /** The header says whose conversation it is when it is not this desk's; only the owner may transfer it. */
+  showOwner() {
+    const phone = this.store.current;
+    const info = phone ? this.store.owners.get(phone) : null;
+    const badge = $("conv-owner");
+    const elsewhere = info && !info.yours && info.owner;
+    badge.textContent = elsewhere ? `With ${info.owner.name}` : "";
+    badge.hidden = !elsewhere;
+    $("transfer-btn").hidden = !(info && info.yours);
   }
 
   close() {

@@ -1,9 +1,10 @@
 // Live events: the MQTT connection and its status line, catching up over HTTP
 // after every (re)connect, and what each event (inbound, outbound, status,
-// claimed, reminder) does to the store. MQTT and catch-up share one path.
+// claimed, reminder, owner) does to the store. MQTT and catch-up share one path.
 import { ApiError } from "./api.js";
 import { Connection } from "./connection.js";
 import { notify } from "./notifications.js";
+import { formatPhone } from "./phone.js";
 import { $ } from "./render.js";
 import { cursorKey } from "./session.js";
 import { ts } from "./state.js";
@@ -56,7 +57,7 @@ export class LiveEvents {
   }
 
   updateCredentials(mqtt) {
-    this.conn?.updateCredentials(mqtt.username, mqtt.password);
+    this.conn?.updateCredentials(mqtt);
   }
 
   async catchUp() {
@@ -146,6 +147,7 @@ export class LiveEvents {
           errorMessage: null,
           media: Array.isArray(p.media) ? p.media : [],
           reminder: p.reminder ?? null,
+          sentBy: p.sentBy ?? null,
         };
         const conv = store.convs.get(msg.to);
         const isNew = !store.bySid.has(msg.sid);
@@ -161,6 +163,9 @@ export class LiveEvents {
         break;
       case "reminder":
         store.applyReminder(p.MessageSid, p.state);
+        break;
+      case "owner":
+        this.onOwner(p, live);
         break;
       default:
         break;
@@ -183,6 +188,44 @@ export class LiveEvents {
       if (viewing) this.pane.markRead(phone);
       else this.notify(phone, msg);
     }
+  }
+
+  /** A conversation changed desk (transfer, takeover, alias reply, archive): both desks hear of it. */
+  onOwner(p, live) {
+    const store = this.store;
+    const phone = p.phone;
+    if (!p.MessageSid || !phone) return;
+    const msg = {
+      sid: p.MessageSid,
+      direction: "event",
+      from: null,
+      to: phone,
+      body: p.Body ?? "",
+      displayBody: p.Body ?? "",
+      at: p.at ?? new Date().toISOString(),
+      status: null,
+      errorCode: null,
+      errorMessage: null,
+      media: [],
+      reminder: null,
+      line: { reason: p.reason ?? null, from: p.from ?? null, to: p.to ?? null, by: p.by ?? null, note: p.note ?? null },
+    };
+    const isNew = !store.bySid.has(msg.sid);
+    // A live event is the latest change; a replayed one counts only if nothing newer is known.
+    const newest = live || ts(msg.at) >= ts(store.owners.get(phone)?.at);
+    store.addMessage(phone, msg);
+    if (newest) store.setOwner(phone, p.to ?? null, msg.at);
+    const mine = store.session.webAppId;
+    store.touchConversation(phone, store.bySid.get(msg.sid), false);
+    if (p.to?.id === mine && newest) {
+      // Now ours: the history from before (the other desk's) is there to load.
+      this.pane.reloadThread(phone);
+      if (isNew && live && p.from?.id !== mine) {
+        const who = p.by?.name ? ` (${p.by.name})` : "";
+        this.lists.showNotice(`${formatPhone(phone)} is now with this desk${who}.`);
+      }
+    }
+    this.lists.refreshSoon();
   }
 
   onUnroutedInbound(msg) {

@@ -13,6 +13,7 @@ export class ConversationLists {
     this.onOpen = onOpen;
     this.renderQueued = false;
     this.noticeTimer = null;
+    this.refreshTimer = null;
   }
 
   render() {
@@ -36,6 +37,14 @@ export class ConversationLists {
     }, 0);
   }
 
+  /** Load the lists again shortly (once for a burst of changes of owner). */
+  refreshSoon() {
+    clearTimeout(this.refreshTimer);
+    this.refreshTimer = setTimeout(() => {
+      if (this.store.session) this.refresh().catch(() => {});
+    }, 250);
+  }
+
   showNotice(text) {
     const box = $("list-notice");
     box.textContent = text;
@@ -47,7 +56,9 @@ export class ConversationLists {
   /** Load both lists from the server, keeping anything newer we already know. */
   async refresh() {
     const store = this.store;
+    const desk = store.session?.webAppId;
     const [c, u] = await Promise.all([this.api.conversations(), this.api.unrouted()]);
+    if (store.session?.webAppId !== desk) return; // switched desk meanwhile
     for (const item of c?.conversations ?? []) {
       const local = store.convs.get(item.phone);
       if (local && ts(local.lastAt) > ts(item.lastAt)) {

@@ -67,7 +67,8 @@ function snippetOf(conv) {
   if (!m) return "";
   const text = (m.displayBody ?? m.body ?? "").replace(/\s+/g, " ").trim();
   const shown = text || (m.media && m.media.length ? "[image]" : "");
-  return m.direction === "outbound" ? `You: ${shown}` : shown;
+  if (m.direction !== "outbound") return shown; // inbound, or an event line ("Now with Billing (Maria)")
+  return `${m.sentBy?.name ?? "You"}: ${shown}`;
 }
 
 function keepFocus(list, rebuild) {
@@ -208,12 +209,15 @@ export class MessageView {
   }
 
   _create(msg) {
+    if (msg.direction === "event") return this._createEvent(msg);
     const outbound = msg.direction === "outbound";
     const body = el("p", { class: "body" });
     const media = el("div", { class: "media" });
     const bubble = el("div", { class: "bubble" }, body, media);
     const time = el("time", { class: "msg-time", dateTime: msg.at ?? "", title: fullTime(msg.at), text: clockTime(msg.at) });
-    const meta = el("p", { class: "meta" }, el("span", { class: "visually-hidden", text: outbound ? "Sent " : "Received " }), time);
+    const meta = el("p", { class: "meta" }, el("span", { class: "visually-hidden how", text: outbound ? "Sent " : "Received " }));
+    if (outbound) meta.append(el("span", { class: "sender", hidden: true }), el("span", { class: "sep sender-sep", "aria-hidden": "true", text: " · ", hidden: true }));
+    meta.append(time);
     if (outbound) meta.append(el("span", { class: "sep", "aria-hidden": "true", text: " · " }), el("span", { class: "status" }));
     const error = el("p", { class: "msg-error", hidden: true });
     const reminder = el("p", { class: "reminder-badge", hidden: true });
@@ -222,6 +226,32 @@ export class MessageView {
     for (const m of msg.media ?? []) media.append(this._image(m, msg));
     media.hidden = !(msg.media && msg.media.length);
     return li;
+  }
+
+  /** A change of owner: a centred line in the thread, with the transfer note under it. */
+  _createEvent(msg) {
+    const time = el("time", { class: "msg-time", dateTime: msg.at ?? "", title: fullTime(msg.at), text: clockTime(msg.at) });
+    return el("li", { class: "msg event", dataset: { sid: msg.sid, direction: "event" } },
+      el("p", { class: "event-line" },
+        el("span", { class: "event-text" }),
+        el("span", { class: "sep", "aria-hidden": "true", text: " · " }),
+        time,
+      ),
+      el("p", { class: "event-note", hidden: true },
+        el("span", { class: "note-label" }),
+        el("span", { class: "note-text" }),
+      ),
+    );
+  }
+
+  _updateEvent(node, msg) {
+    node.querySelector(".event-text").textContent = msg.body ?? "";
+    const line = msg.line ?? {};
+    const note = typeof line.note === "string" ? line.note.trim() : "";
+    const box = node.querySelector(".event-note");
+    box.hidden = note === "";
+    node.querySelector(".note-label").textContent = line.by?.name ? `Note from ${line.by.name}: ` : "Note: ";
+    node.querySelector(".note-text").textContent = note;
   }
 
   _image(m, msg) {
@@ -236,10 +266,22 @@ export class MessageView {
   }
 
   _update(node, msg) {
+    if (msg.direction === "event") {
+      this._updateEvent(node, msg);
+      return;
+    }
     const text = msg.direction === "inbound" ? (msg.displayBody ?? msg.body ?? "") : (msg.body ?? "");
     const body = node.querySelector(".body");
     if (body.textContent !== text) body.textContent = text;
     body.hidden = text === "";
+    const sender = node.querySelector(".sender");
+    if (sender) {
+      const name = msg.sentBy?.name ?? "";
+      sender.textContent = name;
+      sender.hidden = name === "";
+      node.querySelector(".sender-sep").hidden = name === "";
+      node.querySelector(".how").textContent = name ? "Sent by " : "Sent ";
+    }
     const status = node.querySelector(".status");
     if (status) {
       status.textContent = statusLine(msg);

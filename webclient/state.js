@@ -1,6 +1,7 @@
-// The desk's data: the session, the conversation lists, and every message
-// known so far, merged by MessageSid. Nothing here touches the DOM; the screen
-// hears about changes through the three callbacks set in app.js.
+// The desk's data: the session, the conversation lists, every message known
+// so far (merged by MessageSid), and which desk each conversation is with.
+// Nothing here touches the DOM; the screen hears about changes through the
+// callbacks set in app.js.
 
 const STATUS_RANK = {
   pending: 0, accepted: 1, queued: 1, sending: 2, sent: 3, delivered: 4, read: 5, failed: 9, undelivered: 9,
@@ -47,6 +48,7 @@ export class Store {
     this.current = null; // phone of the open conversation
     this.claiming = new Set();
     this.drafts = new Map();
+    this.owners = new Map(); // phone -> {owner: desk | null, yours: boolean, at: ISO time}
 
     /** A message of the open, loaded conversation was added or merged. */
     this.onShow = noop;
@@ -54,6 +56,8 @@ export class Store {
     this.onChange = noop;
     /** The conversation lists changed. */
     this.onLists = noop;
+    /** The desk a conversation is with changed (phone). */
+    this.onOwner = noop;
   }
 
   /** Forget everything but the session. */
@@ -66,6 +70,7 @@ export class Store {
     this.pendingReminder.clear();
     this.claiming.clear();
     this.drafts.clear();
+    this.owners.clear();
     this.cursor = null;
     this.current = null;
   }
@@ -132,7 +137,9 @@ export class Store {
   touchConversation(phone, msg, countUnread) {
     const conv = this.convs.get(phone) ?? { phone, lastMessage: null, unread: 0, lastAt: null };
     if (!conv.lastAt || ts(msg.at) >= ts(conv.lastAt)) {
-      conv.lastMessage = { sid: msg.sid, direction: msg.direction, body: msg.displayBody ?? msg.body, at: msg.at, media: msg.media };
+      conv.lastMessage = {
+        sid: msg.sid, direction: msg.direction, body: msg.displayBody ?? msg.body, at: msg.at, media: msg.media, sentBy: msg.sentBy,
+      };
       conv.lastAt = msg.at;
     }
     if (countUnread) conv.unread = (conv.unread ?? 0) + 1;
@@ -154,6 +161,18 @@ export class Store {
       });
     }
     this.onLists();
+  }
+
+  /**
+   * Which desk the conversation is with (null: none, it is unrouted) and whether that is this desk;
+   * at: the server's time of what says so (the latest message seen, or the change itself).
+   */
+  setOwner(phone, owner, at) {
+    if (!phone) return;
+    const yours = !!owner && owner.id === this.session?.webAppId;
+    const prev = this.owners.get(phone);
+    this.owners.set(phone, { owner: owner ?? null, yours, at: at ?? prev?.at ?? null });
+    if (prev?.owner?.id !== owner?.id || prev?.owner?.name !== owner?.name) this.onOwner(phone);
   }
 
   /** Zero a conversation's unread count; false if there is no such conversation. */

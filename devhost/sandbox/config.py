@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 
@@ -23,6 +25,25 @@ class SandboxConfig:
     webhook_url: str = ""
     public_base_url: str | None = None
     status_delay_seconds: float = 0.05
+    # Twilio promises no order for status callbacks: each waits a random 0..jitter ms of its own when set.
+    callback_jitter_ms: int = 0
+    # Advanced Opt-Out: Twilio answers STOP/START/HELP itself and tells the webhook so in OptOutType.
+    advanced_opt_out: bool = False
+    # Webhook signing with a shared key (HMAC-SHA256) instead of the Auth Token, as Twilio does once configured.
+    webhook_shared_key: str | None = field(default=None, repr=False)
+    webhook_shared_key_id: str = "webhooks_sharedkey_sandbox"
+
+    @classmethod
+    def options_from(cls, env: Mapping[str, str]) -> dict[str, Any]:
+        """The sandbox-only knobs a developer or a test sets in the environment (SANDBOX_*)."""
+        options: dict[str, Any] = {}
+        if jitter := env.get("SANDBOX_CALLBACK_JITTER_MS", "").strip():
+            if not jitter.isdigit():
+                raise ValueError("SANDBOX_CALLBACK_JITTER_MS must be a whole number of milliseconds")
+            options["callback_jitter_ms"] = int(jitter)
+        if env.get("SANDBOX_ADVANCED_OPT_OUT", "").strip().lower() in ("1", "true", "yes", "on"):
+            options["advanced_opt_out"] = True
+        return options
 
     @property
     def pool(self) -> tuple[str, ...]:

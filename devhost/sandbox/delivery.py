@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import mimetypes
+import random
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -42,7 +43,7 @@ def send_outbound(
 ) -> Message:
     """Accept a message from us to a phone and let it progress in the background like Twilio's queue."""
     message = state.add_message(
-        sid=new_sid("SM"),
+        sid=new_sid("MM" if media_urls else "SM"),
         from_=from_,
         to=to,
         body=body,
@@ -64,6 +65,8 @@ def _sticky_sender(state: SandboxState, config: SandboxConfig, phone: str) -> st
 
 
 async def _progress(state: SandboxState, config: SandboxConfig, sid: str) -> None:
+    """queued (or accepted, for a Messaging Service), sent, then the outcome; a callback for each change only,
+    so none for the status the message was created with, as Twilio does."""
     message = state.get_message(sid)
     if message is None:
         return
@@ -71,24 +74,32 @@ async def _progress(state: SandboxState, config: SandboxConfig, sid: str) -> Non
     final, error_code, error_message = FAILURES.get(message.to[-4:], ("delivered", None, None))
     for status in ("queued", "sent", final):
         await asyncio.sleep(config.status_delay_seconds)
+        previous = message.status
         changes: dict[str, Any] = {"status": status, "from_": sender}
         if status == "sent":
             changes["date_sent"] = utcnow()
         if status == final and error_code is not None:
             changes.update(error_code=error_code, error_message=error_message)
         message = state.update_message(sid, **changes)
-        if message.status_callback:
+        if not message.status_callback or status == previous:
+            continue
+        if config.callback_jitter_ms:
+            # Each callback on its own random delay: they may overtake one another, as Twilio's may.
+            delay = random.uniform(0, config.callback_jitter_ms / 1000)
+            state.spawn(_status_callback(config, message, message.status_callback, delay))
+        else:
             await _status_callback(config, message, message.status_callback)
 
 
-async def _status_callback(config: SandboxConfig, message: Message, url: str) -> None:
+async def _status_callback(config: SandboxConfig, message: Message, url: str, delay: float = 0.0) -> None:
     """One signed callback; our app being down or slow must not break the sandbox."""
+    await asyncio.sleep(delay)
     try:
         response = await post_signed(
+            config,
             config.reachable_url(url),
             url,
             status_params(message, config.account_sid),
-            config.auth_token,
             CALLBACK_TIMEOUT,
         )
     except httpx.HTTPError as exc:

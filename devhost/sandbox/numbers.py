@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import phonenumbers
 from phonenumbers import geocoder
 
 STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"})
 START_WORDS = frozenset({"START", "YES", "UNSTOP"})
+HELP_WORDS = frozenset({"HELP", "INFO"})
 
 _GSM7 = frozenset(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿"
@@ -49,6 +53,29 @@ def place_of(number: str) -> Place:
     if not state:
         return Place("", "", "", country)
     return Place(city.upper(), state, "", country)
+
+
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+
+
+def valid_url(url: str) -> bool:
+    """What Twilio takes for a StatusCallback or MediaUrl: an absolute http(s) URL on a well-formed host name
+    (letters, digits and hyphens: an underscore is refused) or an IP address."""
+    if not url or any(c.isspace() for c in url) or not url.isascii():
+        return False
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:
+        return False
+    host = parts.hostname or ""
+    if parts.scheme not in ("http", "https") or not host:
+        return False
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return all(_HOST_LABEL.match(label) for label in host.removesuffix(".").split("."))
+    return True
 
 
 def keyword(body: str) -> str:

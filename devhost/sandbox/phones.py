@@ -22,12 +22,13 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_CHARS = 1600
 
-# Twilio's default opt-out confirmations, sent to the phone whatever our app answers.
+# Twilio's opt-out confirmations, sent to the phone whatever our app answers (HELP only with Advanced Opt-Out).
 CONFIRMATIONS = {
     "stop": "You have successfully been unsubscribed. You will not receive any more messages from this number. "
     "Reply START to resubscribe.",
     "start": "You have successfully been re-subscribed to messages from this number. Reply HELP for help. "
     "Reply STOP to unsubscribe. Msg&Data Rates May Apply.",
+    "help": "Reply STOP to unsubscribe. Msg&Data Rates May Apply.",
 }
 
 
@@ -114,7 +115,7 @@ class Phones:
         if ours is None:
             return _bad(f"'to' must be one of our numbers: {', '.join(self.config.our_numbers) or 'none configured'}")
 
-        sid = new_sid("SM")
+        sid = new_sid("MM" if image else "SM")
         media: tuple[Media, ...] = ()
         if image:
             media_sid = new_sid("ME")
@@ -135,19 +136,19 @@ class Phones:
             media=media,
         )
         word = self.state.apply_keyword(phone, body)
-        if word:
+        answered = word if self.config.advanced_opt_out or word != "help" else None
+        if answered:
             send_outbound(
-                self.state, self.config, to=phone, from_=ours, body=CONFIRMATIONS[word], direction="outbound-reply"
+                self.state, self.config, to=phone, from_=ours, body=CONFIRMATIONS[answered], direction="outbound-reply"
             )
 
         if not self.config.webhook_url:
             return JSONResponse({"sid": sid, "error": "no webhook_url configured"}, status_code=502)
-        params = inbound_params(message, self.config.account_sid, self.config.messaging_service_sid)
+        opt_out_type = answered.upper() if answered and self.config.advanced_opt_out else None
+        params = inbound_params(message, self.config.account_sid, self.config.messaging_service_sid, opt_out_type)
         url = self.config.webhook_url
         try:
-            answer = await post_signed(
-                url, self.config.signed_url(url), params, self.config.auth_token, WEBHOOK_TIMEOUT
-            )
+            answer = await post_signed(self.config, url, self.config.signed_url(url), params, WEBHOOK_TIMEOUT)
         except httpx.HTTPError as exc:
             return JSONResponse({"sid": sid, "error": f"webhook {url} unreachable: {exc!r}"}, status_code=502)
         if answer.is_success:

@@ -8,7 +8,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
-from .state import Message
+from .state import Media, Message
 
 API_VERSION = "2010-04-01"
 
@@ -47,6 +47,19 @@ def message_json(message: Message, account_sid: str) -> dict[str, Any]:
         "subresource_uris": {"media": f"{uri}/Media.json", "feedback": f"{uri}/Feedback.json"},
         "to": message.to,
         "uri": f"{uri}.json",
+    }
+
+
+def media_json(media: Media, message: Message, account_sid: str) -> dict[str, Any]:
+    """Twilio's Media resource: metadata only; the content is at `uri` without `.json`."""
+    return {
+        "account_sid": account_sid,
+        "content_type": media.content_type,
+        "date_created": rfc2822(message.date_created),
+        "date_updated": rfc2822(message.date_created),
+        "parent_sid": message.sid,
+        "sid": media.sid,
+        "uri": f"{message_uri(account_sid, message.sid)}/Media/{media.sid}.json",
     }
 
 

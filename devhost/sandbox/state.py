@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import itertools
 import logging
+import secrets
 import threading
 import uuid
 from collections.abc import Coroutine
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from .numbers import START_WORDS, STOP_WORDS, keyword
+from .numbers import HELP_WORDS, START_WORDS, STOP_WORDS, keyword
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +30,13 @@ def utcnow() -> datetime:
 
 @dataclass(frozen=True)
 class Media:
-    """One attachment; data is held only for media a phone sent (the sandbox serves it like Twilio)."""
+    """One attachment; data is held only for media a phone sent, served from the "CDN" by its unguessable token."""
 
     sid: str
     content_type: str
     url: str
     data: bytes | None = None
+    cdn_token: str = field(default_factory=lambda: secrets.token_urlsafe(18))
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,7 @@ class SandboxState:
     _partner: dict[str, str] = field(default_factory=dict)
     _phones: dict[str, None] = field(default_factory=dict)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _faults: list[list[Any]] = field(default_factory=list)  # [path suffix, HTTP status, times left]
 
     # --- messages -------------------------------------------------------------------------------------------------
 
@@ -157,6 +160,11 @@ class SandboxState:
         message = self.get_message(message_sid)
         return next((m for m in message.media if m.sid == media_sid), None) if message else None
 
+    def media_by_token(self, token: str) -> Media | None:
+        with self._lock:
+            found = (m for message in self._messages.values() for m in message.media if m.cdn_token == token)
+            return next(found, None)
+
     # --- phones ---------------------------------------------------------------------------------------------------
 
     def phones(self) -> list[str]:
@@ -169,7 +177,7 @@ class SandboxState:
             return self._partner.get(phone)
 
     def apply_keyword(self, phone: str, body: str) -> str | None:
-        """Track opt-out like Twilio's default handling; returns "stop"/"start" when the body was a keyword."""
+        """Track opt-out like Twilio's default handling; returns "stop"/"start"/"help" when the body was one."""
         word = keyword(body)
         with self._lock:
             if word in STOP_WORDS:
@@ -178,7 +186,7 @@ class SandboxState:
             if word in START_WORDS:
                 self._opted_out.discard(phone)
                 return "start"
-        return None
+        return "help" if word in HELP_WORDS else None
 
     def is_opted_out(self, phone: str) -> bool:
         with self._lock:
@@ -197,6 +205,21 @@ class SandboxState:
     def clear_calls(self) -> None:
         with self._lock:
             self._calls.clear()
+
+    # --- injected faults ------------------------------------------------------------------------------------------
+
+    def add_fault(self, path_suffix: str, status: int, times: int) -> None:
+        with self._lock:
+            self._faults.append([path_suffix, status, times])
+
+    def take_fault(self, path: str) -> int | None:
+        """The status to fail this REST path with, using up one of the fault's times; None to serve it."""
+        with self._lock:
+            for fault in self._faults:
+                if path.endswith(fault[0]) and fault[2] > 0:
+                    fault[2] -= 1
+                    return int(fault[1])
+        return None
 
     # --- background work ------------------------------------------------------------------------------------------
 

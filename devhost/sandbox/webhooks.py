@@ -8,8 +8,9 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
 import httpx
-from twilio.request_validator import RequestValidator
+from twilio.request_validator import HMAC_SHA256, RequestValidator
 
+from .config import SandboxConfig
 from .numbers import place_of
 from .shapes import API_VERSION
 from .state import Message
@@ -26,24 +27,39 @@ def _tls() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
+def signature_headers(config: SandboxConfig, signed_url: str, params: dict[str, str]) -> dict[str, str]:
+    """X-Twilio-Signature with the Auth Token (HMAC-SHA1), or with the shared key (HMAC-SHA256) once one is
+    configured, which Twilio announces in X-Twilio-Webhooks-Signature-Settings."""
+    if not config.webhook_shared_key:
+        return {"X-Twilio-Signature": RequestValidator(config.auth_token).compute_signature(signed_url, params)}
+    signature = RequestValidator(config.webhook_shared_key).compute_signature(signed_url, params, HMAC_SHA256)
+    return {
+        "X-Twilio-Signature": signature,
+        "X-Twilio-Webhooks-Signature-Settings": f"key={config.webhook_shared_key_id},algorithm={HMAC_SHA256}",
+    }
+
+
 async def post_signed(
-    url: str, signed_url: str, params: dict[str, str], auth_token: str, timeout: httpx.Timeout
+    config: SandboxConfig, url: str, signed_url: str, params: dict[str, str], timeout: httpx.Timeout
 ) -> httpx.Response:
     """POST form params to url, signed for signed_url (the address Twilio believes it is calling)."""
-    signature = RequestValidator(auth_token).compute_signature(signed_url, params)
-    headers = {"X-Twilio-Signature": signature, "User-Agent": "TwilioProxy/1.1", "Accept": "*/*"}
+    headers = {**signature_headers(config, signed_url, params), "User-Agent": "TwilioProxy/1.1", "Accept": "*/*"}
     async with httpx.AsyncClient(timeout=timeout, verify=_tls()) as client:
         return await client.post(url, data=params, headers=headers)
 
 
-def inbound_params(message: Message, account_sid: str, messaging_service_sid: str | None) -> dict[str, str]:
-    """Every field of Twilio's incoming-SMS webhook for a message a phone sent us."""
+def inbound_params(
+    message: Message, account_sid: str, messaging_service_sid: str | None, opt_out_type: str | None = None
+) -> dict[str, str]:
+    """Every field of Twilio's incoming-message webhook for a message a phone sent us; OptOutType only where
+    Advanced Opt-Out handled a keyword."""
     sender, receiver = place_of(message.from_ or ""), place_of(message.to)
     params = {
         "ToCountry": receiver.country,
         "ToState": receiver.state,
         "SmsMessageSid": message.sid,
         "NumMedia": str(len(message.media)),
+        "ReferralNumMedia": "0",
         "ToCity": receiver.city,
         "FromZip": sender.zip,
         "SmsSid": message.sid,
@@ -62,6 +78,8 @@ def inbound_params(message: Message, account_sid: str, messaging_service_sid: st
     }
     if messaging_service_sid:
         params["MessagingServiceSid"] = messaging_service_sid
+    if opt_out_type:
+        params["OptOutType"] = opt_out_type
     for index, media in enumerate(message.media):
         params[f"MediaUrl{index}"] = media.url
         params[f"MediaContentType{index}"] = media.content_type
@@ -69,7 +87,8 @@ def inbound_params(message: Message, account_sid: str, messaging_service_sid: st
 
 
 def status_params(message: Message, account_sid: str) -> dict[str, str]:
-    """The status-callback form for the message's current status."""
+    """The status-callback form for the message's current status: the documented fields only (ErrorCode, no
+    ErrorMessage), with the carrier's RawDlrDoneDate (YYMMDDhhmm) on an SMS's delivered or undelivered."""
     params = {
         "MessageSid": message.sid,
         "SmsSid": message.sid,
@@ -84,7 +103,8 @@ def status_params(message: Message, account_sid: str) -> dict[str, str]:
         params["MessagingServiceSid"] = message.messaging_service_sid
     if message.error_code is not None:
         params["ErrorCode"] = str(message.error_code)
-        params["ErrorMessage"] = message.error_message or ""
+    if message.sid.startswith("SM") and message.status in ("delivered", "undelivered"):
+        params["RawDlrDoneDate"] = message.date_updated.strftime("%y%m%d%H%M")
     return params
 
 

@@ -13,5 +13,6 @@ bp = func.Blueprint()
 @bp.route(route="receive_sms", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @adapter
 def receive_sms(req: func.HttpRequest) -> func.HttpResponse:
-    result = get_runtime().inbound.receive(webhook_request(req))
+    rt, request = get_runtime(), webhook_request(req)
+    result = rt.webhook_deadline.run(lambda: rt.inbound.receive(request))
     return func.HttpResponse(result.twiml, status_code=200, mimetype="text/xml", charset="utf-8")

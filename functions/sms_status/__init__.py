@@ -13,5 +13,6 @@ bp = func.Blueprint()
 @bp.route(route="sms_status", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @adapter
 def sms_status(req: func.HttpRequest) -> func.HttpResponse:
-    get_runtime().delivery.receive(webhook_request(req))
+    rt, request = get_runtime(), webhook_request(req)
+    rt.webhook_deadline.run(lambda: rt.delivery.receive(request))
     return func.HttpResponse(status_code=204)

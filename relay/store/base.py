@@ -54,6 +54,22 @@ class Event:
 
 
 @dataclass(frozen=True)
+class EventPage:
+    """A page of the catch-up feed and where the next page starts (docs/catch-up.md)."""
+
+    events: list[Event]
+    cursor: str | None  # never past an event that can still commit below it
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """What a real write and read of a heartbeat row tells the health check."""
+
+    store_clock: datetime | None  # the store's own time at the write, where it keeps one (Table Storage)
+    wal_bytes: int | None  # SQLite's write-ahead log, which the checkpointer keeps bounded
+
+
+@dataclass(frozen=True)
 class Conversation:
     web_app_id: str
     phone: str
@@ -114,8 +130,9 @@ class Store(Protocol):
     def claim(self, phone: str, web_app_id: str, event: Event) -> Event | None:
         """Move an unrouted conversation's summary to a desk; None when it was not unrouted (already claimed)."""
 
-    def events_after(self, audiences: list[str], after: str | None, limit: int) -> list[Event]:
-        """Oldest first, strictly after the cursor."""
+    def events_after(self, audiences: list[str], after: str | None, limit: int) -> EventPage:
+        """Oldest first, strictly after the cursor, which only this store's pages give out (ValueError for any
+        other); each event is handed out once by a reader that follows the cursors, and none is ever skipped."""
 
     def pending_events(self, created_before: datetime, limit: int) -> list[Event]: ...
 
@@ -148,5 +165,8 @@ class Store(Protocol):
 
     def ping(self) -> None:
         """Raise StoreError when the store is unreachable."""
+
+    def heartbeat(self, key: str, now: datetime) -> Heartbeat:
+        """Write this instance's heartbeat row and read it back; StoreError when either fails."""
 
     def close(self) -> None: ...

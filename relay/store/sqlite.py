@@ -6,12 +6,13 @@ import fcntl
 import json
 import logging
 import os
+import secrets
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -20,6 +21,8 @@ from relay.store.base import (
     UNROUTED,
     Conversation,
     Event,
+    EventPage,
+    Heartbeat,
     MessageRecord,
     StatusRecord,
     StoreError,
@@ -28,6 +31,9 @@ from relay.store.base import (
 log = logging.getLogger("relay.store")
 
 CHECKPOINT_SECONDS = 0.25
+WAL_LIMIT_BYTES = 2 * 1024 * 1024  # past this the checkpointer truncates the WAL; journal_size_limit keeps it there
+CHECKPOINT_BUSY_MS = 100  # the checkpointer's patience with readers: it retries next time rather than wait
+TRUNCATE_WAIT_SECONDS = 1.0  # how long a write holds back for a truncation it asked for
 MAX_BATCH = 256
 R = TypeVar("R")
 
@@ -90,6 +96,10 @@ class SqliteStore:
         self._queue: list[_Job] = []
         self._queue_lock = threading.Lock()
         self._closing = threading.Event()
+        self._wal_full = threading.Event()  # set by a commit that left the WAL past its limit
+        self._wal_ok = threading.Event()  # cleared meanwhile, until the checkpointer has tried to truncate
+        self._wal_ok.set()
+        self._wal = f"{path}-wal"
         self._file_lock: int | None = None
         self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="sqlite-checkpoint", daemon=True)
         if path != ":memory:":
@@ -121,6 +131,7 @@ class SqliteStore:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer thread does it, off the request path
+                conn.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
                 conn.execute(f"PRAGMA busy_timeout={int(self._timeout * 1000)}")
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot open the SQLite store: {exc}") from None
@@ -137,6 +148,8 @@ class SqliteStore:
         across processes sharing the file, on a file lock: SQLite's own busy handler would make the losers
         sleep in growing steps (1 ms up to 100 ms), holding up every writer queued behind them."""
         job = _Job(run)
+        # Thread locks are not fair: writers would keep the checkpointer from the lock and the WAL from its limit.
+        self._wal_ok.wait(TRUNCATE_WAIT_SECONDS)
         with self._queue_lock:
             self._queue.append(job)
         with self._writer:
@@ -167,14 +180,28 @@ class SqliteStore:
 
     def _run(self, batch: list[_Job]) -> list[Any]:
         conn = self._conn()
+        with self._file_locked(), self._transaction(conn):
+            results = [job.run(conn) for job in batch]
+        if self._wal_bytes() > WAL_LIMIT_BYTES:  # a stat here; the checkpoint runs on the checkpointer's thread
+            self._wal_ok.clear()
+            self._wal_full.set()
+        return results
+
+    @contextmanager
+    def _file_locked(self) -> Iterator[None]:
         if self._file_lock is not None:
             fcntl.flock(self._file_lock, fcntl.LOCK_EX)
         try:
-            with self._transaction(conn):
-                return [job.run(conn) for job in batch]
+            yield
         finally:
             if self._file_lock is not None:
                 fcntl.flock(self._file_lock, fcntl.LOCK_UN)
+
+    def _wal_bytes(self) -> int:
+        try:
+            return os.stat(self._wal).st_size
+        except OSError:
+            return 0
 
     @contextmanager
     def _transaction(self, conn: sqlite3.Connection) -> Iterator[None]:
@@ -194,12 +221,28 @@ class SqliteStore:
     def _checkpoint_loop(self) -> None:
         """Copy the WAL into the database beside the writers, never inside a request: SQLite's automatic
         checkpoint runs in whichever commit crosses 1,000 pages and fsyncs there, which took one webhook in
-        about 150 from 0.8 ms to 4.7 ms. PASSIVE neither waits for nor blocks readers and writers."""
-        while not self._closing.wait(CHECKPOINT_SECONDS):
+        about 150 from 0.8 ms to 4.7 ms. PASSIVE neither waits for nor blocks readers and writers, but under
+        steady writes it never catches up, so the WAL never restarts and grows without end (84.5 MB in a
+        10-minute soak). Past WAL_LIMIT_BYTES, then, TRUNCATE, holding the write locks so writers queue for
+        its few milliseconds instead of starving it; it also gives a full disk its space back. A failed
+        checkpoint (a full disk) lets writes through again, so each fails on its own, fast."""
+        conn: sqlite3.Connection | None = None
+        while not self._closing.is_set():
+            self._wal_full.wait(CHECKPOINT_SECONDS)
+            self._wal_full.clear()
             try:
-                self._conn().execute("PRAGMA wal_checkpoint(PASSIVE)")
-            except sqlite3.Error as exc:
+                if conn is None:
+                    conn = self._conn()
+                    conn.execute(f"PRAGMA busy_timeout={CHECKPOINT_BUSY_MS}")
+                if self._wal_bytes() > WAL_LIMIT_BYTES:
+                    with self._writer, self._file_locked():
+                        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+                else:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except (sqlite3.Error, StoreError) as exc:
                 log.warning("SQLite checkpoint failed, will retry: %s", exc)
+            finally:
+                self._wal_ok.set()
 
     def read(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         try:
@@ -374,14 +417,16 @@ class SqliteStore:
 
         return self.write(job)
 
-    def events_after(self, audiences: list[str], after: str | None, limit: int) -> list[Event]:
+    def events_after(self, audiences: list[str], after: str | None, limit: int) -> EventPage:
+        """The cursor is the last seq handed out: seqs become visible in the order they were given out
+        (docs/catch-up.md)."""
         marks = ",".join("?" for _ in audiences) or "''"
         if after and not (after.isascii() and after.isdigit() and len(after) <= 18):
             raise ValueError("not a cursor of this store")
         seq = int(after) if after else 0
         sql = f"SELECT * FROM events WHERE audience IN ({marks}) AND seq > ? ORDER BY seq LIMIT ?"  # noqa: S608
-        rows = self.read(sql, (*audiences, seq, limit))
-        return [_event(r) for r in rows]
+        events = [_event(r) for r in self.read(sql, (*audiences, seq, limit))]
+        return EventPage(events, events[-1].key if events else after)
 
     def pending_events(self, created_before: datetime, limit: int) -> list[Event]:
         rows = self.read(
@@ -472,9 +517,17 @@ class SqliteStore:
     def ping(self) -> None:
         self.read("SELECT 1")
 
+    def heartbeat(self, key: str, now: datetime) -> Heartbeat:
+        nonce = secrets.token_hex(8)
+        self.kv_put("heartbeat", key, {"nonce": nonce}, now + timedelta(days=1))
+        if (self.kv_get("heartbeat", key, now) or {}).get("nonce") != nonce:
+            raise StoreError("SQLite heartbeat read back something else")
+        return Heartbeat(store_clock=None, wal_bytes=None if self._path == ":memory:" else self._wal_bytes())
+
     def close(self) -> None:
         """The last connection to close checkpoints what is left and removes the WAL file."""
         self._closing.set()
+        self._wal_full.set()
         if self._checkpointer.is_alive():
             self._checkpointer.join()
         with self._writer, self._lock:

@@ -9,6 +9,7 @@ never by check-then-write.
 
 from __future__ import annotations
 
+import heapq
 import json
 import re
 import secrets
@@ -17,18 +18,20 @@ import time
 from collections.abc import Iterator
 from contextlib import suppress
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import islice
 from typing import Any
 
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
-from azure.data.tables import TableClient, TableServiceClient, UpdateMode
+from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
 
 from relay.store import contacts, desks, owners, reminders, scheduled, staff
 from relay.store.base import (
     UNROUTED,
     Conversation,
     Event,
+    EventPage,
+    Heartbeat,
     MessageRecord,
     StatusRecord,
     StoreError,
@@ -50,12 +53,18 @@ from relay.store.tablekit import (
 MESSAGES = "messages"  # one entity per sid: the dedupe arbiter, carrying its pending event's recipe
 HISTORY = "phonehistory"  # the same messages again, partitioned by phone, newest first
 STATUSES = "statuses"  # partitioned by sid, one row per status
-EVENTS = "events"  # partitioned by audience, RowKey = the cursor
+EVENTS = "events"  # partitioned by audience: the events by sequence number, their receipts and the head
 CONVERSATIONS = "conversations"
 KV = "kv"
 HITS = "hits"  # one row per hit, RowKey = time + random
 
 _PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9]{0,40}")
+# RowKeys in an audience's events partition; the event rows' range, s..t, holds nothing else.
+_HEAD = "h"  # the last sequence number given out, written in the same transaction as that event
+_SEQ = "s"  # + 20 digits: the events in the order a reader must see them
+_RECEIPT = "x"  # + an event's id: the sequence number it got, so a retry never stores it twice
+_SEQ_WIDTH = 20
+_CURSOR = re.compile(r"[0-9]{1,18}(-[0-9]{1,18})*")
 _PAGE = 1000  # the service's largest page
 
 
@@ -69,7 +78,8 @@ def _history_key(created_at: datetime, sid: str) -> str:
 
 
 class _Keys:
-    """Event keys and recorded order: zero-padded time_ns (strictly increasing per process) and a random suffix."""
+    """Event ids and the statuses' recorded order: zero-padded time_ns (strictly increasing per process) and a
+    random suffix. Never a cursor: each instance's clock is its own (docs/catch-up.md)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -88,6 +98,9 @@ class TableStore:
             raise ValueError("table_prefix must be a letter followed by up to 40 letters or digits")
         self._prefix = table_prefix
         self._keys = _Keys()
+        self._heads: dict[str, int] = {}  # per audience, the last sequence number this process took
+        self._appenders: dict[str, threading.Lock] = {}
+        self._timeout = timeout_seconds
         self._lock = threading.Lock()
         self._tables: dict[str, TableClient] = {}
         attempt = timeout_seconds / 2  # two attempts at most, so a dead store fails within about timeout_seconds
@@ -153,24 +166,63 @@ class TableStore:
         )
         return list(rows if limit is None else islice(rows, max(0, limit)))
 
-    def _create_event(self, event: Event) -> None:
-        """Idempotent: the key was fixed before the first attempt, so a conflict means it is already there."""
-        with suppress(ResourceExistsError):
-            self.table(EVENTS).create_entity(
-                {
-                    "PartitionKey": enc(event.audience),
-                    "RowKey": event.key,
-                    "audience": event.audience,
-                    "kind": event.kind,
-                    "payload": json.dumps(event.payload),
-                    "created_at": stamp(event.created_at),
-                    "published": event.published,
-                }
-            )
+    def _append_event(self, event: Event) -> Event:
+        """Store the event under the next sequence number of its audience; `event.key` is its id, fixed before the
+        first attempt. One transaction in the audience's partition inserts the event row, inserts its receipt
+        and moves the head, so number n is only ever tried after n - 1 was seen committed, and a reader that has
+        seen n can never be passed by an event below it. A conflict means the number was taken (try the next)
+        or the receipt exists (a retry: the event is already stored)."""
+        pk = enc(event.audience)
+        with self._lock:
+            turn = self._appenders.setdefault(pk, threading.Lock())
+        # One append per audience at a time in this process: its threads would only take numbers from each other.
+        if not turn.acquire(timeout=self._timeout):
+            raise StoreError("Table Storage event append timed out waiting its turn")
+        try:
+            return self._append_in_turn(pk, event)
+        finally:
+            turn.release()
+
+    def _append_in_turn(self, pk: str, event: Event) -> Event:
+        event_id, table = event.key, self.table(EVENTS)
+        seq = self._heads.get(pk)
+        if seq is None:
+            seq = self._head(pk)
+        for _ in range(RETRIES):
+            seq += 1
+            row = {
+                "PartitionKey": pk,
+                "RowKey": _seq_key(seq),
+                "event_id": event_id,
+                "audience": event.audience,
+                "kind": event.kind,
+                "payload": json.dumps(event.payload),
+                "created_at": stamp(event.created_at),
+                "published": event.published,
+            }
+            receipt = {"PartitionKey": pk, "RowKey": _RECEIPT + event_id, "seq": seq, "created_at": row["created_at"]}
+            head = {"PartitionKey": pk, "RowKey": _HEAD, "seq": seq}
+            try:
+                table.submit_transaction([("create", receipt), ("create", row), ("upsert", head)])
+                self._heads[pk] = seq
+                return replace(event, key=_event_key(seq, event_id))
+            except TableTransactionError as exc:
+                if not status_of(exc, 409):
+                    raise
+                taken = exc.index == 1  # the service names the failed operation; 0 is also its "unknown"
+            stored = None if taken else self.entity(EVENTS, pk, _RECEIPT + event_id)
+            if stored is not None:
+                return replace(event, key=_event_key(int(stored["seq"]), event_id))
+            seq = max(seq, self._head(pk))
+        raise StoreError("Table Storage event sequence kept conflicting")
+
+    def _head(self, pk: str) -> int:
+        head = self.entity(EVENTS, pk, _HEAD)
+        return int(head["seq"]) if head is not None else 0
 
     @staticmethod
     def _event_fields(event: Event, key: str) -> dict[str, Any]:
-        """The event kept on the record that causes it, so a retry can recreate it under the same key."""
+        """The event kept on the record that causes it, so a retry can finish storing it under the same id."""
         return {
             "event_key": key,
             "event_audience": event.audience,
@@ -223,9 +275,7 @@ class TableStore:
         self._put_history(message)
         for audience in dict.fromkeys([message.web_app_id, *(e.audience for e in others)]):
             self._bump_conversation(message, audience)
-        for event in events:
-            self._create_event(event)
-        return events
+        return [self._append_event(event) for event in events]
 
     def _put_history(self, message: MessageRecord) -> None:
         self.table(HISTORY).upsert_entity(
@@ -300,11 +350,9 @@ class TableStore:
             except ResourceExistsError:
                 stored = self.entity(STATUSES, entity["PartitionKey"], entity["RowKey"])
                 if stored is not None:
-                    self._create_event(self._stored_event(stored))
+                    self._append_event(self._stored_event(stored))
                 return None
-            stored_event = self._stored_event(entity)
-            self._create_event(stored_event)
-            return stored_event
+            return self._append_event(self._stored_event(entity))
 
     def statuses(self, sid: str) -> list[StatusRecord]:
         with guard("statuses"):
@@ -371,9 +419,7 @@ class TableStore:
                 return None
             self._repoint_unrouted(phone, web_app_id)
             self._merge_claimed(unrouted, web_app_id)
-            stored = replace(event, key=self._keys.next())
-            self._create_event(stored)
-            return stored
+            return self._append_event(replace(event, key=self._keys.next()))
 
     def _take_unrouted(self, phone: str) -> dict[str, Any] | None:
         """The arbiter: an etag-conditional delete of the unrouted summary; exactly one concurrent claimer succeeds."""
@@ -440,20 +486,34 @@ class TableStore:
 
     # -- events
 
-    def events_after(self, audiences: list[str], after: str | None, limit: int) -> list[Event]:
-        if limit <= 0:
-            return []
-        merged: list[dict[str, Any]] = []
+    def events_after(self, audiences: list[str], after: str | None, limit: int) -> EventPage:
+        """The cursor holds one sequence number per audience, in the order given; audiences are merged by
+        time, each kept in sequence order, so a page cut at `limit` still ends at a position of each."""
+        parts = list(dict.fromkeys(audiences))
+        positions = _positions(after, len(parts))
+        if limit <= 0 or not parts:
+            return EventPage([], after)
         with guard("events_after"):
-            for audience in dict.fromkeys(audiences):
-                query_filter = "PartitionKey eq @pk"
-                parameters: dict[str, Any] = {"pk": enc(audience)}
-                if after:
-                    query_filter += " and RowKey gt @after"
-                    parameters["after"] = after
-                merged.extend(self.query(EVENTS, query_filter, parameters, limit=limit))
-        merged.sort(key=lambda r: str(r["RowKey"]))
-        return [_event(r) for r in merged[:limit]]
+            streams = [
+                [(str(r["created_at"]), i, r) for r in self._events_of(enc(audience), position, limit)]
+                for i, (audience, position) in enumerate(zip(parts, positions, strict=True))
+            ]
+        page = list(islice(heapq.merge(*streams, key=lambda item: item[0]), limit))
+        for _, i, r in page:
+            positions[i] = _seq_of(r)
+        events = [_event(r) for _, _, r in page]
+        return EventPage(events, "-".join(map(str, positions)) if events else after)
+
+    def _events_of(self, pk: str, position: int, limit: int) -> list[dict[str, Any]]:
+        """The next events of one audience. A number missing below one that is there was either committed since
+        the query passed it (it was committed before the later one was tried) or purged; a second read tells."""
+        query_filter = "PartitionKey eq @pk and RowKey gt @after and RowKey lt @end"
+        parameters = {"pk": pk, "after": _seq_key(position), "end": chr(ord(_SEQ) + 1)}
+        rows = self.query(EVENTS, query_filter, parameters, limit=limit)
+        if rows and _seq_of(rows[-1]) != position + len(rows):
+            parameters["end"] = _seq_key(_seq_of(rows[-1]) + 1)
+            rows = self.query(EVENTS, query_filter, parameters, limit=limit)
+        return rows
 
     def pending_events(self, created_before: datetime, limit: int) -> list[Event]:
         """A cross-partition scan sorted here: unpublished events are few, since publishing follows storing."""
@@ -461,14 +521,14 @@ class TableStore:
             rows = self.query(
                 "events", "published eq false and created_at lt @before", {"before": stamp(created_before)}
             )
-        rows.sort(key=lambda r: str(r["RowKey"]))
+        rows.sort(key=lambda r: (str(r["created_at"]), str(r["RowKey"])))
         return [_event(r) for r in rows[: max(0, limit)]]
 
     def mark_published(self, *events: Event) -> None:
         for event in events:
             with guard("mark_published"), suppress(ResourceNotFoundError):
                 self.table(EVENTS).update_entity(
-                    {"PartitionKey": enc(event.audience), "RowKey": event.key, "published": True},
+                    {"PartitionKey": enc(event.audience), "RowKey": _row_key(event.key), "published": True},
                     mode=UpdateMode.MERGE,
                 )
 
@@ -572,7 +632,9 @@ class TableStore:
             for pk in {str(s["PartitionKey"]) for s in self.query(STATUSES, "at lt @before", cutoff)}:
                 if self.entity(MESSAGES, pk, "m") is None:
                     self._delete_statuses(pk)
-            for event in self.query(EVENTS, "created_at lt @before and published eq true", cutoff):
+            # Receipts go with them (a retry that late is a new message by then); the heads stay, always.
+            old_events = "created_at lt @before and (published eq true or RowKey ge @receipts )"
+            for event in self.query(EVENTS, old_events, {**cutoff, "receipts": _RECEIPT}):
                 self.table(EVENTS).delete_entity(event["PartitionKey"], event["RowKey"])
             self._delete_unchanged(CONVERSATIONS, "last_at lt @before", cutoff)
             self._delete_unchanged(KV, "expires_at lt @before", cutoff)
@@ -601,6 +663,17 @@ class TableStore:
     def ping(self) -> None:
         with guard("ping"):
             self.query(KV, "PartitionKey eq @pk", {"pk": "~"}, limit=1)  # needs no account-wide permission
+
+    def heartbeat(self, key: str, now: datetime) -> Heartbeat:
+        nonce = secrets.token_hex(8)
+        row = _kv_row("heartbeat", key, {"nonce": nonce}, now + timedelta(days=1))
+        with guard("heartbeat"):
+            self.table(KV).upsert_entity(row, mode=UpdateMode.REPLACE)
+            stored = self.entity(KV, row["PartitionKey"], row["RowKey"])
+        if stored is None or json.loads(stored["value"]).get("nonce") != nonce:
+            raise StoreError("Table Storage heartbeat read back something else")
+        written: datetime | None = getattr(stored, "metadata", {}).get("timestamp")
+        return Heartbeat(store_clock=written, wal_bytes=None)
 
     def close(self) -> None:
         with self._lock:
@@ -647,13 +720,39 @@ def _conversation(r: dict[str, Any]) -> Conversation:
     )
 
 
+def _seq_key(seq: int) -> str:
+    return f"{_SEQ}{seq:0{_SEQ_WIDTH}d}"
+
+
+def _seq_of(row: dict[str, Any]) -> int:
+    return int(str(row["RowKey"])[1:])
+
+
+def _event_key(seq: int, event_id: str) -> str:
+    """Unique across audiences (the outbox tracks events by key), and it names the event's row."""
+    return _seq_key(seq) + event_id
+
+
+def _row_key(key: str) -> str:
+    return key[: 1 + _SEQ_WIDTH] if key.startswith(_SEQ) else key  # else an event stored before sequence numbers
+
+
+def _positions(cursor: str | None, count: int) -> list[int]:
+    if not cursor:
+        return [0] * count
+    if not _CURSOR.fullmatch(cursor) or cursor.count("-") + 1 != count:
+        raise ValueError("not a cursor of this store")
+    return [int(p) for p in cursor.split("-")]
+
+
 def _event(r: dict[str, Any]) -> Event:
+    row_key = str(r["RowKey"])
     return Event(
         audience=r["audience"],
         kind=r["kind"],
         payload=json.loads(r["payload"]),
         created_at=from_stamp(r["created_at"]),
-        key=str(r["RowKey"]),
+        key=_event_key(_seq_of(r), r["event_id"]) if row_key.startswith(_SEQ) else row_key,
         published=bool(r["published"]),
     )
 

@@ -30,6 +30,13 @@ def connection_string(port: int) -> str:
 @contextmanager
 def start_azurite(startup_timeout: float = 20.0) -> Iterator[str]:
     """Run azurite-table in memory and yield its connection string; stopped (bounded wait) on exit."""
+    with azurite_process(startup_timeout) as (connection, _):
+        yield connection
+
+
+@contextmanager
+def azurite_process(startup_timeout: float = 20.0) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """The same, with the process, for a test that stops it with signals."""
     require_tool(AZURITE_TABLE.exists() and shutil.which("node") is not None, "node and node_modules azurite needed")
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="azurite-") as workspace, open(Path(workspace) / "stderr.log", "wb") as log:
@@ -59,7 +66,7 @@ def start_azurite(startup_timeout: float = 20.0) -> Iterator[str]:
                 proc.wait(timeout=5)
                 err = (Path(workspace) / "stderr.log").read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"azurite-table did not start: {err}") from None
-            yield connection_string(port)
+            yield connection_string(port), proc
         finally:
             if proc.poll() is None:
                 proc.terminate()

@@ -32,6 +32,11 @@ class BrokerProcess:
         self._ready = threading.Event()
 
     @property
+    def pid(self) -> int:
+        assert self._proc is not None
+        return self._proc.pid
+
+    @property
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.ws_port}"
 

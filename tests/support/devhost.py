@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 class DevhostProcess:
     def __init__(
         self,
-        broker: BrokerProcess | MosquittoProcess,
+        broker: BrokerProcess | MosquittoProcess | None,
         data_dir: Path,
         *,
         access_code: str,
@@ -33,7 +33,9 @@ class DevhostProcess:
         ready_timeout: float = 30.0,
         workers: int = 1,
     ) -> None:
-        self.broker = broker
+        self._broker = broker  # None: the devhost runs its own embedded broker, on these ports
+        self.mqtt_port = broker.mqtt_port if broker else free_port()
+        self.ws_port = broker.ws_port if broker else free_port()
         self.http_port = free_port()
         self.base_url = f"http://127.0.0.1:{self.http_port}"
         self.workers = workers
@@ -56,17 +58,19 @@ class DevhostProcess:
             RELAY_ACCESS_CODE=self.access_code,
             RELAY_ADMIN_CODE=self.admin_code,
             RELAY_SIGNING_KEY=self.signing_key,
-            MQTT_URL=f"mqtt://127.0.0.1:{self.broker.mqtt_port}",
-            MQTT_BROWSER_URL=f"ws://127.0.0.1:{self.broker.ws_port}/mqtt",
             MQTT_PUBLISH_TIMEOUT_SECONDS="2",
             RELAY_STORE=str(self.data_dir / "relay.sqlite3"),
             TWILIO_ACCOUNT_SID=self.account_sid,
             TWILIO_AUTH_TOKEN=self.auth_token,
         )
-        env.update(self.broker.relay_env())
+        if self._broker is not None:
+            env.update(
+                MQTT_URL=f"mqtt://127.0.0.1:{self.mqtt_port}", MQTT_BROWSER_URL=f"ws://127.0.0.1:{self.ws_port}/mqtt"
+            )
+            env.update(self._broker.relay_env())
         env.update(self.extra_env)
         cmd = [sys.executable, "-m", "devhost", "--http-port", str(self.http_port), "--data-dir", str(self.data_dir)]
-        cmd += ["--mqtt-port", str(self.broker.mqtt_port), "--ws-port", str(self.broker.ws_port), "--sandbox"]
+        cmd += ["--mqtt-port", str(self.mqtt_port), "--ws-port", str(self.ws_port), "--sandbox"]
         if self.workers > 1:
             cmd += ["--workers", str(self.workers), "--sandbox-port", str(self.sandbox_port)]
         with self.log_path.open("ab") as log:
@@ -76,13 +80,20 @@ class DevhostProcess:
             if self._proc.poll() is not None:
                 raise RuntimeError(f"devhost exited with {self._proc.returncode}:\n{self.log()}")
             try:
-                if httpx.get(f"{self.base_url}/api/health", timeout=1).status_code == 200:
+                ready = httpx.get(f"{self.base_url}/api/health", timeout=1).status_code == 200
+                # With workers the sandbox listens in the supervisor, apart: ready when it answers too.
+                if ready and httpx.get(f"{self.sandbox_url}/calls", timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
         self.stop()
         raise TimeoutError(f"devhost not healthy after {self.ready_timeout}s:\n{self.log()}")
+
+    @property
+    def broker(self) -> BrokerProcess | MosquittoProcess:
+        assert self._broker is not None, "this devhost runs its own broker"
+        return self._broker
 
     @property
     def pid(self) -> int:

@@ -28,6 +28,7 @@ def make_runtime(store: Store, mqtt_port: int, signing_key: str, sandbox_url: st
             "RELAY_SIGNING_KEY": signing_key,
             "RELAY_ACCESS_CODE": ACCESS_CODE,
             "MQTT_URL": f"mqtt://127.0.0.1:{mqtt_port}",
+            "WEBHOOK_HOSTS": "127.0.0.1",  # the loopback servers tests run the relay behind, on any port
             **env,
         }
     )
