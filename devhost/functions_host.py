@@ -124,7 +124,9 @@ class FunctionsHost:
             return json_error(404, "not_found", "No function serves this path.")
         allowed = [(fn, params) for fn, params in matches if method in fn.methods]
         if not allowed:
-            methods = sorted({m for fn, _ in matches for m in fn.methods})
+            # As ASP.NET routing: a literal segment outranks a parameter, so `contacts/import` answers for itself.
+            fewest = min(len(params) for _, params in matches)
+            methods = sorted({m for fn, params in matches if len(params) == fewest for m in fn.methods})
             return json_error(405, "method_not_allowed", "Method not allowed.", {"allow": ", ".join(methods)})
         fn, route_params = allowed[0]
         headers: dict[str, str] = {}

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from relay.automatic import DIRECTION as AUTOMATIC
 from relay.clock import Clock, iso
+from relay.contacts import Contacts
 from relay.directory import DeskDirectory
 from relay.errors import BadRequest, Conflict, NotFound
 from relay.outbox import Outbox
 from relay.ownership import Ownership
 from relay.phones import normalise
+from relay.reminders import Reminders
 from relay.sessions import Caller
 from relay.settings import Settings
 from relay.statuses import latest
@@ -32,7 +35,11 @@ class Conversations:
         clock: Clock,
         ownership: Ownership,
         directory: DeskDirectory,
+        reminders: Reminders,
+        contacts: Contacts,
     ) -> None:
+        self._reminders = reminders
+        self._contacts = contacts
         self._settings = settings
         self._store = store
         self._outbox = outbox
@@ -43,7 +50,9 @@ class Conversations:
         self._topics = Topics(settings.mqtt_topic_prefix)
 
     def of_desk(self, web_app_id: str) -> list[dict[str, Any]]:
-        return [_conversation(c) for c in self._store.conversations(web_app_id)]
+        found = self._store.conversations(web_app_id)
+        names = self._contacts.names([c.phone for c in found])
+        return [{**_conversation(c), "contact": names.get(c.phone)} for c in found]
 
     def unrouted(self) -> list[dict[str, Any]]:
         return self.of_desk(UNROUTED)
@@ -71,7 +80,9 @@ class Conversations:
         except ValueError:
             raise BadRequest("'before' is not a cursor this API gave out.", code="invalid_cursor") from None
         statuses = self._store.statuses_of([m.sid for m in page if m.direction == "outbound"])
-        return {"messages": [self._message(m, statuses.get(m.sid, [])) for m in page], "next": cursor, **about}
+        contact = self._contacts.names([phone]).get(phone)
+        shown = [{**self._message(m, statuses.get(m.sid, [])), "contact": contact} for m in page]
+        return {"messages": shown, "next": cursor, **about}
 
     def mark_read(self, web_app_id: str, phone_raw: str) -> None:
         self._store.mark_read(web_app_id, normalise(phone_raw, field="phone"))
@@ -149,12 +160,11 @@ class Conversations:
         status = latest(statuses)
         p = m.payload
         ours = str(p.get("To" if m.direction == "inbound" else "From") or m.our_side)
-        # Only reminders can have an answer: no store read for every other message of the page.
-        pending = p.get("reminder") == "pending"
-        reminder = self._store.kv_get("reminder-state", m.sid, self._clock.now()) if pending else None
+        # Only reminders have a state: no store read for every other message of the page.
+        reminder = self._reminders.state_of(str(p.get("reminderId") or m.sid)) if p.get("reminder") else None
         return {
             "sid": m.sid,
-            "direction": m.direction,
+            "direction": "outbound" if m.direction == AUTOMATIC else m.direction,
             "from": m.phone if m.direction == "inbound" else ours,
             "to": ours if m.direction == "inbound" else m.phone,
             "body": m.body,
@@ -164,8 +174,9 @@ class Conversations:
             "errorCode": status.error_code if status else None,
             "errorMessage": status.error_message if status else None,
             "media": p.get("media", []),
-            "reminder": reminder["state"] if reminder else p.get("reminder"),
+            "reminder": reminder or ("sent" if p.get("reminder") == "pending" else p.get("reminder")),
             "sentBy": p.get("sentBy"),
+            "automatic": p.get("automatic"),
             **({"line": _line(p)} if m.direction == "event" else {}),
         }
 
@@ -186,7 +197,12 @@ def _limit(raw: str | None) -> int:
 def _conversation(c: Conversation) -> dict[str, Any]:
     return {
         "phone": c.phone,
-        "lastMessage": {"sid": c.last_sid, "direction": c.last_direction, "body": c.last_body, "at": iso(c.last_at)},
+        "lastMessage": {
+            "sid": c.last_sid,
+            "direction": "outbound" if c.last_direction == AUTOMATIC else c.last_direction,
+            "body": c.last_body,
+            "at": iso(c.last_at),
+        },
         "unread": c.unread,
         "lastAt": iso(c.last_at),
     }

@@ -8,6 +8,7 @@ from relay.clock import Clock, iso
 from relay.errors import BadRequest, StoreUnavailable
 from relay.inbound import SID
 from relay.outbox import Outbox
+from relay.reminders import Reminders
 from relay.statuses import RANK
 from relay.store import Event, StatusRecord, Store, StoreError
 from relay.webhooks import WebhookRequest, WebhookValidator
@@ -18,7 +19,10 @@ NOBODY = "_nobody"
 
 
 class Delivery:
-    def __init__(self, store: Store, outbox: Outbox, validator: WebhookValidator, clock: Clock) -> None:
+    def __init__(
+        self, store: Store, outbox: Outbox, validator: WebhookValidator, clock: Clock, reminders: Reminders
+    ) -> None:
+        self._reminders = reminders
         self._store = store
         self._outbox = outbox
         self._validator = validator
@@ -55,4 +59,10 @@ class Delivery:
             self._store.mark_published(event)
         else:
             self._outbox.publish(event)
+        reminder = message.payload.get("reminderId") if message else None
+        if isinstance(reminder, str):
+            try:
+                self._reminders.delivery(reminder, status, now)
+            except StoreError:
+                log.exception("reminder %s not updated for status %s", reminder, status)
         return True

@@ -51,14 +51,14 @@ class DeskSpec:
         return desk_id(self.name)
 
 
-def clean_name(value: object, *, what: str, code: str) -> str:
+def clean_name(value: object, *, what: str, code: str, limit: int = MAX_NAME) -> str:
     """1-40 code points after trimming, with no control, format (bidi) or unassigned characters: names are shown
     beside patient messages and in logs, where an RLO or a newline would let one person disguise another."""
     if not isinstance(value, str):
-        raise DeskRuleError(f"{what} must be a string of 1 to {MAX_NAME} characters.", code)
+        raise DeskRuleError(f"{what} must be a string of 1 to {limit} characters.", code)
     name = unicodedata.normalize("NFC", value.strip())
-    if not 1 <= len(name) <= MAX_NAME:
-        raise DeskRuleError(f"{what} must be 1 to {MAX_NAME} characters.", code)
+    if not 1 <= len(name) <= limit:
+        raise DeskRuleError(f"{what} must be 1 to {limit} characters.", code)
     if any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp") for c in name):
         raise DeskRuleError(f"{what} may not contain control or direction-changing characters.", code)
     return name

@@ -10,11 +10,13 @@ from datetime import datetime, timedelta
 
 from twilio.twiml.messaging_response import MessagingResponse
 
+from relay.automatic import AutomaticAnswers
 from relay.clock import Clock, iso
 from relay.errors import BadRequest, StoreUnavailable
 from relay.keywords import Decision, KeywordMessage, Keywords
 from relay.outbox import Outbox
 from relay.phones import mask
+from relay.reminders import Reminders
 from relay.routing import Router
 from relay.store import Event, MessageRecord, Store, StoreError
 from relay.webhooks import WebhookRequest, WebhookValidator
@@ -57,6 +59,8 @@ class Inbound:
         clock: Clock,
         ttl: timedelta,
         keywords: Keywords | None = None,
+        reminders: Reminders | None = None,
+        automatic: AutomaticAnswers | None = None,
     ) -> None:
         self._store = store
         self._router = router
@@ -65,6 +69,8 @@ class Inbound:
         self._clock = clock
         self._ttl = ttl
         self._keywords = keywords
+        self._reminders = reminders
+        self._automatic = automatic
 
     def receive(self, request: WebhookRequest) -> InboundResult:
         self._validator.validate(request)
@@ -81,7 +87,7 @@ class Inbound:
         our_sides = [params.get("MessagingServiceSid", ""), params.get("To", "")]
         our_side = next((s for s in our_sides if s), "")
         try:
-            self._record_opt_out(phone, body, params.get("OptOutType", ""), now)
+            opted_out = self._record_opt_out(phone, body, params.get("OptOutType", ""), now)
             resolution = self._router.resolve(phone, our_sides, body)
             view = KeywordMessage(params, our_side, phone, resolution.audience, now)
             decision = self._keywords.decide(view) if self._keywords else None
@@ -121,10 +127,23 @@ class Inbound:
             resolution.audience,
             "yes" if published else "deferred",
         )
+        if opted_out and self._reminders is not None:
+            self._settle_opt_out(phone, sid, now)
         if decision is None:
             return InboundResult(sid, resolution.audience, duplicate=False)
         self._apply(decision, sid, now)
-        return InboundResult(sid, resolution.audience, duplicate=False, reply=decision.outcome.reply)
+        reply = decision.outcome.reply
+        if reply is not None and self._automatic is not None:
+            handled, audience = decision.outcome.handled, resolution.audience
+            self._automatic.record(sid, phone, our_side, audience, reply, decision.name, handled=handled, at=now)
+        return InboundResult(sid, resolution.audience, duplicate=False, reply=reply)
+
+    def _settle_opt_out(self, phone: str, sid: str, now: datetime) -> None:
+        assert self._reminders is not None
+        try:
+            self._reminders.opted_out(phone, now)
+        except StoreError as exc:
+            log.error("reminders of an opted-out number not updated: sid=%s reason=%s", sid, exc)
 
     def _apply(self, decision: Decision, sid: str, now: datetime) -> None:
         """Only for a new message, so a redelivery never answers twice; the message itself is already safe."""
@@ -134,13 +153,16 @@ class Inbound:
         except StoreError as exc:
             log.error("keyword %s state not saved: sid=%s reason=%s", decision.name, sid, exc)
 
-    def _record_opt_out(self, phone: str, body: str, opt_out_type: str, now: object) -> None:
+    def _record_opt_out(self, phone: str, body: str, opt_out_type: str, now: object) -> bool:
+        """True for an opt-out."""
         word = keyword(body)
         kind = opt_out_type.upper()
         if kind == "STOP" or word in OPT_OUT_WORDS:
             self._store.kv_put("optout", phone, {"keyword": word or kind}, None)
-        elif kind == "START" or word in OPT_IN_WORDS:
+            return True
+        if kind == "START" or word in OPT_IN_WORDS:
             self._store.kv_delete("optout", phone)
+        return False
 
 
 def media_entries(sid: str, params: Mapping[str, str]) -> list[dict[str, str]]:

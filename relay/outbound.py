@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,10 +16,12 @@ from relay.errors import BadRequest, Conflict, OwnedElsewhere, RelayError, TooMa
 from relay.outbox import Outbox
 from relay.ownership import JUST_BEFORE, Ownership
 from relay.phones import mask, normalise, require_allowed_region, require_allowed_type
+from relay.quiet import QuietHours, zone
+from relay.reminders import Reminders
 from relay.settings import Settings
 from relay.store import Event, MessageRecord, Store, StoreError
 from relay.tokens import Staff
-from relay.twilio_gateway import TwilioGateway
+from relay.twilio_gateway import SentMessage, TwilioGateway
 
 log = logging.getLogger("relay.outbound")
 
@@ -40,6 +43,9 @@ class SendRequest:
     base_url: str = ""
     sent_by: Staff | None = None
     take_over: object = False
+    ignore_quiet_hours: object = False
+    reminder_id: str | None = None  # a scheduled reminder keeps its item's id; else the message's sid
+    on_accepted: Callable[[SentMessage], None] | None = None  # right after Twilio accepted it, before anything else
 
 
 @dataclass(frozen=True)
@@ -105,7 +111,10 @@ class Outbound:
         outbox: Outbox,
         clock: Clock,
         ownership: Ownership,
+        reminders: Reminders,
     ) -> None:
+        self._reminders = reminders
+        self._quiet = QuietHours(zone(settings.relay_timezone), settings.quiet_hours)
         self._settings = settings
         self._store = store
         self._gateway = gateway
@@ -113,22 +122,29 @@ class Outbound:
         self._clock = clock
         self._ownership = ownership
 
-    def send(self, request: SendRequest) -> SendResult:
+    def check(self, request: SendRequest, now: datetime) -> tuple[str, str, list[str]]:
+        """The request's own rules (the number, its country, opt-out, the fields): now, or again at send time."""
         to = normalise(request.to)
         if to == self._settings.twilio_from_number:
             # Twilio refuses it (21266); refusing it here keeps an invalid request from reaching Twilio at all.
             raise BadRequest("'to' is the relay's own number.", code="invalid_number")
         body = validate_body(request.body)
         media = validate_media(request.media_urls)
-        if not isinstance(request.confirm, bool):
-            raise BadRequest("'confirm' must be true or false.", code="invalid_confirm")
-        if not isinstance(request.take_over, bool):
-            raise BadRequest("'takeOver' must be true or false.", code="invalid_take_over")
+        for name, value in (("confirm", request.confirm), ("takeOver", request.take_over)):
+            if not isinstance(value, bool):
+                raise BadRequest(f"'{name}' must be true or false.", code=f"invalid_{_snake(name)}")
+        if not isinstance(request.ignore_quiet_hours, bool):
+            raise BadRequest("'ignoreQuietHours' must be true or false.", code="invalid_ignore_quiet_hours")
         require_allowed_region(to, self._settings.allowed_countries)
         require_allowed_type(to, self._settings.allowed_number_types)
-        now = self._clock.now()
         if self._store.kv_get("optout", to, now) is not None:
             raise Conflict("This number has opted out (replied STOP); it must text START first.", code="opted_out")
+        return to, body, media
+
+    def send(self, request: SendRequest) -> SendResult:
+        now = self._clock.now()
+        to, body, media = self.check(request, now)
+        self._quiet.check_now(now, request.ignore_quiet_hours is True)
         owner = self._ownership.live_owner(self._ownership.current(to, [self._settings.our_side]))
         if owner is not None and owner != request.web_app_id and not request.take_over:
             desk = self._ownership.desk_json(owner)
@@ -152,8 +168,25 @@ class Outbound:
             if idem_key:
                 self._store.kv_delete("idem", idem_key)
             raise
-        result = SendResult(sent.sid, sent.status, sent.to, sent.from_)
         log.info("sent: sid=%s to=%s", sent.sid, mask(to))
+        if request.on_accepted is not None:
+            try:
+                request.on_accepted(sent)
+            except Exception:  # Twilio has accepted it: recording it below must still happen
+                log.exception("after-accept step failed: sid=%s", sent.sid)
+        return self.record(request, sent, now, idem_key, owner)
+
+    def record(
+        self,
+        request: SendRequest,
+        sent: SentMessage,
+        now: datetime,
+        idem_key: str | None = None,
+        owner: str | None = None,
+    ) -> SendResult:
+        """What follows Twilio's acceptance; also for a message found in Twilio's list after a crash."""
+        result = SendResult(sent.sid, sent.status, sent.to, sent.from_)
+        body, media = validate_body(request.body), validate_media(request.media_urls)
         self._after_send(request, result, sent.messaging_service_sid, body, media, now, idem_key, owner)
         return result
 
@@ -217,7 +250,8 @@ class Outbound:
             "sentAt": iso(now),
             "direction": "outbound",
             "media": [{"url": url, "contentType": ""} for url in media],
-            "reminder": "pending" if request.confirm else None,
+            "reminder": "sent" if request.confirm else None,
+            "reminderId": (request.reminder_id or result.sid) if request.confirm else None,
             "sentBy": request.sent_by.to_json() if request.sent_by else None,
         }
         message = MessageRecord(result.sid, "outbound", result.to, our_side, request.web_app_id, body, now, payload)
@@ -225,9 +259,8 @@ class Outbound:
             self._own(request, self._settings.our_side, owner, now)
             event = self._store.save_message(message, Event(request.web_app_id, "outbound", payload, now))
             if request.confirm:
-                self._store.kv_put(
-                    "reminder", f"{our_side}|{result.to}", {"sid": result.sid, "webAppId": request.web_app_id}, None
-                )
+                reminder = request.reminder_id or result.sid
+                self._reminders.sent(reminder, result.sid, result.to, our_side, request.web_app_id, now)
             if idem_key:
                 self._store.kv_put("idem", idem_key, {"state": "done", **result.to_json()}, now + IDEMPOTENCY_TTL)
         except StoreError:
@@ -248,3 +281,7 @@ class Outbound:
             self._ownership.take(normalise(request.to), our_side, desk, now)
         except RelayError as exc:
             log.warning("ownership not recorded after a send: %s", exc.message)
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)

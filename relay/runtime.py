@@ -9,8 +9,10 @@ from datetime import timedelta
 from typing import Any
 
 from relay.admin import Admin
+from relay.automatic import AutomaticAnswers
 from relay.broker_access import BrokerAccess, DynsecAccess, JwtAccess
 from relay.clock import Clock, SystemClock
+from relay.contacts import Contacts
 from relay.conversations import Conversations
 from relay.deadlines import WebhookDeadline
 from relay.delivery import Delivery
@@ -19,13 +21,16 @@ from relay.health import HealthCheck
 from relay.inbound import Inbound
 from relay.keywords import HandlerContext, load
 from relay.logs import configure
+from relay.notices import Notices
 from relay.outbound import Outbound
 from relay.outbox import Outbox
 from relay.ownership import Ownership
 from relay.polling import Poller
 from relay.publisher import Publisher
 from relay.rabbitmq import Management, RabbitAccess
+from relay.reminders import HANDLER, Reminders
 from relay.routing import Router
+from relay.scheduler import Scheduler
 from relay.sessions import Sessions
 from relay.settings import Settings
 from relay.store import Store, open_store
@@ -58,6 +63,9 @@ class Runtime:
     directory: DeskDirectory
     ownership: Ownership
     admin: Admin
+    reminders: Reminders
+    contacts: Contacts
+    scheduler: Scheduler
     webhook_deadline: WebhookDeadline
     checker: HealthCheck
 
@@ -105,8 +113,15 @@ def build(settings: Settings, clock: Clock | None = None, store: Store | None = 
     ownership = Ownership(store, directory, outbox, clock)
     ttl = timedelta(hours=settings.conversation_ttl_hours)
     router = Router(ownership, directory)
-    keywords = load(settings.keyword_handlers, HandlerContext(settings, store, outbox, clock))
-    inbound = Inbound(store, router, outbox, validator, clock, ttl, keywords)
+    notices = Notices(store, outbox)
+    reminders = Reminders(settings, store, notices, clock, ownership)
+    contacts = Contacts(store, notices, directory, clock)
+    context = HandlerContext(settings, store, outbox, clock)
+    keywords = load(settings.keyword_handlers, context, core=((HANDLER, reminders.answer_handler),))
+    answers = AutomaticAnswers(store, outbox)
+    inbound = Inbound(store, router, outbox, validator, clock, ttl, keywords, reminders, answers)
+    outbound = Outbound(settings, store, gateway, outbox, clock, ownership, reminders)
+    scheduler = Scheduler(settings, store, outbound, gateway, reminders, directory, notices, clock)
     runtime = Runtime(
         settings=settings,
         clock=clock,
@@ -118,15 +133,18 @@ def build(settings: Settings, clock: Clock | None = None, store: Store | None = 
         sessions=sessions,
         router=router,
         inbound=inbound,
-        delivery=Delivery(store, outbox, validator, clock),
-        outbound=Outbound(settings, store, gateway, outbox, clock, ownership),
-        conversations=Conversations(settings, store, outbox, gateway, clock, ownership, directory),
+        delivery=Delivery(store, outbox, validator, clock, reminders),
+        outbound=outbound,
+        conversations=Conversations(settings, store, outbox, gateway, clock, ownership, directory, reminders, contacts),
         topics=topics,
         poller=Poller(settings, store, inbound, gateway, clock),
         access=access,
         directory=directory,
         ownership=ownership,
         admin=Admin(settings, store, directory, sessions, ownership, clock),
+        reminders=reminders,
+        contacts=contacts,
+        scheduler=scheduler,
         webhook_deadline=WebhookDeadline(settings.webhook_deadline_seconds),
         checker=HealthCheck(store, publisher, clock, settings.max_clock_skew_seconds),
     )

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import time
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import phonenumbers
@@ -15,6 +17,7 @@ import phonenumbers
 from relay.desks import DEFAULT_DESKS, DeskRuleError, DeskSpec, parse_desks
 from relay.errors import SettingsError
 from relay.phones import DEFAULT_NUMBER_TYPES, NUMBER_TYPES
+from relay.quiet import parse_window, zone
 from relay.tokens import ALGORITHMS, TokenIssuer
 from relay.topics import Topics
 
@@ -24,6 +27,7 @@ BROKER_ACCESS = ("jwt", "mosquitto-dynsec", "rabbitmq")
 AUTH_MODES = ("accesscode", "appservice")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _SID = re.compile(r"^[A-Z]{2}[0-9a-fA-F]{32}$")
+T = TypeVar("T")
 _PREFIX = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
 
 
@@ -73,6 +77,14 @@ class Settings:
     keyword_handlers: tuple[str, ...] = ()
     help_text: str = "Reply STOP to opt out. For help, call the clinic."
     autoreply_text: str = "Thanks, we'll get back to you during opening hours."
+    reminder_confirmed_text: str = "Thanks, your appointment is confirmed."
+    reminder_declined_text: str = "Thanks for letting us know. We will be in touch to find another time."
+    reminder_no_answer_hours: float = 12.0
+    quiet_hours: tuple[time, time] | None = None
+    relay_timezone: str = "UTC"
+    schedule_min_lead_seconds: float = 60.0
+    schedule_poll_seconds: float = 15.0
+    send_rate_per_second: float = 1.0
 
     @property
     def mqtt_urls(self) -> tuple[str, ...]:
@@ -186,6 +198,14 @@ class Settings:
             keyword_handlers=r.names("KEYWORD_HANDLERS"),
             help_text=r.text("HELP_TEXT") or Settings.help_text,
             autoreply_text=r.text("AUTOREPLY_TEXT") or Settings.autoreply_text,
+            reminder_confirmed_text=r.text("REMINDER_CONFIRMED_TEXT") or Settings.reminder_confirmed_text,
+            reminder_declined_text=r.text("REMINDER_DECLINED_TEXT") or Settings.reminder_declined_text,
+            reminder_no_answer_hours=r.number("REMINDER_NO_ANSWER_HOURS", 12.0, 0.01, 24 * 35),
+            quiet_hours=r.parsed("QUIET_HOURS", parse_window),
+            relay_timezone=r.parsed("RELAY_TIMEZONE", lambda v: zone(v or "UTC").key),
+            schedule_min_lead_seconds=r.number("SCHEDULE_MIN_LEAD_SECONDS", 60.0, 0, 24 * 3600),
+            schedule_poll_seconds=r.number("SCHEDULE_POLL_SECONDS", 15.0, 1, 3600),
+            send_rate_per_second=r.number("SEND_RATE_PER_SECOND", 1.0, 0.1, 1000),
         )
 
 
@@ -329,6 +349,13 @@ class _Reader:
         if value not in options:
             raise SettingsError(name, f"must be one of {', '.join(options)}")
         return value
+
+    def parsed(self, name: str, parse: Callable[[str], T]) -> T:
+        """`parse` gets the trimmed value ('' when unset) and raises ValueError to refuse it."""
+        try:
+            return parse(self.text(name) or "")
+        except ValueError as exc:
+            raise SettingsError(name, str(exc)) from None
 
     def names(self, name: str) -> tuple[str, ...]:
         value = self.text(name) or ""

@@ -106,6 +106,19 @@ class TwilioGateway:
         found.sort(key=lambda item: item.date_sent)  # stable: Twilio's order stands within a second
         return found
 
+    def find_sent(self, to: str, body: str, since: datetime) -> SentMessage | None:
+        """A message we sent to `to` with this body, created at or after `since`: the check before resending
+        something an instance may have sent just before it died. Twilio lists newest first; one page is plenty."""
+        ours = {self._settings.twilio_from_number, self._settings.twilio_messaging_service_sid} - {None}
+        with _twilio_errors():
+            records = self._client.messages.list(to=to, page_size=50, limit=50)
+        for m in records:
+            created = m.date_created
+            from_us = m.from_ in ours or m.messaging_service_sid in ours
+            if from_us and created is not None and created >= since and str(m.body or "") == body:
+                return SentMessage(str(m.sid), str(m.status), str(m.to), m.from_, m.messaging_service_sid)
+        return None
+
     @staticmethod
     def _wanted(m: Any, service_sid: str | None) -> bool:
         if not str(m.direction).startswith("inbound") or m.date_sent is None:

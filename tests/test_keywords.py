@@ -11,17 +11,15 @@ import pytest
 
 from devhost.sandbox.webhooks import twiml_messages
 from relay.errors import SettingsError
-from relay.keywords.confirm import CONFIRMED_REPLY
-from relay.outbound import SendRequest
 from relay.runtime import Runtime
 from relay.store import UNROUTED
 from relay.store.sqlite import SqliteStore
 from tests.support.broker import BrokerProcess
 from tests.support.mqtt import Subscriber
-from tests.support.runtime import OURS, as_session, clock, desk, inbound_params, make_runtime
+from tests.support.runtime import as_session, clock, desk, inbound_params, make_runtime
 from tests.test_polling import Twilio, phones, runtime_for, sandbox_with_relay
 
-HANDLERS = "confirm,help,stopwatch,autoreply"
+HANDLERS = "help,stopwatch,autoreply"
 HELP = "Reply STOP to opt out. Call 555-0100 for help."
 AWAY = "We're closed; we'll answer in the morning."
 
@@ -56,38 +54,6 @@ def wait_received(twilio: Twilio, phone: str, body: str, timeout: float = 10.0) 
         time.sleep(0.05)
 
 
-def test_confirm_and_decline_answer_the_reminder(rt: Runtime, twilio: Twilio, broker: BrokerProcess) -> None:
-    grant = desk(rt)
-    a, b = phones(2)
-
-    def remind(phone: str) -> str:
-        text = "Your appointment is on Tuesday at 9:15. Reply C to confirm or N to cancel."
-        return rt.outbound.send(SendRequest(grant.web_app_id, phone, text, confirm=True)).sid
-
-    reminder_a, reminder_b = remind(a), remind(b)
-    reminder_topic = f"sms/{grant.web_app_id}/reminder"
-    with Subscriber(broker.mqtt_port, as_session(grant, rt)) as sub:
-        assert says(twilio, a, "maybe, let me check") == []  # anything else goes to the desk as usual
-        assert rt.store.kv_get("reminder", f"{OURS}|{a}", rt.clock.now()) is not None
-        assert says(twilio, a, "YES") == []  # Twilio's opt-in word: never a handler's
-        assert says(twilio, a, "  c ") == [CONFIRMED_REPLY]
-        wait_received(twilio, a, CONFIRMED_REPLY)
-        assert says(twilio, b, "No") == []
-
-        events = {p["MessageSid"]: p["state"] for t, p in sub.drain(quiet=1.0) if t == reminder_topic}
-        assert events == {reminder_a: "confirmed", reminder_b: "declined"}
-        assert says(twilio, a, "Y") == []  # nothing pending any more: just a message for the desk
-        got = sub.drain(quiet=1.0)
-        assert not [p for t, p in got if t == reminder_topic]
-        assert [p["Body"] for t, p in got if t.endswith("/inbound")] == ["Y"]
-
-    for phone, state, answer in ((a, "confirmed", "  c "), (b, "declined", "No")):
-        assert rt.store.kv_get("reminder", f"{OURS}|{phone}", rt.clock.now()) is None
-        history = rt.conversations.messages(grant.web_app_id, phone, None, None)["messages"]
-        assert [m["reminder"] for m in history if m["direction"] == "outbound"] == [state]
-        assert answer in [m["body"] for m in history if m["direction"] == "inbound"]  # the desk sees the answer
-
-
 def test_help_is_answered_and_kept_from_the_desks(rt: Runtime, twilio: Twilio, broker: BrokerProcess) -> None:
     grant = desk(rt)
     phone = phones(1)[0]
@@ -95,8 +61,9 @@ def test_help_is_answered_and_kept_from_the_desks(rt: Runtime, twilio: Twilio, b
         assert says(twilio, phone, "help") == [HELP]
         assert says(twilio, phone, "Info ") == [HELP]
         wait_received(twilio, phone, HELP)
-        topics = [t for t, _ in sub.drain(quiet=1.0)]
-    assert topics == [f"sms/{UNROUTED}/handled"] * 2
+        got = sub.drain(quiet=1.0)
+    # Each HELP and each answer to it: kept from the live feed, on the handled topic.
+    assert [(t, p["Body"]) for t, p in got] == [(f"sms/{UNROUTED}/handled", b) for b in ("help", HELP, "Info ", HELP)]
     # With Advanced Opt-Out, Twilio has answered HELP itself and says so in OptOutType: we stay quiet.
     result = rt.inbound.ingest(inbound_params(phone, "HELP", OptOutType="HELP"))
     assert result.reply is None
@@ -110,7 +77,8 @@ def test_autoreply_once_per_conversation_while_no_desk_is_signed_in(rt: Runtime,
     assert says(twilio, q, "Hi") == [AWAY]
     wait_received(twilio, p, AWAY)
     first = rt.store.history(p, None, 10, audience=UNROUTED)[0]
-    assert len(first) == 2  # both still wait in the unrouted list for a desk to claim
+    # Both still wait in the unrouted list for a desk to claim, with the automatic answer between them.
+    assert sorted(m.direction for m in first) == ["automatic", "inbound", "inbound"]
 
     clock(rt).advance(timedelta(hours=rt.settings.conversation_ttl_hours, minutes=1))
     assert says(twilio, p, "Still there?") == [AWAY]  # a new conversation: answered again
@@ -134,8 +102,9 @@ def test_stopwatches_run_independently_per_sender(rt: Runtime, twilio: Twilio) -
     assert says(twilio, b, "TIME") == ["Stopped at 0:45."]
     assert says(twilio, a, "HALT") == ["Stopped at 1:25."]
     wait_received(twilio, a, "Stopped at 1:25.")
-    message = rt.store.history(a, None, 1, audience=UNROUTED)[0][0]
+    answer, message = rt.store.history(a, None, 2, audience=UNROUTED)[0]
     assert message.payload["handledBy"] == "stopwatch"
+    assert (answer.body, answer.payload["automatic"]["reason"]) == ("Stopped at 1:25.", "stopwatch")
 
 
 def test_poll_mode_sends_the_answer_through_the_rest_api(

@@ -20,17 +20,18 @@ def send_sms(req: func.HttpRequest) -> func.HttpResponse:
     body = read_json(req)
     headers = {k.lower(): v for k, v in req.headers.items()}
     key = headers.get("idempotency-key")
-    result = rt.outbound.send(
-        SendRequest(
-            web_app_id=caller.desk,
-            to=body.get("to"),
-            body=body.get("body"),
-            media_urls=body.get("mediaUrl"),
-            confirm=body.get("confirm", False),
-            idempotency_key=key[:200] if key else None,
-            base_url=public_base(rt.settings, req.url, headers),
-            sent_by=caller.staff,
-            take_over=body.get("takeOver", False),
-        )
+    request = SendRequest(
+        web_app_id=caller.desk,
+        to=body.get("to"),
+        body=body.get("body"),
+        media_urls=body.get("mediaUrl"),
+        confirm=body.get("confirm", False),
+        idempotency_key=key[:200] if key else None,
+        base_url=public_base(rt.settings, req.url, headers),
+        sent_by=caller.staff,
+        take_over=body.get("takeOver", False),
+        ignore_quiet_hours=body.get("ignoreQuietHours", False),
     )
-    return json_response(result.to_json(), 201)
+    if "sendAt" in body:
+        return json_response(rt.scheduler.schedule(request, body.get("sendAt")), 202)
+    return json_response(rt.outbound.send(request).to_json(), 201)

@@ -27,8 +27,8 @@ RESERVED_WORDS = frozenset(
     {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT", "START", "YES", "UNSTOP"}
 )
 STATE_NAMESPACE = "keyword-state"
+CORE = "confirm"  # reminders' answers are core now (relay.reminders); the old name is still accepted
 BUILTINS = {
-    "confirm": "relay.keywords.confirm",
     "help": "relay.keywords.help",
     "autoreply": "relay.keywords.autoreply",
     "stopwatch": "examples.stopwatch",
@@ -127,10 +127,14 @@ class Keywords:
             decision.outcome.after()
 
 
-def load(names: tuple[str, ...], context: HandlerContext) -> Keywords:
-    """Built-in names, or a dotted module path with a `create(context)`; unknown names fail at start-up."""
-    handlers: list[tuple[str, KeywordHandler]] = []
-    for name in names:
+def load(
+    names: tuple[str, ...], context: HandlerContext, core: tuple[tuple[str, KeywordHandler], ...] = ()
+) -> Keywords:
+    """Built-in names, or a dotted module path with a `create(context)`; unknown names fail at start-up.
+
+    `core` handlers come first whatever the setting says."""
+    handlers: list[tuple[str, KeywordHandler]] = list(core)
+    for name in (n for n in names if n != CORE):
         module_name = BUILTINS.get(name, name if "." in name else "")
         try:
             module = importlib.import_module(module_name) if module_name else None
@@ -140,7 +144,7 @@ def load(names: tuple[str, ...], context: HandlerContext) -> Keywords:
             module = None
         create = getattr(module, "create", None)
         if not callable(create):
-            known = ", ".join(sorted(BUILTINS))
+            known = ", ".join(sorted([*BUILTINS, CORE]))
             raise SettingsError("KEYWORD_HANDLERS", f"unknown handler '{name}' (built in: {known}, or a module path)")
         handlers.append((name, create(context)))
     ttl = timedelta(hours=context.settings.conversation_ttl_hours)

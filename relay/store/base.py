@@ -12,8 +12,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 from relay.desks import UNROUTED as UNROUTED
 
 if TYPE_CHECKING:
+    from relay.store.contacts import ContactStore
     from relay.store.desks import DeskStore
     from relay.store.owners import OwnerStore
+    from relay.store.reminders import ReminderStore
+    from relay.store.scheduled import ScheduledStore
     from relay.store.staff import SessionStore
 
 
@@ -89,6 +92,9 @@ class Store(Protocol):
     desks: DeskStore
     owners: OwnerStore
     staff: SessionStore
+    reminders: ReminderStore
+    contacts: ContactStore
+    scheduled: ScheduledStore
 
     def save_message(self, message: MessageRecord, event: Event) -> Event | None:
         """Insert once per MessageSid (conditionally, never check-then-insert), with its pending event.

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from relay.store import desks, owners, staff
+from relay.store import contacts, desks, owners, reminders, scheduled, staff
 from relay.store.base import (
     UNROUTED,
     Conversation,
@@ -108,7 +108,8 @@ class SqliteStore:
         conn = self._conn()
         try:
             # executescript commits any open transaction first, so the script carries its own.
-            conn.executescript(f"BEGIN IMMEDIATE;{SCHEMA}{desks.SCHEMA}{owners.SCHEMA}{staff.SCHEMA}COMMIT;")
+            concepts = "".join(m.SCHEMA for m in (desks, owners, staff, reminders, contacts, scheduled))
+            conn.executescript(f"BEGIN IMMEDIATE;{SCHEMA}{concepts}COMMIT;")
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -118,6 +119,9 @@ class SqliteStore:
         self.desks: desks.DeskStore = desks.SqliteDesks(self)
         self.owners: owners.OwnerStore = owners.SqliteOwners(self)
         self.staff: staff.SessionStore = staff.SqliteSessions(self)
+        self.reminders: reminders.ReminderStore = reminders.SqliteReminders(self)
+        self.contacts: contacts.ContactStore = contacts.SqliteContacts(self)
+        self.scheduled: scheduled.ScheduledStore = scheduled.SqliteScheduled(self)
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)

@@ -12,6 +12,7 @@ from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, HttpResponseError
+from azure.data.tables import TableClient, UpdateMode
 
 from relay.store.base import StoreError
 
@@ -52,6 +53,17 @@ def status_of(exc: HttpResponseError, *codes: int) -> bool:
 def etag(entity: dict[str, Any]) -> str:
     metadata: dict[str, Any] = getattr(entity, "metadata", {})
     return str(metadata["etag"])
+
+
+def replace_unchanged(table: TableClient, row: dict[str, Any], version: str) -> str | None:
+    """Compare-and-set on the etag: the new etag, or None when the row changed (412) or went (404)."""
+    try:
+        meta = table.update_entity(row, mode=UpdateMode.REPLACE, etag=version, match_condition=IF_UNCHANGED)
+    except HttpResponseError as exc:
+        if status_of(exc, 404, 412):
+            return None
+        raise
+    return str(meta["etag"])
 
 
 def backoff() -> None:

@@ -25,7 +25,7 @@ from typing import Any
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
 
-from relay.store import desks, owners, staff
+from relay.store import contacts, desks, owners, reminders, scheduled, staff
 from relay.store.base import (
     UNROUTED,
     Conversation,
@@ -121,6 +121,9 @@ class TableStore:
         self.desks: desks.DeskStore = desks.TableDesks(self)
         self.owners: owners.OwnerStore = owners.TableOwners(self)
         self.staff: staff.SessionStore = staff.TableSessions(self)
+        self.reminders: reminders.ReminderStore = reminders.TableReminders(self)
+        self.contacts: contacts.ContactStore = contacts.TableContacts(self)
+        self.scheduled: scheduled.ScheduledStore = scheduled.TableScheduled(self)
 
     # -- plumbing
 
