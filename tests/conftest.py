@@ -13,6 +13,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from devhost.sandbox import SandboxConfig, create_sandbox_app
+from relay.runtime import Runtime, install
 from relay.store import Store
 from relay.store.sqlite import SqliteStore
 from relay.store.tables import TableStore
@@ -23,7 +24,7 @@ from tests.support.mosquitto import MosquittoProcess
 from tests.support.mosquitto import available as mosquitto_available
 from tests.support.rabbitmq import RabbitCluster
 from tests.support.rabbitmq import available as rabbitmq_available
-from tests.support.runtime import ACCOUNT, OURS, TOKEN
+from tests.support.runtime import ACCOUNT, OURS, TOKEN, make_runtime
 from tests.support.sandbox import Sandbox, sandboxes
 from tests.support.tools import require_tool
 
@@ -125,3 +126,21 @@ def make_sandbox() -> Iterator[Callable[..., Sandbox]]:
 @pytest.fixture
 def sandbox(make_sandbox: Callable[..., Sandbox]) -> Sandbox:
     return make_sandbox()
+
+
+@pytest.fixture
+def installed(broker: BrokerProcess, signing_key: str, sandbox_url: str) -> Iterator[Callable[..., Runtime]]:
+    """Build an in-process runtime on a store (with extra settings) and install it, so the real functions called
+    in the test use it; every one made is closed afterwards."""
+    made: list[Runtime] = []
+
+    def make(store: Store, **env: str) -> Runtime:
+        rt = make_runtime(store, broker.mqtt_port, signing_key, sandbox_url, **env)
+        install(rt)
+        made.append(rt)
+        return rt
+
+    yield make
+    install(None)
+    for rt in made:
+        rt.close()

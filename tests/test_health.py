@@ -18,12 +18,11 @@ import azure.functions as func
 import pytest
 
 from relay.health import DEADLINE_SECONDS
-from relay.runtime import Runtime, install
+from relay.runtime import Runtime
 from relay.store import Event, MessageRecord, Store, StoreError
 from relay.store.sqlite import WAL_LIMIT_BYTES, SqliteStore
-from tests.support.broker import BrokerProcess
 from tests.support.functions import FUNCTIONS
-from tests.support.runtime import clock, make_runtime
+from tests.support.runtime import clock
 from tests.support.tools import require_tool
 
 pytestmark = pytest.mark.timeout(90)
@@ -41,22 +40,6 @@ def store_one(store: Store, n: int) -> None:
     sid = f"SMdisk{n:06d}"
     record = MessageRecord(sid, "inbound", f"+1555{n % 50:07d}", "+14155550100", "reception", "x" * 200, now, {})
     store.save_message(record, Event("reception", "inbound", {"MessageSid": sid, "Body": "x" * 200}, now))
-
-
-@pytest.fixture
-def installed(broker: BrokerProcess, signing_key: str, sandbox_url: str) -> Iterator[Callable[[Store], Runtime]]:
-    made: list[Runtime] = []
-
-    def make(store: Store) -> Runtime:
-        rt = make_runtime(store, broker.mqtt_port, signing_key, sandbox_url)
-        install(rt)
-        made.append(rt)
-        return rt
-
-    yield make
-    install(None)
-    for rt in made:
-        rt.close()
 
 
 def test_health_writes_and_reads_a_heartbeat_and_reports_the_outbox(

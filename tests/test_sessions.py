@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -12,30 +12,21 @@ from typing import Any
 import azure.functions as func
 import pytest
 
-from relay.runtime import Runtime, install
+from relay.runtime import Runtime
 from relay.store.sqlite import SqliteStore
-from tests.support.broker import BrokerProcess
 from tests.support.functions import FUNCTIONS
-from tests.support.runtime import ACCESS_CODE, clock, desk, make_runtime
+from tests.support.runtime import ACCESS_CODE, clock, desk
 
 
 @pytest.fixture
-def runtime_for(tmp_path: Path, broker: BrokerProcess, signing_key: str, sandbox_url: str) -> Iterator[Any]:
+def runtime_for(tmp_path: Path, installed: Callable[..., Runtime]) -> Callable[[str], Runtime]:
     """An installed runtime in the given RELAY_AUTH mode, so the functions under test use it."""
-    made: list[Runtime] = []
 
     def make(mode: str) -> Runtime:
-        env = {"RELAY_AUTH": mode, "RELAY_DESKS": "Reception=R,Billing=B,Nurse line=N"}
         store = SqliteStore(str(tmp_path / f"{mode}.sqlite3"))
-        rt = make_runtime(store, broker.mqtt_port, signing_key, sandbox_url, **env)
-        install(rt)
-        made.append(rt)
-        return rt
+        return installed(store, RELAY_AUTH=mode, RELAY_DESKS="Reception=R,Billing=B,Nurse line=N")
 
-    yield make
-    install(None)
-    for rt in made:
-        rt.close()
+    return make
 
 
 def call(name: str, method: str, body: object = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
