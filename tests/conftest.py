@@ -22,13 +22,15 @@ from tests.support.broker import BrokerProcess
 from tests.support.devhost import DevhostProcess
 from tests.support.mosquitto import MosquittoProcess
 from tests.support.mosquitto import available as mosquitto_available
+from tests.support.rabbitmq import RabbitCluster
+from tests.support.rabbitmq import available as rabbitmq_available
 from tests.support.runtime import ACCOUNT, OURS, TOKEN, make_runtime
 from tests.support.sandbox import Sandbox, sandboxes
 from tests.support.tools import require_tool
 
-BROKERS = ["amqtt", "mosquitto"]
+BROKERS = ["amqtt", "mosquitto", "rabbitmq"]
 
-SCRUBBED_PREFIXES = ("TWILIO_", "MQTT_", "RELAY_", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+SCRUBBED_PREFIXES = ("TWILIO_", "MQTT_", "RELAY_", "RABBITMQ_", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 
 
 @pytest.fixture(autouse=True)
@@ -44,11 +46,25 @@ def signing_key() -> str:
     return secrets.token_urlsafe(48)
 
 
+@pytest.fixture(scope="session")
+def rabbitmq(signing_key: str) -> Iterator[RabbitCluster]:
+    """One 3-node cluster for the whole run (it takes ~35 s to form), stopped at the end even after a failure."""
+    require_tool(rabbitmq_available(), "Debian's rabbitmq-server is not installed")
+    with RabbitCluster(signing_key) as cluster:
+        yield cluster
+
+
 @pytest.fixture(scope="module")
-def broker(request: pytest.FixtureRequest, signing_key: str) -> Iterator[BrokerProcess | MosquittoProcess]:
+def broker(
+    request: pytest.FixtureRequest, signing_key: str
+) -> Iterator[BrokerProcess | MosquittoProcess | RabbitCluster]:
     """A broker the test can stop and start again on the same ports: the embedded amqtt unless a module asks
-    for Mosquitto with `pytest.mark.parametrize("broker", BROKERS, indirect=True, scope="module")`."""
+    for another with `pytest.mark.parametrize("broker", BROKERS, indirect=True, scope="module")`."""
     kind = getattr(request, "param", "amqtt")
+    if kind == "rabbitmq":
+        cluster: RabbitCluster = request.getfixturevalue("rabbitmq")
+        yield cluster
+        return
     if kind == "mosquitto":
         require_tool(mosquitto_available(), "Debian's mosquitto (with mosquitto_ctrl) is not installed")
         with MosquittoProcess() as mosquitto:
