@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -44,6 +44,18 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="session")
 def signing_key() -> str:
     return secrets.token_urlsafe(48)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, object, object]:
+    """A failure on the RabbitMQ cluster carries the tail of each node's log: a refusal there is a closed
+    connection with no reason given, and the reason is only in the broker's log."""
+    report = yield
+    cluster = getattr(item, "funcargs", {}).get("broker")
+    if isinstance(report, pytest.TestReport) and report.failed and isinstance(cluster, RabbitCluster):
+        for i, node in enumerate(cluster.nodes):
+            report.sections.append((f"RabbitMQ {node.name} log (tail)", cluster.log(i)[-4000:]))
+    return report
 
 
 @pytest.fixture(scope="session")

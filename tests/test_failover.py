@@ -97,6 +97,7 @@ def test_killing_the_desks_node_then_the_relays_loses_no_acknowledged_message(
         broker.kill(1)  # the desk's node
         assert persistent.dropped.wait(15)
         persistent.leave()
+        broker.wait_ready(2, 60)  # node 3 has seen node 2 go, and serves vhost '/'
         assert persistent.connect(broker.nodes[2].mqtt_port) is True  # the session (its quorum queue) survived
         rejoined_in = broker.start_node(1)
         desk_phase = list(hooks.acked)

@@ -1,7 +1,7 @@
 """A real 3-node RabbitMQ cluster on loopback, with MQTT on quorum queues and the relay's JWTs for desks.
 
 Each node has its own name, ports and data dir; all share one Erlang cookie (a private HOME) and a private epmd
-on a free port, clear of the Debian service's 4369/5672/25672. Nodes start together and find each other from
+on a free port, clear of the Debian service's 4369/5672/25672. Nodes start one after the other and find each other from
 `classic_config`; `+sbwt none` stops Erlang's busy-waiting from starving the two cores. The relay signs in as
 the internal user `relay-service`; desks present their session token, which the oauth2 backend verifies with
 the relay's HS256 key. `docs/brokers.md` shows the same configuration for a real deployment.
@@ -81,7 +81,7 @@ class RabbitCluster:
 
     kind = "rabbitmq"
 
-    def __init__(self, signing_key: str, size: int = 3, *, ready_timeout: float = 120.0) -> None:
+    def __init__(self, signing_key: str, size: int = 3, *, ready_timeout: float = 180.0) -> None:
         self.signing_key = signing_key
         self.ready_timeout = ready_timeout
         self.service_password = secrets.token_urlsafe(24)
@@ -166,12 +166,15 @@ class RabbitCluster:
                 "management.tcp.ip": "127.0.0.1",
                 "management.tcp.port": str(node.management_port),
                 **{f"cluster_formation.classic_config.nodes.{i + 1}": n.name for i, n in enumerate(self.nodes)},
-                "definitions.import_backend": "local_filesystem",
-                "definitions.local.path": str(self._dir / "definitions.json"),
                 "log.console": "false",
                 "log.file.level": "warning",
             }
         )
+        if node is self.nodes[0]:
+            # One node imports the users: two importing at once while the cluster forms can fail a boot with
+            # `user_already_exists`. The others get them from the cluster when they join.
+            settings["definitions.import_backend"] = "local_filesystem"
+            settings["definitions.local.path"] = str(self._dir / "definitions.json")
         assert (
             settings["web_mqtt.ws_path"] == WS_PATH and settings["auth_oauth2.resource_server_id"] == RABBITMQ_AUDIENCE
         )
@@ -200,7 +203,10 @@ class RabbitCluster:
         }
 
     def start(self) -> None:
-        """All nodes at once, then wait until every node's management API reports a full cluster."""
+        """One node after the other, each joining the cluster the ones before it formed. Started together they
+        form it faster, but then two may join the MQTT plugin's client-id Raft cluster at once and one is left out
+        (`$ra_join ... NOT appended`): lose a member later and the rest have no majority, so every MQTT CONNECT
+        fails with "client ID registration timed out"."""
         started = time.monotonic()
         self._epmd = subprocess.Popen(
             [EPMD, "-port", str(self.epmd_port)],
@@ -212,7 +218,6 @@ class RabbitCluster:
         try:
             for i in range(len(self.nodes)):
                 self._spawn(i)
-            for i in range(len(self.nodes)):
                 self.wait_ready(i, max(1.0, started + self.ready_timeout - time.monotonic()))
         except BaseException:
             self.stop()
@@ -260,14 +265,27 @@ class RabbitCluster:
                 nodes = self.api(i, "GET", "/api/nodes", timeout=2).json()
                 running = sorted(n["name"] for n in nodes if n.get("running"))
                 if running == sorted(n.name for n in self.nodes if n.proc is not None):
-                    wait_for_port(node.mqtt_port, max(0.5, deadline - time.monotonic()))
-                    wait_for_port(node.ws_port, max(0.5, deadline - time.monotonic()))
-                    return
-                last = f"running: {running}"
+                    vhost = self._vhost_state(i, node.name)
+                    if vhost == "running":
+                        wait_for_port(node.mqtt_port, max(0.5, deadline - time.monotonic()))
+                        wait_for_port(node.ws_port, max(0.5, deadline - time.monotonic()))
+                        return
+                    last = f"vhost '/' is {vhost} on {node.name}"
+                else:
+                    last = f"running: {running}"
             except (httpx.HTTPError, ValueError, TypeError) as exc:
                 last = str(exc)
             time.sleep(0.5)
         raise TimeoutError(f"{node.name} not ready after {timeout:.0f}s ({last}):\n{self.log(i)[-3000:]}")
+
+    def _vhost_state(self, i: int, name: str) -> str:
+        """A node that joined the cluster after booting alone may have vhost '/' stopped, and then refuses every
+        MQTT CONNECT (`vhost_is_down`, a closed socket to the client). Start it there, as an operator would."""
+        state = str(self.api(i, "GET", "/api/vhosts/%2F", timeout=2).json().get("cluster_state", {}).get(name))
+        if state not in ("running", "None"):
+            with contextlib.suppress(httpx.HTTPError):
+                self.api(i, "POST", f"/api/vhosts/%2F/start/{name}", timeout=5)
+        return state
 
     def api(self, i: int, method: str, path: str, **kwargs: Any) -> httpx.Response:
         kwargs.setdefault("timeout", 10)
