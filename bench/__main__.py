@@ -15,12 +15,14 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from bench.cluster import run_cluster
 from bench.coldstart import run_coldstart
 from bench.fanout import run_fanout
 from bench.latency import run_inbound
 from bench.procs import REPO, Broker, make_certificate, start_amqtt, start_mosquitto
 from bench.report import SOAK_TITLE, Run, render, section, with_section
 from bench.throughput import ThroughputResult, run_throughput
+from tests.support.rabbitmq import available as rabbitmq_available
 
 QUICK = {
     "latency_messages": 600,
@@ -30,9 +32,11 @@ QUICK = {
     "fanout_clients": 1000,
     "profile_seconds": 5,
     "cold_runs": 3,
+    "cluster_messages": 400,
+    "cluster_desks": 200,
 }
 STARTERS: dict[str, Callable[[Path, Path, Path, str], Broker]] = {"amqtt": start_amqtt, "mosquitto": start_mosquitto}
-SCENARIOS = ("latency", "throughput", "fanout", "profile", "cold")
+SCENARIOS = ("latency", "throughput", "fanout", "profile", "cold", "cluster")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -54,6 +58,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--fanout-rate", type=float, default=1000.0, help="messages per second to the desks")
     p.add_argument("--profile-seconds", type=int, default=15)
     p.add_argument("--cold-runs", type=int, default=5)
+    p.add_argument("--cluster-messages", type=int, default=2000, help="scenario 6 messages for cross-node latency")
+    p.add_argument("--cluster-rate", type=float, default=200.0, help="scenario 6 latency messages per second")
+    p.add_argument("--cluster-desks", type=int, default=500, help="scenario 6 WebSocket desks for memory")
     p.add_argument("--output", type=Path, default=REPO / "BENCHMARKS.md")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs) for inspection")
     args = p.parse_args(argv)
@@ -110,6 +117,8 @@ def execute(run: Run, args: argparse.Namespace, workdir: Path, brokers: list[str
                 step(run, "cold start", _cold, run, args, workdir, broker)
         finally:
             broker.stop()
+    if "cluster" in scenarios:
+        step(run, "rabbitmq cluster", _cluster, run, args, signing_key)
 
 
 def step(run: Run, name: str, body: Callable[..., None], *params: object) -> None:
@@ -171,6 +180,18 @@ def _fanout(run: Run, args: argparse.Namespace, broker: Broker) -> None:
 
 def _profile(run: Run, args: argparse.Namespace, workdir: Path, broker: Broker) -> None:
     run.profile = _wrk_run(args, workdir, broker, args.profile_seconds, workdir / "profile.txt")
+
+
+def _cluster(run: Run, args: argparse.Namespace, signing_key: str) -> None:
+    if not rabbitmq_available():
+        run.errors.append("rabbitmq cluster: Debian's rabbitmq-server is not installed")
+        return
+    run.cluster = run_cluster(
+        signing_key, messages=args.cluster_messages, rate=args.cluster_rate, desks=args.cluster_desks
+    )
+    lost = sum(f.lost for f in run.cluster.failovers if f.killed == "the desk's node")
+    if lost:
+        run.errors.append(f"rabbitmq cluster: {lost} acknowledged messages lost when the desk's node died")
 
 
 def _cold(run: Run, args: argparse.Namespace, workdir: Path, broker: Broker) -> None:

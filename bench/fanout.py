@@ -50,7 +50,8 @@ class FanoutResult:
 class _Desks:
     """One worker's clients and the selector that drives them."""
 
-    def __init__(self) -> None:
+    def __init__(self, path: str = "/mqtt") -> None:
+        self.path = path
         self.selector = selectors.DefaultSelector()
         self.clients: list[mqtt.Client] = []
         self.subscribed = 0
@@ -70,7 +71,7 @@ class _Desks:
     def _connect(self, port: int, cred: Credential) -> mqtt.Client:
         client_id, username, password, topic = cred
         client = MaskingClient(CallbackAPIVersion.VERSION2, client_id=client_id, transport="websockets", userdata=topic)
-        client.ws_set_options(path="/mqtt")
+        client.ws_set_options(path=self.path)
         client.username_pw_set(username, password)
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe

@@ -11,6 +11,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from bench.cluster import ClusterResult
 from bench.coldstart import ColdStart
 from bench.fanout import FanoutResult
 from bench.latency import LatencyResult
@@ -37,6 +38,7 @@ class Run:
     fanout: list[FanoutResult] = field(default_factory=list)
     cold: ColdStart | None = None
     profile: ThroughputResult | None = None
+    cluster: ClusterResult | None = None
     errors: list[str] = field(default_factory=list)
 
 
@@ -135,7 +137,7 @@ def render(run: Run, args: Any) -> str:
     out += ["", "## Goals: where we stand", ""]
     out.append(table(["goal", "measured", ""], [list(r) for r in goals(run)]))
     out += ["", "## Method", "", METHOD.format(a=args, interval_ms=1000 / args.rate, cpus=os.cpu_count()).strip()]
-    out += _latency(run) + _throughput(run) + _send(run) + _fanout(run) + _cold(run) + _profile(run)
+    out += _latency(run) + _throughput(run) + _send(run) + _fanout(run) + _cold(run) + _cluster(run) + _profile(run)
     return "\n".join(out) + "\n"
 
 
@@ -279,6 +281,50 @@ def _cold(run: Run) -> list[str]:
     return ["", f"## 5. Cold start (median of {c.runs})", "", table(["", "ms"], rows)]
 
 
+def _cluster(run: Run) -> list[str]:
+    c = run.cluster
+    if c is None:
+        return []
+    out = ["", "## 6. RabbitMQ cluster (3 nodes, quorum queues)", ""]
+    out.append(f"A fresh cluster formed (all three nodes running, MQTT listening) in {c.start_seconds:.0f} s.")
+    rows = [
+        [name, f"{s.n:,}", ms(s.p50), ms(s.p99), ms(s.p999), str(s.lost)]
+        for name, s in (("relay and desk on node 1", c.same_node), ("relay on node 1, desk on node 2", c.cross_node))
+        if s is not None
+    ]
+    out += ["", f"Latency at {c.rate:g} msg/s, persistent desk sessions (quorum queues):", ""]
+    out.append(table(["path", "messages", "p50", "p99", "p99.9", "lost"], rows))
+    if c.same_node and c.cross_node:
+        out.append(f"\nAcross nodes the p50 is {ratio(c.cross_node.p50, c.same_node.p50)} the same-node p50.")
+    rows = [
+        [
+            f"`kill -9` {f.killed}",
+            f"{f.sent:,}",
+            f"{f.received:,}",
+            str(f.lost),
+            str(f.duplicates),
+            f"{f.gap_seconds:.1f}",
+            f"{f.rejoin_seconds:.0f}",
+        ]
+        for f in c.failovers
+    ]
+    out += [
+        "",
+        "Failover at 100 msg/s, the relay's publisher retrying what it could not publish (as the outbox does):",
+        "",
+    ]
+    out.append(table(["", "acknowledged", "received", "lost", "duplicates", "longest gap s", "node back in s"], rows))
+    mosquitto = next((f for f in run.fanout if f.broker == "mosquitto" and f.connected), None)
+    line = f"\nMemory: {c.desks:,} WebSocket desks (clean sessions) on node 2 grew its RSS from "
+    line += f"{c.rss_before / 2**20:.0f} to {c.rss_after / 2**20:.0f} MiB: **{c.per_desk / 1024:.0f} KiB per desk**"
+    if mosquitto:
+        line += f", {ratio(c.per_desk, mosquitto.per_connection)} Mosquitto's {mosquitto.per_connection / 1024:.1f} KiB"
+        line += " in the fan-out above"
+    out.append(line + ".")
+    out += [f"- {n}" for n in c.notes]
+    return out
+
+
 def _profile(run: Run) -> list[str]:
     t = run.profile
     if t is None or not t.profile:
@@ -406,6 +452,12 @@ METHOD = """
   Each broker's fan-out runs in the same broker process, after its throughput run. amqtt delivers more slowly
   after that load than when fresh: fan-out alone on a fresh amqtt measured a p50 of 1.5 ms.
 - 5 Cold start: fresh processes, {a.cold_runs} runs, medians; devhost against the running Mosquitto.
+- 6 RabbitMQ cluster: the suite's 3-node cluster (`tests/support/rabbitmq.py`, the configuration in
+  docs/brokers.md) on loopback, nodes started with `+sbwt none`. Latency: {a.cluster_messages:,} messages at
+  {a.cluster_rate:g}/s from the relay's publisher on node 1 to two persistent sessions of one desk, on nodes 1
+  and 2. Failover: a stream with sequence numbers; node 2 (the desk's) is killed and the desk resumes its session
+  on node 3; once node 2 has rejoined, node 1 (the relay's) is killed and the publisher moves along `MQTT_URL`.
+  Memory: {a.cluster_desks:,} WebSocket desks on node 2 with session tokens, RSS of node 2's VM before and after.
 - Profile: a separate {a.profile_seconds}-second throughput run on Mosquitto with py-spy attached to devhost
   and its workers; the profiler slows it, so its rate is not the throughput figure.
 - Percentiles are nearest-rank over all samples; "lost" = not received within 5 s.

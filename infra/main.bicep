@@ -20,13 +20,20 @@ param relaySigningKey string
 @secure()
 param relayAccessCode string
 
-@description('The service publisher, e.g. mqtts://broker.example.org:8883')
+@description('The service publisher, e.g. mqtts://broker.example.org:8883; a comma list for a cluster')
 param mqttUrl string
-@description('What browsers connect to, e.g. wss://broker.example.org:8084/mqtt')
+@description('What browsers connect to, e.g. wss://broker.example.org:8084/mqtt; a comma list for a cluster')
 param mqttBrowserUrl string
 param mqttUsername string = 'relay-service'
 @secure()
 param mqttPassword string = ''
+@description('jwt, mosquitto-dynsec or rabbitmq (a cluster from infra/rabbitmq/; see docs/brokers.md)')
+param mqttBrokerAccess string = 'jwt'
+@description('rabbitmq only: the management API, one URL per node, comma-separated')
+param rabbitmqManagementUrl string = ''
+param rabbitmqManagementUsername string = 'relay-admin'
+@secure()
+param rabbitmqManagementPassword string = ''
 
 @description('The public base URL Twilio calls; defaults to the app\'s own hostname.')
 param publicBaseUrl string = 'https://${appName}.azurewebsites.net'
@@ -92,6 +99,10 @@ resource app 'Microsoft.Web/sites@2023-12-01' = {
         { name: 'MQTT_BROWSER_URL', value: mqttBrowserUrl }
         { name: 'MQTT_USERNAME', value: mqttUsername }
         { name: 'MQTT_PASSWORD', value: mqttPassword }
+        { name: 'MQTT_BROKER_ACCESS', value: mqttBrokerAccess }
+        { name: 'RABBITMQ_MANAGEMENT_URL', value: rabbitmqManagementUrl }
+        { name: 'RABBITMQ_MANAGEMENT_USERNAME', value: rabbitmqManagementUsername }
+        { name: 'RABBITMQ_MANAGEMENT_PASSWORD', value: rabbitmqManagementPassword }
         { name: 'POLL_SCHEDULE', value: '*/30 * * * * *' }
       ]
     }

@@ -2,7 +2,8 @@
 
 paho resends an unacknowledged QoS 1 message by itself after a reconnect, so a publish that timed out
 while connected is tracked as in flight and not handed to the outbox again; a publish attempted while
-disconnected is never given to paho at all, and stays in the outbox.
+disconnected is never given to paho at all, and stays in the outbox. Given several broker URLs (a cluster's
+nodes, comma-separated), it moves to the next one whenever a connection fails or drops.
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ class Publisher:
         timeout_seconds: float,
         on_connected: Callable[[], None] | None = None,
     ) -> None:
-        self._address = BrokerAddress.parse(url)
+        self._addresses = [BrokerAddress.parse(u.strip()) for u in url.split(",") if u.strip()]
+        self._address = self._addresses[0]
         self._timeout = timeout_seconds
         self._password = password
         self._username = username
@@ -90,6 +92,7 @@ class Publisher:
         client.reconnect_delay_set(min_delay=1, max_delay=5)
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
+        client.on_connect_fail = self._next_broker
         client.on_publish = self._handle_publish
         client.on_message = self._handle_message
         self._client = client
@@ -214,6 +217,16 @@ class Publisher:
             log.warning("MQTT connection lost; reconnecting")
         self._connected.clear()
         client.username_pw_set(self._username, self._password())
+        self._next_broker(client, userdata)
+
+    def _next_broker(self, client: mqtt.Client, userdata: object) -> None:
+        """paho reconnects to `client.host`/`port`: point them at the next URL of the list before it does."""
+        if len(self._addresses) < 2:
+            return
+        self._address = self._addresses[(self._addresses.index(self._address) + 1) % len(self._addresses)]
+        client._host, client._port = self._address.host, self._address.port  # the setters refuse inside a callback
+        if client.transport == "websockets":
+            client.ws_set_options(path=self._address.path)
 
     def stop(self) -> None:
         if not self._started:

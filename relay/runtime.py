@@ -27,13 +27,14 @@ from relay.outbox import Outbox
 from relay.ownership import Ownership
 from relay.polling import Poller
 from relay.publisher import Publisher
+from relay.rabbitmq import Management, RabbitAccess
 from relay.reminders import HANDLER, Reminders
 from relay.routing import Router
 from relay.scheduler import Scheduler
 from relay.sessions import Sessions
 from relay.settings import Settings
 from relay.store import Store, open_store
-from relay.tokens import SERVICE_USER, TokenIssuer
+from relay.tokens import RABBITMQ_AUDIENCE, SERVICE_USER, TokenIssuer
 from relay.topics import Topics
 from relay.twilio_gateway import TwilioGateway
 from relay.webhooks import WebhookValidator
@@ -84,7 +85,8 @@ def build(settings: Settings, clock: Clock | None = None, store: Store | None = 
     clock = clock or SystemClock()
     configure(settings.log_level)
     topics = Topics(settings.mqtt_topic_prefix)
-    issuer = TokenIssuer(settings.relay_signing_key, topics, settings.relay_signing_algorithm)
+    audience = RABBITMQ_AUDIENCE if settings.mqtt_broker_access == "rabbitmq" else None
+    issuer = TokenIssuer(settings.relay_signing_key, topics, settings.relay_signing_algorithm, audience)
     store = store or open_store(settings.relay_store)
 
     def broker_password() -> str | None:
@@ -104,11 +106,7 @@ def build(settings: Settings, clock: Clock | None = None, store: Store | None = 
     holder["outbox"] = outbox
     gateway = TwilioGateway(settings)
     validator = WebhookValidator(settings)
-    access: BrokerAccess = (
-        DynsecAccess(publisher, topics, store)
-        if settings.mqtt_broker_access == "mosquitto-dynsec"
-        else JwtAccess(publisher, topics)
-    )
+    access = _broker_access(settings, publisher, topics, store, clock)
     directory = DeskDirectory(store, settings.relay_desks)
     directory.seed(clock.now())
     sessions = Sessions(settings, store, issuer, clock, access, directory)
@@ -152,6 +150,21 @@ def build(settings: Settings, clock: Clock | None = None, store: Store | None = 
     )
     publisher.start()
     return runtime
+
+
+def _broker_access(
+    settings: Settings, publisher: Publisher, topics: Topics, store: Store, clock: Clock
+) -> BrokerAccess:
+    if settings.mqtt_broker_access == "mosquitto-dynsec":
+        return DynsecAccess(publisher, topics, store)
+    if settings.mqtt_broker_access == "rabbitmq":
+        management = Management(
+            settings.rabbitmq_management_urls,
+            settings.rabbitmq_management_username or "",
+            settings.rabbitmq_management_password or "",
+        )
+        return RabbitAccess(management, store, clock, settings.mqtt_username or SERVICE_USER)
+    return JwtAccess(publisher, topics)
 
 
 def _drain(outbox: Outbox) -> None:

@@ -23,7 +23,7 @@ from relay.topics import Topics
 
 MQTT_SCHEMES = ("mqtt", "mqtts", "ws", "wss")
 INBOUND_MODES = ("push", "poll", "both")
-BROKER_ACCESS = ("jwt", "mosquitto-dynsec")
+BROKER_ACCESS = ("jwt", "mosquitto-dynsec", "rabbitmq")
 AUTH_MODES = ("accesscode", "appservice")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _SID = re.compile(r"^[A-Z]{2}[0-9a-fA-F]{32}$")
@@ -53,6 +53,9 @@ class Settings:
     mqtt_publish_timeout_seconds: float = 2.0
     webhook_deadline_seconds: float = 8.0
     mqtt_broker_access: str = "jwt"
+    rabbitmq_management_urls: tuple[str, ...] = ()
+    rabbitmq_management_username: str | None = None
+    rabbitmq_management_password: str | None = field(default=None, repr=False)
     relay_signing_algorithm: str = "HS256"
     relay_store: str = ".data/relay.sqlite3"
     conversation_ttl_hours: float = 4.0
@@ -82,6 +85,16 @@ class Settings:
     schedule_min_lead_seconds: float = 60.0
     schedule_poll_seconds: float = 15.0
     send_rate_per_second: float = 1.0
+
+    @property
+    def mqtt_urls(self) -> tuple[str, ...]:
+        """`MQTT_URL` may list several brokers (a cluster's nodes); the publisher moves on when one fails."""
+        return tuple(self.mqtt_url.split(","))
+
+    @property
+    def mqtt_browser_urls(self) -> tuple[str, ...]:
+        """Web clients get the whole list and move to the next URL on every reconnect."""
+        return tuple(self.mqtt_browser_url.split(","))
 
     @property
     def our_side(self) -> str:
@@ -125,6 +138,17 @@ class Settings:
         prefix = r.text("MQTT_TOPIC_PREFIX") or "sms"
         if not _PREFIX.match(prefix):
             raise SettingsError("MQTT_TOPIC_PREFIX", "must be topic levels of letters, digits, - or _")
+        access = r.choice("MQTT_BROKER_ACCESS", BROKER_ACCESS, "jwt")
+        if access == "rabbitmq":
+            for name in (
+                "MQTT_USERNAME",
+                "MQTT_PASSWORD",
+                "RABBITMQ_MANAGEMENT_USERNAME",
+                "RABBITMQ_MANAGEMENT_PASSWORD",
+            ):
+                r.required(name)
+            if not r.urls("RABBITMQ_MANAGEMENT_URL", ("http", "https")):
+                raise SettingsError("RABBITMQ_MANAGEMENT_URL", "required when MQTT_BROKER_ACCESS=rabbitmq")
         return cls(
             twilio_account_sid=r.required_sid("TWILIO_ACCOUNT_SID", "AC"),
             twilio_auth_token=r.required("TWILIO_AUTH_TOKEN"),
@@ -141,14 +165,17 @@ class Settings:
             twilio_webhook_shared_key=r.text("TWILIO_WEBHOOK_SHARED_KEY"),
             public_base_url=r.url("PUBLIC_BASE_URL", ("http", "https")),
             webhook_hosts=webhook_hosts,
-            mqtt_url=r.url("MQTT_URL", MQTT_SCHEMES) or "mqtt://127.0.0.1:1883",
+            mqtt_url=",".join(r.urls("MQTT_URL", MQTT_SCHEMES, same_scheme=True)) or "mqtt://127.0.0.1:1883",
             mqtt_username=r.text("MQTT_USERNAME"),
             mqtt_password=r.text("MQTT_PASSWORD"),
-            mqtt_browser_url=r.url("MQTT_BROWSER_URL", ("ws", "wss")) or "ws://127.0.0.1:9001",
+            mqtt_browser_url=",".join(r.urls("MQTT_BROWSER_URL", ("ws", "wss"))) or "ws://127.0.0.1:9001",
             mqtt_topic_prefix=prefix,
             mqtt_publish_timeout_seconds=r.number("MQTT_PUBLISH_TIMEOUT_SECONDS", 2.0, 0.1, 10.0),
             webhook_deadline_seconds=r.number("WEBHOOK_DEADLINE_SECONDS", 8.0, 1.0, 14.0),
-            mqtt_broker_access=r.choice("MQTT_BROKER_ACCESS", BROKER_ACCESS, "jwt"),
+            mqtt_broker_access=access,
+            rabbitmq_management_urls=r.urls("RABBITMQ_MANAGEMENT_URL", ("http", "https")),
+            rabbitmq_management_username=r.text("RABBITMQ_MANAGEMENT_USERNAME"),
+            rabbitmq_management_password=r.text("RABBITMQ_MANAGEMENT_PASSWORD"),
             relay_store=store,
             conversation_ttl_hours=r.number("CONVERSATION_TTL_HOURS", 4.0, 0.01, 24 * 365),
             max_clock_skew_seconds=r.number("MAX_CLOCK_SKEW_SECONDS", 30.0, 1.0, 3600.0),
@@ -293,6 +320,14 @@ class _Reader:
         if parts.scheme not in schemes or not parts.hostname:
             raise SettingsError(name, f"must be a URL with scheme {', '.join(schemes)} and a host")
         return value.rstrip("/")
+
+    def urls(self, name: str, schemes: tuple[str, ...], *, same_scheme: bool = False) -> tuple[str, ...]:
+        """A comma list of URLs (a cluster's nodes, tried in turn), each checked like `url`."""
+        parts = (_Reader({name: part}).url(name, schemes) for part in (self.text(name) or "").split(","))
+        urls = tuple(part for part in parts if part)
+        if same_scheme and len({urlsplit(u).scheme for u in urls}) > 1:
+            raise SettingsError(name, "every URL in the list must use the same scheme")
+        return urls
 
     def number(self, name: str, default: float, low: float, high: float) -> float:
         value = self.text(name)

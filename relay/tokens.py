@@ -1,7 +1,8 @@
 """Session tokens: short-lived JWTs for one staff member's session at one desk, also used as the MQTT password.
 
 They carry the desk (`sub`, which is also the webAppId), the session (`sid`), who is signed in (`staff`), and the
-topic claims the broker enforces (`subs`, `pub`, and EMQX's `acl`).
+topic claims the broker enforces (`subs`, `pub`, and EMQX's `acl`). For RabbitMQ they also carry `aud` and the
+same rights as RabbitMQ `scope`s; only then, so the other brokers never see an audience they would refuse.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from relay.topics import Topics
 HS256 = "HS256"
 ALGORITHMS = (HS256, "RS256")
 SERVICE_USER = "relay-service"
+RABBITMQ_AUDIENCE = "rabbitmq"  # the oauth2 backend's resource server id, and so the prefix of its scopes
 
 
 @dataclass(frozen=True)
@@ -54,11 +56,12 @@ class TokenIssuer:
     """HS256 with a shared secret (the embedded broker, EMQX), or RS256 with a PEM private key for brokers that
     check tokens against a certificate (Azure Event Grid's CUSTOM-JWT; untested here)."""
 
-    def __init__(self, signing_key: str, topics: Topics, algorithm: str = "HS256") -> None:
+    def __init__(self, signing_key: str, topics: Topics, algorithm: str = "HS256", audience: str | None = None) -> None:
         if algorithm not in ALGORITHMS:
             raise ValueError(f"unsupported signing algorithm {algorithm}")
         self._algorithm = algorithm
         self._topics = topics
+        self._audience = audience
         self._key: str | RSAPrivateKey = signing_key
         self._verify_key: str | RSAPublicKey = signing_key
         if algorithm == "RS256":
@@ -81,7 +84,18 @@ class TokenIssuer:
             "pub": [],
             "acl": _emqx_acl(subscribe=self._topics.filters_for(web_app_id), publish=[]),
         }
+        if self._audience:
+            claims["aud"] = self._audience
+            claims["scope"] = " ".join(self._rabbitmq_scopes(web_app_id, session_id))
         return jwt.encode(claims, self._key, algorithm=self._algorithm), expires
+
+    def _rabbitmq_scopes(self, web_app_id: str, session_id: str) -> list[str]:
+        """Read the desk's routing keys on amq.topic (MQTT `/` is `.` there, `#` becomes `*`), and use only the
+        session's own subscription queues, which RabbitMQ names `mqtt-subscription-<client id>qos<n>`."""
+        keys = [f.replace("/", ".").replace("#", "*") for f in self._topics.filters_for(web_app_id)]
+        queues = f"*/mqtt-subscription-{web_app_id}-{session_id}-*"
+        scopes = [f"{self._audience}.read:*/amq.topic/{key}" for key in keys]
+        return scopes + [f"{self._audience}.{right}:{queues}" for right in ("configure", "write", "read")]
 
     def service_token(self, now: datetime, ttl: timedelta) -> str:
         """The relay's own broker credential for the embedded broker: publish anywhere under the prefix."""
@@ -102,6 +116,7 @@ class TokenIssuer:
                 token,
                 self._verify_key,
                 algorithms=[self._algorithm],
+                audience=self._audience,
                 # Times are checked below against our clock, not PyJWT's, so tests and skewed instances agree.
                 options={"require": ["sub", "sid", "exp", "iat"], "verify_exp": False, "verify_iat": False},
             )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,13 +22,15 @@ from tests.support.broker import BrokerProcess
 from tests.support.devhost import DevhostProcess
 from tests.support.mosquitto import MosquittoProcess
 from tests.support.mosquitto import available as mosquitto_available
+from tests.support.rabbitmq import RabbitCluster
+from tests.support.rabbitmq import available as rabbitmq_available
 from tests.support.runtime import ACCOUNT, OURS, TOKEN, make_runtime
 from tests.support.sandbox import Sandbox, sandboxes
 from tests.support.tools import require_tool
 
-BROKERS = ["amqtt", "mosquitto"]
+BROKERS = ["amqtt", "mosquitto", "rabbitmq"]
 
-SCRUBBED_PREFIXES = ("TWILIO_", "MQTT_", "RELAY_", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+SCRUBBED_PREFIXES = ("TWILIO_", "MQTT_", "RELAY_", "RABBITMQ_", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 
 
 @pytest.fixture(autouse=True)
@@ -44,11 +46,37 @@ def signing_key() -> str:
     return secrets.token_urlsafe(48)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, object, object]:
+    """A failure on the RabbitMQ cluster carries the tail of each node's log: a refusal there is a closed
+    connection with no reason given, and the reason is only in the broker's log."""
+    report = yield
+    cluster = getattr(item, "funcargs", {}).get("broker")
+    if isinstance(report, pytest.TestReport) and report.failed and isinstance(cluster, RabbitCluster):
+        for i, node in enumerate(cluster.nodes):
+            report.sections.append((f"RabbitMQ {node.name} log (tail)", cluster.log(i)[-4000:]))
+    return report
+
+
+@pytest.fixture(scope="session")
+def rabbitmq(signing_key: str) -> Iterator[RabbitCluster]:
+    """One 3-node cluster for the whole run (it takes ~35 s to form), stopped at the end even after a failure."""
+    require_tool(rabbitmq_available(), "Debian's rabbitmq-server is not installed")
+    with RabbitCluster(signing_key) as cluster:
+        yield cluster
+
+
 @pytest.fixture(scope="module")
-def broker(request: pytest.FixtureRequest, signing_key: str) -> Iterator[BrokerProcess | MosquittoProcess]:
+def broker(
+    request: pytest.FixtureRequest, signing_key: str
+) -> Iterator[BrokerProcess | MosquittoProcess | RabbitCluster]:
     """A broker the test can stop and start again on the same ports: the embedded amqtt unless a module asks
-    for Mosquitto with `pytest.mark.parametrize("broker", BROKERS, indirect=True, scope="module")`."""
+    for another with `pytest.mark.parametrize("broker", BROKERS, indirect=True, scope="module")`."""
     kind = getattr(request, "param", "amqtt")
+    if kind == "rabbitmq":
+        cluster: RabbitCluster = request.getfixturevalue("rabbitmq")
+        yield cluster
+        return
     if kind == "mosquitto":
         require_tool(mosquitto_available(), "Debian's mosquitto (with mosquitto_ctrl) is not installed")
         with MosquittoProcess() as mosquitto:

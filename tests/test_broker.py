@@ -18,7 +18,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from relay.tokens import SERVICE_USER, Staff, TokenIssuer, new_client_id
+from relay.tokens import RABBITMQ_AUDIENCE, SERVICE_USER, Staff, TokenIssuer, new_client_id
 from relay.topics import Topics
 from tests.support.broker import BrokerProcess
 
@@ -294,6 +294,8 @@ def _credentials(case: str, a: str, b: str) -> tuple[str | None, str | None]:
             return a, jwt.encode(_claims(b), KEY, algorithm="HS256")
         case "no iat":
             return a, jwt.encode(_claims(a, iat=None), KEY, algorithm="HS256")
+        case "a rabbitmq token":  # with an audience: meant for MQTT_BROKER_ACCESS=rabbitmq, not this broker
+            return a, jwt.encode(_claims(a, aud=RABBITMQ_AUDIENCE), KEY, algorithm="HS256")
         case "anonymous":
             return None, None
         case "username without password":
@@ -312,6 +314,7 @@ def _credentials(case: str, a: str, b: str) -> tuple[str | None, str | None]:
         "expired",
         "sub differs from username",
         "no iat",
+        "a rabbitmq token",
         "anonymous",
         "username without password",
         "garbage password",

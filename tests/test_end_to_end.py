@@ -11,7 +11,7 @@ import pytest
 from tests.support.devhost import DevhostProcess
 from tests.support.mqtt import Subscriber
 
-pytestmark = pytest.mark.parametrize("broker", ["amqtt", "mosquitto"], indirect=True, scope="module")
+pytestmark = pytest.mark.parametrize("broker", ["amqtt", "mosquitto", "rabbitmq"], indirect=True, scope="module")
 
 PATIENT = "+14155550101"
 STRANGER = "+14155550177"
@@ -243,6 +243,8 @@ def test_bad_transfers_get_a_clear_error_and_change_nothing(devhost: DevhostProc
 
 
 def test_broker_down_then_back_delivers_every_reply_once(devhost: DevhostProcess) -> None:
+    if devhost.broker.kind == "rabbitmq":
+        pytest.skip("a whole cluster down takes ~2 min to restart; tests/test_failover.py kills one node at a time")
     a = devhost.session("billing")
     assert send(devhost, a, "+14155550111", "checking in").status_code == 201
     devhost.broker.stop()

@@ -10,6 +10,7 @@ import pytest
 
 from relay.store.sqlite import SqliteStore
 from tests.support.broker import BrokerProcess
+from tests.support.ports import free_port
 from tests.support.runtime import make_runtime
 
 pytestmark = pytest.mark.slow
@@ -43,5 +44,19 @@ def test_reconnects_drain_the_outbox_without_leaving_store_connections_behind(
             assert rt.publisher.connected
             time.sleep(0.3)  # its drain
         assert open_files(tmp_path) - before < 2
+    finally:
+        rt.close()
+
+
+def test_a_list_of_broker_urls_moves_past_one_that_is_down(
+    tmp_path: Path, broker: BrokerProcess, signing_key: str, sandbox_url: str
+) -> None:
+    """`MQTT_URL` as a cluster's nodes: the first refuses connections, the publisher goes on to the next."""
+    dead = free_port()
+    urls = f"mqtt://127.0.0.1:{dead},mqtt://127.0.0.1:{broker.mqtt_port}"
+    rt = make_runtime(SqliteStore(str(tmp_path / "relay.sqlite3")), dead, signing_key, sandbox_url, MQTT_URL=urls)
+    try:
+        assert rt.publisher.connected
+        rt.publisher.publish("sms/reception/inbound", b"{}")
     finally:
         rt.close()

@@ -26,16 +26,17 @@ from tests.support.broker import BrokerProcess
 from tests.support.devhost import DevhostProcess
 from tests.support.mosquitto import MosquittoProcess
 from tests.support.mqtt import Subscriber
+from tests.support.rabbitmq import RabbitCluster
 from tests.support.runtime import as_session, clock, desk, inbound_params, make_runtime
 
-pytestmark = pytest.mark.parametrize("broker", ["amqtt", "mosquitto"], indirect=True, scope="module")
+pytestmark = pytest.mark.parametrize("broker", ["amqtt", "mosquitto", "rabbitmq"], indirect=True, scope="module")
 
 PATIENT = "+14155550141"
 
 
 @pytest.fixture
 def runtime(
-    tmp_path: Path, broker: BrokerProcess | MosquittoProcess, signing_key: str, sandbox_url: str
+    tmp_path: Path, broker: BrokerProcess | MosquittoProcess | RabbitCluster, signing_key: str, sandbox_url: str
 ) -> Iterator[Runtime]:
     store = SqliteStore(str(tmp_path / "relay.sqlite3"))
     rt = make_runtime(store, broker.mqtt_port, signing_key, sandbox_url, **broker.relay_env())
@@ -272,9 +273,12 @@ def test_wildcard_subscription(devhost: DevhostProcess) -> None:
     session = devhost.session()
     sub = Subscriber(devhost.broker.mqtt_port, session)
     sub.topics = ["#", "sms/+/inbound", f"sms/{session['webAppId']}/#"]
-    with sub:
-        pass
-    assert sub.granted == [0x80, 0x80, 1]
+    try:
+        with sub:
+            pass
+    except ConnectionRefusedError:
+        assert devhost.broker.kind == "rabbitmq"  # it refuses by closing the connection, never with a grant
+    assert sub.granted == ([] if devhost.broker.kind == "rabbitmq" else [0x80, 0x80, 1])
 
 
 def test_publish_by_a_browser(devhost: DevhostProcess) -> None:
@@ -301,6 +305,16 @@ def test_client_id_takeover(devhost: DevhostProcess) -> None:
         attacker.loop_stop()
         assert refused
         assert all(refused)
+        if devhost.broker.kind == "rabbitmq":
+            # RabbitMQ 3.10 ends the connection holding a client id before it refuses the newcomer; the victim
+            # reconnects by itself and reads on, the attacker read nothing (docs/brokers.md, "Limits found here").
+            deadline = time.monotonic() + 10
+            while not victim.client.is_connected() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(0.5)  # its SUBSCRIBE, sent on reconnecting
+            params = inbound_params("+14155550148", "after the takeover", AccountSid=devhost.account_sid)
+            assert signed_post(devhost, params).status_code == 200
+            victim.wait_for(lambda t, p: p.get("Body") == "after the takeover")
         assert victim.client.is_connected()
 
 

@@ -167,3 +167,42 @@ def test_on_azure_the_hosts_webhooks_may_name_must_be_known() -> None:
     assert on_azure.webhook_hosts == {"app.azurewebsites.net", "x.org"}
     with pytest.raises(SettingsError, match="WEBHOOK_HOSTS"):
         Settings.from_mapping({**BASE, "WEBHOOK_HOSTS": "https://relay.example.org/"})
+
+
+RABBITMQ = {
+    "MQTT_BROKER_ACCESS": "rabbitmq",
+    "MQTT_URL": "mqtt://n1:1883, mqtt://n2:1883",
+    "MQTT_BROWSER_URL": "wss://n2:15676/ws,wss://n3:15676/ws",
+    "MQTT_USERNAME": "relay-service",
+    "MQTT_PASSWORD": "secret",
+    "RABBITMQ_MANAGEMENT_URL": "http://n1:15672,http://n2:15672",
+    "RABBITMQ_MANAGEMENT_USERNAME": "relay-admin",
+    "RABBITMQ_MANAGEMENT_PASSWORD": "secret2",
+}
+
+
+def test_rabbitmq_mode_takes_url_lists_and_needs_its_management_settings() -> None:
+    settings = Settings.from_mapping({**BASE, **RABBITMQ})
+    assert settings.mqtt_urls == ("mqtt://n1:1883", "mqtt://n2:1883")
+    assert settings.mqtt_browser_url == "wss://n2:15676/ws,wss://n3:15676/ws"
+    assert settings.rabbitmq_management_urls == ("http://n1:15672", "http://n2:15672")
+    assert "secret2" not in repr(settings)
+    for name in ("MQTT_PASSWORD", "RABBITMQ_MANAGEMENT_URL", "RABBITMQ_MANAGEMENT_PASSWORD"):
+        with pytest.raises(SettingsError) as refused:
+            Settings.from_mapping({**BASE, **RABBITMQ, name: ""})
+        assert refused.value.name == name
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("MQTT_URL", "mqtt://n1:1883,ws://n2:15675/ws"),
+        ("MQTT_URL", "mqtt://n1:1883,http://n2"),
+        ("MQTT_BROWSER_URL", "wss://n2/ws,mqtt://n3:1883"),
+        ("RABBITMQ_MANAGEMENT_URL", "ftp://n1"),
+    ],
+)
+def test_a_bad_url_in_a_list_names_the_setting(name: str, value: str) -> None:
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_mapping({**BASE, **RABBITMQ, name: value})
+    assert refused.value.name == name

@@ -105,3 +105,18 @@ def test_rs256_setting_takes_a_one_line_pem() -> None:
     with pytest.raises(SettingsError) as failed:
         Settings.from_mapping({**base, "RELAY_SIGNING_KEY": "s" * 48})
     assert failed.value.name == "RELAY_SIGNING_KEY"
+
+
+def test_only_rabbitmq_tokens_carry_an_audience_and_each_side_insists_on_its_own() -> None:
+    rabbit = TokenIssuer(KEY, Topics("clinic-a/sms"), audience="rabbitmq")
+    token, _ = rabbit.issue("desk1", SID, MARIA, NOW, timedelta(hours=1))
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert claims["aud"] == "rabbitmq"
+    assert "rabbitmq.read:*/amq.topic/clinic-a.sms.desk1.*" in claims["scope"].split()
+    assert f"rabbitmq.configure:*/mqtt-subscription-desk1-{SID}-*" in claims["scope"].split()
+    assert rabbit.verify(token, NOW).web_app_id == "desk1"
+    plain, _ = TokenIssuer(KEY, Topics()).issue("desk1", SID, MARIA, NOW, timedelta(hours=1))
+    assert "aud" not in jwt.decode(plain, options={"verify_signature": False})
+    for issuer, other in ((TokenIssuer(KEY, Topics()), token), (rabbit, plain)):
+        with pytest.raises(Unauthorized):
+            issuer.verify(other, NOW)

@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from tests.support.devhost import DevhostProcess
+from tests.support.ports import free_port
 from tests.support.tools import require_tool
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
@@ -879,6 +880,27 @@ def test_narrow_screen_is_one_column_with_back_button(desk_a: Desk) -> None:
         assert width <= 375, f"horizontal scrolling at 375 px ({width} px wide)"
     finally:
         page.set_viewport_size(VIEWPORT)
+
+
+def test_a_list_of_broker_urls_moves_past_one_that_is_down(
+    browser: Browser, broker: Any, signing_key: str, tmp_path: Path
+) -> None:
+    """MQTT_BROWSER_URL as a cluster's nodes: the first is down, so the page moves on to the next and is live."""
+    dead = f"ws://127.0.0.1:{free_port()}/mqtt"
+    urls = f"{dead},ws://127.0.0.1:{broker.ws_port}/mqtt"
+    with DevhostProcess(
+        broker,
+        tmp_path,
+        access_code=secrets.token_urlsafe(12),
+        signing_key=signing_key,
+        extra_env={"MQTT_BROWSER_URL": urls},
+    ) as host:
+        desk = open_desk(browser, host, "Ann")
+        try:
+            patient_replies(host, "+14155550171", "over the second URL")
+            expect(desk.unrouted("+14155550171")).to_contain_text("over the second URL")  # live, over MQTT
+        finally:
+            desk.page.context.close()
 
 
 def test_operator_page(browser: Browser, desk_a: Desk, devhost: Any) -> None:

@@ -29,6 +29,8 @@ export class Connection {
     this.stop();
     this.topics = mqttInfo.topics ?? [];
     this.creds = { username: mqttInfo.username, password: mqttInfo.password, clientId: mqttInfo.clientId };
+    this.urls = mqttInfo.urls?.length ? mqttInfo.urls : [mqttInfo.url];
+    this.urlIndex = 0;
     this.delay = BASE_DELAY;
     this._setState("connecting");
     const client = mqtt.connect(mqttInfo.url, {
@@ -43,11 +45,13 @@ export class Connection {
       connectTimeout: 8000,
       reconnectPeriod: BASE_DELAY,
       reconnectOnConnackError: true,
+      transformWsUrl: () => this.urls[this.urlIndex], // a cluster's nodes, in turn
     });
     this.client = client;
     client.on("connect", () => this._connected(client));
     client.on("reconnect", () => {
-      // Fresh credentials (renewed token) and the next back-off step.
+      // Fresh credentials (renewed token), the next broker URL and the next back-off step.
+      this.urlIndex = (this.urlIndex + 1) % this.urls.length;
       client.options.username = this.creds.username;
       client.options.password = this.creds.password;
       client.options.clientId = this.creds.clientId;

@@ -28,7 +28,8 @@ def grant_json(rt: Runtime, grant: SessionGrant) -> dict[str, Any]:
         "token": grant.token,
         "expiresAt": iso(grant.expires_at),
         "mqtt": {
-            "url": rt.settings.mqtt_browser_url,
+            "url": rt.settings.mqtt_browser_urls[0],
+            "urls": list(rt.settings.mqtt_browser_urls),
             "clientId": grant.client_id,
             "username": grant.mqtt_username,
             "password": grant.mqtt_password,

@@ -17,6 +17,7 @@ from tests.support.broker import BrokerProcess
 from tests.support.mosquitto import MosquittoProcess
 from tests.support.ports import free_port
 from tests.support.processes import terminate
+from tests.support.rabbitmq import RabbitCluster
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -24,7 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 class DevhostProcess:
     def __init__(
         self,
-        broker: BrokerProcess | MosquittoProcess | None,
+        broker: BrokerProcess | MosquittoProcess | RabbitCluster | None,
         data_dir: Path,
         *,
         access_code: str,
@@ -91,7 +92,7 @@ class DevhostProcess:
         raise TimeoutError(f"devhost not healthy after {self.ready_timeout}s:\n{self.log()}")
 
     @property
-    def broker(self) -> BrokerProcess | MosquittoProcess:
+    def broker(self) -> BrokerProcess | MosquittoProcess | RabbitCluster:
         assert self._broker is not None, "this devhost runs its own broker"
         return self._broker
 
