@@ -102,6 +102,7 @@ export class ConversationPane {
           store.setOwner(phone, res.owner, latest);
         }
         t.next = res?.next ?? null;
+        if (t.next) this.dropOlderThanPage(t, res.messages ?? []);
         t.loaded = true;
       } catch (err) {
         this.setHistoryStatus(explainApiError(err));
@@ -199,6 +200,15 @@ export class ConversationPane {
       box.replaceChildren(btn);
     } else {
       box.replaceChildren(t.sids.size ? "Beginning of the conversation" : "No messages yet");
+    }
+  }
+
+  /** Catch-up may replay messages while the first page loads: those older than the page come back by paging, in order. */
+  dropOlderThanPage(t, page) {
+    if (!page.length) return;
+    const oldest = Math.min(...page.map((m) => ts(m.at)));
+    for (const sid of [...t.sids]) {
+      if (ts(this.store.bySid.get(sid)?.at) < oldest) t.sids.delete(sid);
     }
   }
 
