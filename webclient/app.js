@@ -3,6 +3,7 @@
 // and starts.
 import { Api } from "./api.js";
 import { Composer, NewMessageForm } from "./compose.js";
+import { ContactBook, ContactEditor } from "./contacts.js";
 import { ConversationPane } from "./conversation.js";
 import { Desks } from "./desks.js";
 import { LiveEvents } from "./events.js";
@@ -19,10 +20,12 @@ const store = new Store();
 const open = (phone) => pane.open(phone);
 const revealSent = (phone, sid) => pane.revealSent(phone, sid);
 
-const lists = new ConversationLists({ api, store, onOpen: open });
+const book = new ContactBook({ api, store });
+const contactEditor = new ContactEditor({ store, book });
+const lists = new ConversationLists({ api, store, book, onOpen: open });
 const composer = new Composer({ api, store, onSent: revealSent });
-const pane = new ConversationPane({ api, store, lists, composer });
-const newMessage = new NewMessageForm({ api, store, onSent: revealSent, onOpen: open });
+const pane = new ConversationPane({ api, store, lists, composer, contactEditor });
+const newMessage = new NewMessageForm({ api, store, book, onSent: revealSent, onOpen: open });
 const desks = new Desks({
   api,
   store,
@@ -30,7 +33,17 @@ const desks = new Desks({
   showNotice: (text) => lists.showNotice(text),
 });
 new TransferDialog({ api, store, desks });
-const events = new LiveEvents({ api, store, lists, pane, onAuthError: () => session.recover() });
+const events = new LiveEvents({
+  api,
+  store,
+  lists,
+  pane,
+  book,
+  onScheduled: () => {},
+  onBatch: () => {},
+  onTemplate: () => {},
+  onAuthError: () => session.recover(),
+});
 const session = new Session({
   api,
   store,
@@ -50,6 +63,10 @@ const session = new Session({
 store.onShow = (msg) => pane.showMessage(msg);
 store.onChange = (msg) => pane.updateMessage(msg);
 store.onLists = () => lists.renderSoon();
+store.onContact = (phone) => {
+  lists.renderSoon();
+  if (store.current && (phone === "*" || phone === store.current)) contactEditor.show(store.current);
+};
 store.onOwner = (phone) => {
   if (store.current === phone) pane.showOwner();
 };

@@ -186,11 +186,14 @@ function reminderText() {
 /** The "New message" dialog: a number, an optional appointment reminder, and the text. */
 export class NewMessageForm {
   /** onSent(phone, sid) runs right after a sent message is recorded; onOpen(phone) opens its conversation. */
-  constructor({ api, store, onSent, onOpen }) {
+  constructor({ api, store, book, onSent, onOpen }) {
     this.api = api;
     this.store = store;
+    this.book = book;
     this.onSent = onSent;
     this.onOpen = onOpen;
+    this.nameFor = null; // the number whose book entry fills the name fields
+    this.nameTouched = false;
     this.key = null; // idempotency key, kept across retries of the same text
     this.sending = false;
     this.phoneTouched = false;
@@ -208,7 +211,10 @@ export class NewMessageForm {
       localStorage.setItem(KEY_COUNTRY, sel.value);
       this.update();
     });
-    $("new-phone").addEventListener("input", () => { this.key = null; this.update(); });
+    $("new-phone").addEventListener("input", () => { this.key = null; this.update(); this.fillContact(); });
+    for (const id of ["new-name", "new-note"]) {
+      $(id).addEventListener("input", () => { this.nameTouched = true; this.update(); });
+    }
     $("new-phone").addEventListener("blur", () => {
       if ($("new-phone").value.trim()) this.phoneTouched = true;
       this.update();
@@ -260,6 +266,32 @@ export class NewMessageForm {
     $("new-send").disabled = this.sending || !check.ok || c.tooLong || text.trim() === "";
   }
 
+  /** A valid number that is in the address book fills in its name and note (unless typed already). */
+  async fillContact() {
+    const check = phoneCheck();
+    if (!check.ok || check.e164 === this.nameFor) return;
+    this.nameFor = check.e164;
+    const phone = check.e164;
+    const found = await this.book.ensure(phone);
+    if (phoneCheck().e164 !== phone) return;
+    const status = $("new-name-status");
+    status.textContent = found ? "In the address book." : "";
+    if (!this.nameTouched) {
+      $("new-name").value = found?.name ?? "";
+      $("new-note").value = found?.note ?? "";
+    }
+  }
+
+  /** Save the name and note typed for this number, if they differ from the book's. */
+  async saveContact(phone) {
+    const name = $("new-name").value.trim();
+    const note = $("new-note").value.trim();
+    const known = await this.book.ensure(phone);
+    if ((known?.name ?? "") === name && (known?.note ?? "") === note) return;
+    if (name === "" && !known) return;
+    await this.book.save(phone, name, note);
+  }
+
   fillTemplate(force) {
     const text = reminderText();
     const box = $("new-text");
@@ -281,6 +313,10 @@ export class NewMessageForm {
 
   open() {
     const dlg = $("new-dialog");
+    this.nameFor = null;
+    this.nameTouched = false;
+    $("new-name-status").textContent = "";
+    this.fillContact();
     $("new-error").textContent = "";
     $("new-error").dataset.kind = "";
     this.phoneTouched = false;
@@ -308,6 +344,7 @@ export class NewMessageForm {
     button.textContent = "Sending…";
     this.update();
     try {
+      await this.saveContact(check.e164);
       const confirm = $("new-confirm").checked;
       const res = await sendOrTakeOver(
         (takeOver) => {
@@ -324,10 +361,12 @@ export class NewMessageForm {
         return;
       }
       this.key = null;
-      const sent = { ...res, to: res.to ?? check.e164, reminder: $("new-confirm").checked ? "pending" : null };
+      const sent = { ...res, to: res.to ?? check.e164, reminder: $("new-confirm").checked ? "sent" : null };
       this.onSent(recordSent(this.store, check.e164, sent, text), sent.sid);
       $("new-form").reset();
       $("new-country").value = defaultCountry();
+      this.nameFor = null;
+      this.nameTouched = false;
       this.lastTemplate = null;
       $("new-dialog").close();
       this.onOpen(sent.to);

@@ -2,7 +2,6 @@
 // paging back through its history, loading it again when it comes to this
 // desk, read receipts to the server, and images fetched as blob URLs.
 import { explainApiError } from "./api.js";
-import { formatPhone } from "./phone.js";
 import { $, MessageView } from "./render.js";
 import { ts } from "./state.js";
 
@@ -10,8 +9,10 @@ const PAGE = 30;
 
 export class ConversationPane {
   /** lists: the sidebar (re-rendered on open); composer: the compose box under the pane. */
-  constructor({ api, store, lists, composer }) {
+  /** contactEditor: the name and note in the header. */
+  constructor({ api, store, lists, composer, contactEditor }) {
     this.api = api;
+    this.contactEditor = contactEditor;
     this.store = store;
     this.lists = lists;
     this.composer = composer;
@@ -85,8 +86,8 @@ export class ConversationPane {
     $("pane-empty").hidden = true;
     $("conversation").hidden = false;
     if (!quiet) $("layout").dataset.view = "conversation";
-    $("conv-title").textContent = formatPhone(phone);
     $("conversation").dataset.phone = phone;
+    this.contactEditor.show(phone);
     this.showOwner();
     this.lists.render();
 
@@ -97,6 +98,8 @@ export class ConversationPane {
       try {
         const res = await this.api.messages(phone, { limit: PAGE });
         for (const m of res?.messages ?? []) store.addMessage(phone, m);
+        const first = res?.messages?.[0];
+        if (first && "contact" in first) store.learnContact(phone, first.contact);
         if (res && "owner" in res) {
           const latest = (res.messages ?? []).reduce((a, m) => (ts(m.at) > ts(a) ? m.at : a), null);
           store.setOwner(phone, res.owner, latest);

@@ -82,7 +82,19 @@ function keepFocus(list, rebuild) {
   }
 }
 
-export function renderConversations(list, conversations, { current, onOpen }) {
+/** The top line of a list item: the patient's name (with the number beside it), else the number. */
+function whoLine(phone, nameOf) {
+  const name = nameOf(phone);
+  if (!name) return [el("span", { class: "conv-phone", text: formatPhone(phone) })];
+  return [
+    el("span", { class: "conv-who-line" },
+      el("span", { class: "conv-phone conv-name", text: name }),
+      el("span", { class: "conv-number", text: formatPhone(phone) }),
+    ),
+  ];
+}
+
+export function renderConversations(list, conversations, { current, onOpen, nameOf }) {
   keepFocus(list, () => {
     list.replaceChildren(
       ...conversations.map((conv) => {
@@ -97,7 +109,7 @@ export function renderConversations(list, conversations, { current, onOpen }) {
             onclick: () => onOpen(conv.phone),
           },
           el("span", { class: "conv-top" },
-            el("span", { class: "conv-phone", text: formatPhone(conv.phone) }),
+            ...whoLine(conv.phone, nameOf),
             el("time", { class: "conv-time", dateTime: conv.lastAt ?? "", "data-relative": "", text: relativeTime(conv.lastAt) }),
           ),
           el("span", { class: "conv-bottom" },
@@ -112,14 +124,14 @@ export function renderConversations(list, conversations, { current, onOpen }) {
   });
 }
 
-export function renderUnrouted(list, items, { onClaim, busy }) {
+export function renderUnrouted(list, items, { onClaim, busy, nameOf }) {
   keepFocus(list, () => {
     list.replaceChildren(
       ...items.map((conv) =>
         el("li", { class: "conv-item unrouted", dataset: { phone: conv.phone } },
           el("div", { class: "conv-static" },
             el("span", { class: "conv-top" },
-              el("span", { class: "conv-phone", text: formatPhone(conv.phone) }),
+              ...whoLine(conv.phone, nameOf),
               el("time", { class: "conv-time", dateTime: conv.lastAt ?? "", "data-relative": "", text: relativeTime(conv.lastAt) }),
             ),
             el("span", { class: "conv-bottom" }, el("span", { class: "conv-snippet full", text: snippetOf(conv) })),
@@ -128,7 +140,7 @@ export function renderUnrouted(list, items, { onClaim, busy }) {
             type: "button",
             class: "claim secondary",
             "data-role": "claim",
-            "aria-label": `Claim conversation with ${formatPhone(conv.phone)}`,
+            "aria-label": `Claim conversation with ${nameOf(conv.phone) ?? formatPhone(conv.phone)}`,
             disabled: busy.has(conv.phone),
             onclick: () => onClaim(conv.phone),
             text: busy.has(conv.phone) ? "Claiming…" : "Claim",
@@ -153,10 +165,16 @@ const STATUS_WORDS = {
   pending: "sending…",
 };
 
-const REMINDER_WORDS = {
+export const REMINDER_WORDS = {
+  scheduled: "Reminder: scheduled",
   pending: "Reminder: awaiting confirmation",
+  sent: "Reminder: awaiting confirmation",
   confirmed: "Reminder confirmed ✓",
-  declined: "Reminder declined",
+  declined: "Reminder declined ✗",
+  no_answer: "Reminder: no answer",
+  opted_out: "Reminder: opted out (STOP)",
+  failed: "Reminder not delivered",
+  cancelled: "Reminder cancelled",
 };
 
 export function statusLine(msg) {
