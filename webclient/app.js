@@ -6,6 +6,7 @@ import { Composer, NewMessageForm } from "./compose.js";
 import { ContactBook, ContactEditor } from "./contacts.js";
 import { ConversationPane } from "./conversation.js";
 import { Desks } from "./desks.js";
+import { ScheduledMessages } from "./scheduled.js";
 import { LiveEvents } from "./events.js";
 import { ConversationLists } from "./lists.js";
 import { updateTitle, wireNotifyButton } from "./notifications.js";
@@ -23,8 +24,9 @@ const revealSent = (phone, sid) => pane.revealSent(phone, sid);
 const book = new ContactBook({ api, store });
 const contactEditor = new ContactEditor({ store, book });
 const lists = new ConversationLists({ api, store, book, onOpen: open });
-const composer = new Composer({ api, store, onSent: revealSent });
-const pane = new ConversationPane({ api, store, lists, composer, contactEditor });
+const scheduled = new ScheduledMessages({ api, store });
+const composer = new Composer({ api, store, onSent: revealSent, onScheduled: (item) => scheduled.upsert(item) });
+const pane = new ConversationPane({ api, store, lists, composer, contactEditor, scheduled });
 const newMessage = new NewMessageForm({ api, store, book, onSent: revealSent, onOpen: open });
 const desks = new Desks({
   api,
@@ -39,7 +41,7 @@ const events = new LiveEvents({
   lists,
   pane,
   book,
-  onScheduled: () => {},
+  onScheduled: (item) => scheduled.upsert(item),
   onBatch: () => {},
   onTemplate: () => {},
   onAuthError: () => session.recover(),
@@ -50,10 +52,12 @@ const session = new Session({
   lists,
   events,
   desks,
+  onEnter: () => scheduled.load().catch(() => {}),
   onReset: () => {
     events.stop();
     for (const id of ["new-dialog", "transfer-dialog"]) if ($(id).open) $(id).close();
     store.clear();
+    scheduled.render();
     pane.reset();
     lists.render();
     pane.close();
