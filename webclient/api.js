@@ -26,7 +26,7 @@ export class Api {
     this.onUnauthorized = null;
   }
 
-  async request(method, path, { body, headers = {}, auth = true, raw = false, retry = true } = {}) {
+  async request(method, path, { body, form, headers = {}, auth = true, raw = false, retry = true } = {}) {
     const h = { Accept: "application/json", ...headers };
     if (body !== undefined) h["Content-Type"] = "application/json";
     if (auth && this.token) h.Authorization = `Bearer ${this.token}`;
@@ -35,7 +35,7 @@ export class Api {
       res = await fetch(this.base + path, {
         method,
         headers: h,
-        body: body === undefined ? undefined : JSON.stringify(body),
+        body: form ?? (body === undefined ? undefined : JSON.stringify(body)),
         credentials: "same-origin",
         cache: "no-store",
       });
@@ -45,7 +45,7 @@ export class Api {
     if (!res.ok) {
       const err = await toError(res);
       if (res.status === 401 && auth && retry && this.onUnauthorized && (await this.onUnauthorized(err))) {
-        return this.request(method, path, { body, headers, auth, raw, retry: false });
+        return this.request(method, path, { body, form, headers, auth, raw, retry: false });
       }
       throw err;
     }
@@ -79,9 +79,12 @@ export class Api {
   }
 
   // --- messages --------------------------------------------------------
-  sendSms({ to, body, confirm = false, mediaUrl = [], takeOver = false }, idempotencyKey) {
+  /** sendAt (an ISO time with offset): schedule it instead (202, a Scheduled item). */
+  sendSms({ to, body, confirm = false, mediaUrl = [], takeOver = false, sendAt = null }, idempotencyKey) {
     const headers = idempotencyKey ? { "Idempotency-Key": idempotencyKey } : {};
-    return this.request("POST", "/send_sms", { body: { to, body, confirm, mediaUrl, takeOver }, headers });
+    const payload = { to, body, confirm, mediaUrl, takeOver };
+    if (sendAt) payload.sendAt = sendAt;
+    return this.request("POST", "/send_sms", { body: payload, headers });
   }
   transfer(phone, desk, note) {
     const body = note ? { desk, note } : { desk };
@@ -108,6 +111,68 @@ export class Api {
     const q = after != null && after !== "" ? `?after=${encodeURIComponent(after)}` : "";
     return this.request("GET", `/messages${q}`);
   }
+  // --- contacts ----------------------------------------------------------
+  contacts(q = "") {
+    return this.request("GET", `/contacts?${new URLSearchParams({ q })}`);
+  }
+  putContact(phone, { name, note }) {
+    return this.request("PUT", `/contacts/${encodeURIComponent(phone)}`, { body: { name, note } });
+  }
+  deleteContact(phone) {
+    return this.request("DELETE", `/contacts/${encodeURIComponent(phone)}`);
+  }
+
+  // --- scheduled messages and reminders ----------------------------------
+  scheduled() {
+    return this.request("GET", "/scheduled");
+  }
+  cancelScheduled(id) {
+    return this.request("DELETE", `/scheduled/${encodeURIComponent(id)}`);
+  }
+  editScheduled(id, change) {
+    return this.request("PATCH", `/scheduled/${encodeURIComponent(id)}`, { body: change });
+  }
+  setReminderState(id, state, note) {
+    const body = note ? { state, note } : { state };
+    return this.request("PATCH", `/reminders/${encodeURIComponent(id)}`, { body });
+  }
+  /** The list of appointments: a dry run (preview) or the real thing (scheduled as reminders). */
+  importReminders({ file, template, sendDaysBefore, sendTime }, dryRun) {
+    const form = new FormData();
+    form.append("file", file);
+    form.append("template", template);
+    form.append("sendDaysBefore", String(sendDaysBefore));
+    form.append("sendTime", sendTime);
+    return this.request("POST", `/reminders/import${dryRun ? "?dryRun=true" : ""}`, { form });
+  }
+  batch(id) {
+    return this.request("GET", `/reminders/batches/${encodeURIComponent(id)}`);
+  }
+  board(date) {
+    return this.request("GET", `/reminders?${new URLSearchParams({ date })}`);
+  }
+  async exportBoard(date) {
+    const res = await this.request("GET", `/reminders/export?${new URLSearchParams({ date })}`, {
+      raw: true, headers: { Accept: "text/csv" },
+    });
+    return res.blob();
+  }
+  remindAgain(date, template) {
+    const body = template ? { date, template } : { date };
+    return this.request("POST", "/reminders/remind-again", { body });
+  }
+
+  // --- templates ---------------------------------------------------------
+  templates() {
+    return this.request("GET", "/templates");
+  }
+  putTemplate(id, { name, body }) {
+    return this.request("PUT", `/templates/${encodeURIComponent(id)}`, { body: { name, body } });
+  }
+  deleteTemplate(id) {
+    return this.request("DELETE", `/templates/${encodeURIComponent(id)}`);
+  }
+
   async media(url) {
     // url is "/api/media/<sid>/<n>" as given by the server
     const path = url.startsWith(this.base) ? url.slice(this.base.length) : url;
@@ -189,6 +254,29 @@ export function explainApiError(err) {
       return err.message || "The note is too long (500 characters at most).";
     case "signed_out":
       return "Your session has ended. Sign in again.";
+    case "invalid_name":
+      return err.message || "The name must be 1 to 80 characters, with no control characters.";
+    case "invalid_send_at":
+      return err.message || "Pick a time in the future, at most 35 days ahead.";
+    case "quiet_hours":
+      return firstSentence(err.message) || "It is quiet hours: texts wait until they end.";
+    case "already_sent":
+      return "That message is already on its way; it can no longer be changed.";
+    case "not_scheduled":
+      return "That message is no longer waiting to be sent.";
+    case "scheduled_not_found":
+      return "That scheduled message no longer exists.";
+    case "reminder_not_found":
+      return "That reminder could not be found for this desk.";
+    case "invalid_csv":
+      return err.message || "The file is not a CSV with the header phone,name,date,time.";
+    case "too_large":
+    case "payload_too_large":
+      return "The file is too large (1 MiB at most).";
+    case "too_many_rows":
+      return "The file has too many rows (5,000 at most).";
+    case "invalid_template":
+      return err.message || "The template must be 1 to 1600 characters.";
     default:
       return err.message || "Something went wrong.";
   }

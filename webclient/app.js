@@ -3,8 +3,10 @@
 // and starts.
 import { Api } from "./api.js";
 import { Composer, NewMessageForm } from "./compose.js";
+import { ContactBook, ContactEditor } from "./contacts.js";
 import { ConversationPane } from "./conversation.js";
 import { Desks } from "./desks.js";
+import { ScheduledMessages } from "./scheduled.js";
 import { LiveEvents } from "./events.js";
 import { ConversationLists } from "./lists.js";
 import { updateTitle, wireNotifyButton } from "./notifications.js";
@@ -19,10 +21,13 @@ const store = new Store();
 const open = (phone) => pane.open(phone);
 const revealSent = (phone, sid) => pane.revealSent(phone, sid);
 
-const lists = new ConversationLists({ api, store, onOpen: open });
-const composer = new Composer({ api, store, onSent: revealSent });
-const pane = new ConversationPane({ api, store, lists, composer });
-const newMessage = new NewMessageForm({ api, store, onSent: revealSent, onOpen: open });
+const book = new ContactBook({ api, store });
+const contactEditor = new ContactEditor({ store, book });
+const lists = new ConversationLists({ api, store, book, onOpen: open });
+const scheduled = new ScheduledMessages({ api, store });
+const composer = new Composer({ api, store, onSent: revealSent, onScheduled: (item) => scheduled.upsert(item) });
+const pane = new ConversationPane({ api, store, lists, composer, contactEditor, scheduled });
+const newMessage = new NewMessageForm({ api, store, book, onSent: revealSent, onOpen: open });
 const desks = new Desks({
   api,
   store,
@@ -30,17 +35,29 @@ const desks = new Desks({
   showNotice: (text) => lists.showNotice(text),
 });
 new TransferDialog({ api, store, desks });
-const events = new LiveEvents({ api, store, lists, pane, onAuthError: () => session.recover() });
+const events = new LiveEvents({
+  api,
+  store,
+  lists,
+  pane,
+  book,
+  onScheduled: (item) => scheduled.upsert(item),
+  onBatch: () => {},
+  onTemplate: () => {},
+  onAuthError: () => session.recover(),
+});
 const session = new Session({
   api,
   store,
   lists,
   events,
   desks,
+  onEnter: () => scheduled.load().catch(() => {}),
   onReset: () => {
     events.stop();
     for (const id of ["new-dialog", "transfer-dialog"]) if ($(id).open) $(id).close();
     store.clear();
+    scheduled.render();
     pane.reset();
     lists.render();
     pane.close();
@@ -50,6 +67,10 @@ const session = new Session({
 store.onShow = (msg) => pane.showMessage(msg);
 store.onChange = (msg) => pane.updateMessage(msg);
 store.onLists = () => lists.renderSoon();
+store.onContact = (phone) => {
+  lists.renderSoon();
+  if (store.current && (phone === "*" || phone === store.current)) contactEditor.show(store.current);
+};
 store.onOwner = (phone) => {
   if (store.current === phone) pane.showOwner();
 };

@@ -51,11 +51,12 @@ function isPlainEnter(ev) {
 
 /** The compose box of the open conversation. */
 export class Composer {
-  /** onSent(phone, sid) runs right after a sent message is recorded. */
-  constructor({ api, store, onSent }) {
+  /** onSent(phone, sid) runs right after a sent message is recorded; onScheduled(item) after one is scheduled. */
+  constructor({ api, store, onSent, onScheduled }) {
     this.api = api;
     this.store = store;
     this.onSent = onSent;
+    this.onScheduled = onScheduled;
     this.key = null; // idempotency key, kept across retries of the same text
     this.sending = false;
 
@@ -79,6 +80,38 @@ export class Composer {
       ev.preventDefault();
       this.send();
     });
+    $("compose-later").addEventListener("click", () => this.toggleLater());
+    $("compose-when").addEventListener("input", () => { this.key = null; this.update(); });
+    $("compose-when").addEventListener("keydown", (ev) => {
+      if (isPlainEnter(ev)) {
+        ev.preventDefault();
+        this.send();
+      }
+    });
+  }
+
+  /** Show or hide the "Send at" time; shown, Send schedules the text instead. */
+  toggleLater(show = $("compose-later-row").hidden) {
+    const row = $("compose-later-row");
+    row.hidden = !show;
+    $("compose-later").setAttribute("aria-expanded", String(show));
+    $("compose-later").textContent = show ? "Send now instead" : "Send later…";
+    if (show) {
+      if (!$("compose-when").value) $("compose-when").value = localInputValue(new Date(Date.now() + 3600_000), false);
+      $("compose-when").focus();
+    } else {
+      $("compose-when").value = "";
+    }
+    this.key = null;
+    this.update();
+  }
+
+  /** The time to send at (an ISO string), null to send now, or undefined when the time given is not usable. */
+  sendAt() {
+    if ($("compose-later-row").hidden) return null;
+    const when = $("compose-when").value;
+    const t = when ? new Date(when) : null;
+    return t && !Number.isNaN(t.getTime()) ? t.toISOString() : undefined;
   }
 
   /** Keep what was typed for the open conversation. */
@@ -89,6 +122,7 @@ export class Composer {
   /** Show the draft of the conversation just opened. */
   load(phone) {
     cancelTakeOver("compose-takeover");
+    if (!$("compose-later-row").hidden) this.toggleLater(false);
     this.key = null;
     $("compose-text").value = this.store.drafts.get(phone) ?? "";
     $("compose-error").textContent = "";
@@ -105,7 +139,9 @@ export class Composer {
     const counter = $("compose-counter");
     counter.textContent = describeSegments(text);
     counter.classList.toggle("over", c.tooLong);
-    $("compose-send").disabled = this.sending || c.tooLong || text.trim() === "";
+    const later = this.sendAt();
+    $("compose-send").disabled = this.sending || c.tooLong || text.trim() === "" || later === undefined;
+    if (!this.sending) $("compose-send").textContent = later ? "Schedule" : "Send";
     showLimit($("compose-error"), text);
     $("compose-text").setAttribute("aria-invalid", c.tooLong ? "true" : "false");
   }
@@ -116,7 +152,8 @@ export class Composer {
     const box = $("compose-text");
     const text = box.value;
     const c = countSegments(text);
-    if (!phone || this.sending || c.tooLong || text.trim() === "") return;
+    const sendAt = this.sendAt();
+    if (!phone || this.sending || c.tooLong || text.trim() === "" || sendAt === undefined) return;
     this.sending = true;
     this.key = this.key ?? uuid();
     const err = $("compose-error");
@@ -130,7 +167,7 @@ export class Composer {
         (takeOver) => {
           if (takeOver) this.key = uuid(); // the refused attempt sent nothing
           button.textContent = "Sending…";
-          return this.api.sendSms({ to: phone, body: text, takeOver }, this.key);
+          return this.api.sendSms({ to: phone, body: text, takeOver, sendAt }, this.key);
         },
         { promptId: "compose-takeover", deskName: store.session?.desk?.name, returnFocus: box },
       ).finally(() => { button.textContent = "Send"; });
@@ -141,7 +178,12 @@ export class Composer {
         return;
       }
       this.key = null;
-      this.onSent(recordSent(store, phone, res, text), res.sid);
+      if (sendAt) {
+        this.onScheduled(res);
+        if (store.current === phone) this.toggleLater(false);
+      } else {
+        this.onSent(recordSent(store, phone, res, text), res.sid);
+      }
       if (box.value === text && store.current === phone) box.value = "";
       store.drafts.delete(phone);
     } catch (e) {
@@ -154,10 +196,16 @@ export class Composer {
       }
     } finally {
       this.sending = false;
-      $("compose-send").textContent = "Send";
       this.update();
     }
   }
+}
+
+/** A time as a datetime-local input shows it, in this computer's time zone. */
+export function localInputValue(t, seconds = true) {
+  const pad = (n) => String(n).padStart(2, "0");
+  const base = `${t.getFullYear()}-${pad(t.getMonth() + 1)}-${pad(t.getDate())}T${pad(t.getHours())}:${pad(t.getMinutes())}`;
+  return seconds ? `${base}:${pad(t.getSeconds())}` : base;
 }
 
 function defaultCountry() {
@@ -186,11 +234,14 @@ function reminderText() {
 /** The "New message" dialog: a number, an optional appointment reminder, and the text. */
 export class NewMessageForm {
   /** onSent(phone, sid) runs right after a sent message is recorded; onOpen(phone) opens its conversation. */
-  constructor({ api, store, onSent, onOpen }) {
+  constructor({ api, store, book, onSent, onOpen }) {
     this.api = api;
     this.store = store;
+    this.book = book;
     this.onSent = onSent;
     this.onOpen = onOpen;
+    this.nameFor = null; // the number whose book entry fills the name fields
+    this.nameTouched = false;
     this.key = null; // idempotency key, kept across retries of the same text
     this.sending = false;
     this.phoneTouched = false;
@@ -208,7 +259,10 @@ export class NewMessageForm {
       localStorage.setItem(KEY_COUNTRY, sel.value);
       this.update();
     });
-    $("new-phone").addEventListener("input", () => { this.key = null; this.update(); });
+    $("new-phone").addEventListener("input", () => { this.key = null; this.update(); this.fillContact(); });
+    for (const id of ["new-name", "new-note"]) {
+      $(id).addEventListener("input", () => { this.nameTouched = true; this.update(); });
+    }
     $("new-phone").addEventListener("blur", () => {
       if ($("new-phone").value.trim()) this.phoneTouched = true;
       this.update();
@@ -260,6 +314,32 @@ export class NewMessageForm {
     $("new-send").disabled = this.sending || !check.ok || c.tooLong || text.trim() === "";
   }
 
+  /** A valid number that is in the address book fills in its name and note (unless typed already). */
+  async fillContact() {
+    const check = phoneCheck();
+    if (!check.ok || check.e164 === this.nameFor) return;
+    this.nameFor = check.e164;
+    const phone = check.e164;
+    const found = await this.book.ensure(phone);
+    if (phoneCheck().e164 !== phone) return;
+    const status = $("new-name-status");
+    status.textContent = found ? "In the address book." : "";
+    if (!this.nameTouched) {
+      $("new-name").value = found?.name ?? "";
+      $("new-note").value = found?.note ?? "";
+    }
+  }
+
+  /** Save the name and note typed for this number, if they differ from the book's. */
+  async saveContact(phone) {
+    const name = $("new-name").value.trim();
+    const note = $("new-note").value.trim();
+    const known = await this.book.ensure(phone);
+    if ((known?.name ?? "") === name && (known?.note ?? "") === note) return;
+    if (name === "" && !known) return;
+    await this.book.save(phone, name, note);
+  }
+
   fillTemplate(force) {
     const text = reminderText();
     const box = $("new-text");
@@ -281,6 +361,10 @@ export class NewMessageForm {
 
   open() {
     const dlg = $("new-dialog");
+    this.nameFor = null;
+    this.nameTouched = false;
+    $("new-name-status").textContent = "";
+    this.fillContact();
     $("new-error").textContent = "";
     $("new-error").dataset.kind = "";
     this.phoneTouched = false;
@@ -308,6 +392,7 @@ export class NewMessageForm {
     button.textContent = "Sending…";
     this.update();
     try {
+      await this.saveContact(check.e164);
       const confirm = $("new-confirm").checked;
       const res = await sendOrTakeOver(
         (takeOver) => {
@@ -324,10 +409,12 @@ export class NewMessageForm {
         return;
       }
       this.key = null;
-      const sent = { ...res, to: res.to ?? check.e164, reminder: $("new-confirm").checked ? "pending" : null };
+      const sent = { ...res, to: res.to ?? check.e164, reminder: $("new-confirm").checked ? "sent" : null };
       this.onSent(recordSent(this.store, check.e164, sent, text), sent.sid);
       $("new-form").reset();
       $("new-country").value = defaultCountry();
+      this.nameFor = null;
+      this.nameTouched = false;
       this.lastTemplate = null;
       $("new-dialog").close();
       this.onOpen(sent.to);

@@ -2,20 +2,29 @@
 // paging back through its history, loading it again when it comes to this
 // desk, read receipts to the server, and images fetched as blob URLs.
 import { explainApiError } from "./api.js";
-import { formatPhone } from "./phone.js";
 import { $, MessageView } from "./render.js";
 import { ts } from "./state.js";
 
 const PAGE = 30;
 
+/** A reminder's id: a scheduled one keeps its item's id, any other is its message's sid. */
+const reminderIdOf = (msg) => msg.reminderInfo?.id ?? msg.reminderId ?? msg.sid;
+
 export class ConversationPane {
   /** lists: the sidebar (re-rendered on open); composer: the compose box under the pane. */
-  constructor({ api, store, lists, composer }) {
+  /** contactEditor: the name and note in the header; scheduled: the messages waiting to go, under the thread. */
+  constructor({ api, store, lists, composer, contactEditor, scheduled }) {
     this.api = api;
+    this.scheduled = scheduled;
+    this.contactEditor = contactEditor;
     this.store = store;
     this.lists = lists;
     this.composer = composer;
-    this.view = new MessageView($("message-list"), { loadMedia: (url) => this.loadMedia(url) });
+    this.view = new MessageView($("message-list"), {
+      loadMedia: (url) => this.loadMedia(url),
+      onSetState: (msg, state, note) => this.setReminderState(msg, state, note),
+      loadReminder: (msg) => this.loadReminder(msg),
+    });
     this.mediaCache = new Map(); // url -> Promise<blob URL>
     this.readTimers = new Map(); // phone -> debounce timer for the server's read mark
 
@@ -34,6 +43,25 @@ export class ConversationPane {
       this.mediaCache.set(url, p);
     }
     return p;
+  }
+
+  /** Staff set a reminder's state by hand, with an optional note; the error comes back in words. */
+  async setReminderState(msg, state, note) {
+    try {
+      const res = await this.api.setReminderState(reminderIdOf(msg), state, note);
+      this.store.applyReminder(msg.sid, res.state, res);
+    } catch (err) {
+      err.userText = explainApiError(err);
+      throw err;
+    }
+  }
+
+  /** A reminder shown from history: fetch its note and who set it (quietly; nothing to show is fine). */
+  loadReminder(msg) {
+    this.api
+      .request("GET", `/reminders/${encodeURIComponent(reminderIdOf(msg))}`)
+      .then((res) => { if (res?.state) this.store.applyReminder(msg.sid, res.state, res); })
+      .catch(() => {});
   }
 
   scroller() {
@@ -85,8 +113,9 @@ export class ConversationPane {
     $("pane-empty").hidden = true;
     $("conversation").hidden = false;
     if (!quiet) $("layout").dataset.view = "conversation";
-    $("conv-title").textContent = formatPhone(phone);
     $("conversation").dataset.phone = phone;
+    this.contactEditor.show(phone);
+    this.scheduled.render();
     this.showOwner();
     this.lists.render();
 
@@ -97,6 +126,8 @@ export class ConversationPane {
       try {
         const res = await this.api.messages(phone, { limit: PAGE });
         for (const m of res?.messages ?? []) store.addMessage(phone, m);
+        const first = res?.messages?.[0];
+        if (first && "contact" in first) store.learnContact(phone, first.contact);
         if (res && "owner" in res) {
           const latest = (res.messages ?? []).reduce((a, m) => (ts(m.at) > ts(a) ? m.at : a), null);
           store.setOwner(phone, res.owner, latest);

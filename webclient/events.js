@@ -4,7 +4,7 @@
 import { ApiError } from "./api.js";
 import { Connection } from "./connection.js";
 import { notify } from "./notifications.js";
-import { formatPhone } from "./phone.js";
+import { displayName } from "./contacts.js";
 import { $ } from "./render.js";
 import { cursorKey } from "./session.js";
 import { ts } from "./state.js";
@@ -18,8 +18,13 @@ const STATE_TEXT = {
 
 export class LiveEvents {
   /** onAuthError() runs when the broker refuses our credentials. */
-  constructor({ api, store, lists, pane, onAuthError }) {
+  /** book: the address book (contact events); onScheduled(item) and onBatch(progress): their live events. */
+  constructor({ api, store, lists, pane, book, onScheduled, onBatch, onTemplate, onAuthError }) {
     this.api = api;
+    this.book = book;
+    this.onScheduled = onScheduled;
+    this.onBatch = onBatch;
+    this.onTemplate = onTemplate;
     this.store = store;
     this.lists = lists;
     this.pane = pane;
@@ -146,7 +151,9 @@ export class LiveEvents {
           errorCode: null,
           errorMessage: null,
           media: Array.isArray(p.media) ? p.media : [],
-          reminder: p.reminder ?? null,
+          reminder: p.reminder === "pending" ? "sent" : (p.reminder ?? null),
+          reminderId: p.reminderId ?? null,
+          automatic: p.automatic ?? null,
           sentBy: p.sentBy ?? null,
         };
         const conv = store.convs.get(msg.to);
@@ -162,7 +169,19 @@ export class LiveEvents {
         store.claimed(p.phone, p.webAppId);
         break;
       case "reminder":
-        store.applyReminder(p.MessageSid, p.state);
+        store.applyReminder(p.MessageSid, p.state, p);
+        break;
+      case "contact":
+        this.book.onEvent(p);
+        break;
+      case "scheduled":
+        this.onScheduled(p);
+        break;
+      case "batch":
+        this.onBatch(p);
+        break;
+      case "template":
+        this.onTemplate(p);
         break;
       case "owner":
         this.onOwner(p, live);
@@ -222,7 +241,7 @@ export class LiveEvents {
       this.pane.reloadThread(phone);
       if (isNew && live && p.from?.id !== mine) {
         const who = p.by?.name ? ` (${p.by.name})` : "";
-        this.lists.showNotice(`${formatPhone(phone)} is now with this desk${who}.`);
+        this.lists.showNotice(`${displayName(store, phone)} is now with this desk${who}.`);
       }
     }
     this.lists.refreshSoon();

@@ -7,8 +7,10 @@ import { ts } from "./state.js";
 
 export class ConversationLists {
   /** onOpen(phone) opens a conversation in the pane. */
-  constructor({ api, store, onOpen }) {
+  /** book: the address book, asked about numbers the lists show without a known name. */
+  constructor({ api, store, book, onOpen }) {
     this.api = api;
+    this.book = book;
     this.store = store;
     this.onOpen = onOpen;
     this.renderQueued = false;
@@ -19,11 +21,15 @@ export class ConversationLists {
   render() {
     const store = this.store;
     const convs = [...store.convs.values()].sort((a, b) => ts(b.lastAt) - ts(a.lastAt));
-    renderConversations($("conv-list"), convs, { current: store.current, onOpen: this.onOpen });
+    const nameOf = (phone) => store.nameOf(phone);
+    renderConversations($("conv-list"), convs, { current: store.current, onOpen: this.onOpen, nameOf });
     $("conv-empty").hidden = convs.length > 0;
     const unrouted = [...store.unrouted.values()].sort((a, b) => ts(b.lastAt) - ts(a.lastAt));
-    renderUnrouted($("unrouted-list"), unrouted, { onClaim: (phone) => this.claim(phone), busy: store.claiming });
+    renderUnrouted($("unrouted-list"), unrouted, {
+      onClaim: (phone) => this.claim(phone), busy: store.claiming, nameOf,
+    });
     $("unrouted-section").hidden = unrouted.length === 0;
+    for (const c of [...convs, ...unrouted]) if (!store.contacts.has(c.phone)) this.book.ensure(c.phone);
     updateTitle(store);
   }
 
@@ -59,6 +65,9 @@ export class ConversationLists {
     const desk = store.session?.webAppId;
     const [c, u] = await Promise.all([this.api.conversations(), this.api.unrouted()]);
     if (store.session?.webAppId !== desk) return; // switched desk meanwhile
+    for (const item of [...(c?.conversations ?? []), ...(u?.conversations ?? [])]) {
+      if ("contact" in item) store.learnContact(item.phone, item.contact);
+    }
     for (const item of c?.conversations ?? []) {
       const local = store.convs.get(item.phone);
       if (local && ts(local.lastAt) > ts(item.lastAt)) {

@@ -1,5 +1,5 @@
 // The tab title's unread count, desktop notifications, and the button that asks for them.
-import { formatPhone } from "./phone.js";
+import { displayName } from "./contacts.js";
 import { $ } from "./render.js";
 
 export const APP_TITLE = "SMS Relay";
@@ -14,7 +14,7 @@ export function notify(store, phone, msg, onClick) {
   updateTitle(store);
   if (!document.hidden || !("Notification" in window) || Notification.permission !== "granted") return;
   try {
-    const n = new Notification(`Text from ${formatPhone(phone)}`, {
+    const n = new Notification(`Text from ${displayName(store, phone)}`, {
       body: (msg.displayBody ?? msg.body ?? "").slice(0, 140) || "[image]",
       tag: msg.sid,
     });

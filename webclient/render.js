@@ -82,7 +82,19 @@ function keepFocus(list, rebuild) {
   }
 }
 
-export function renderConversations(list, conversations, { current, onOpen }) {
+/** The top line of a list item: the patient's name (with the number beside it), else the number. */
+function whoLine(phone, nameOf) {
+  const name = nameOf(phone);
+  if (!name) return [el("span", { class: "conv-phone", text: formatPhone(phone) })];
+  return [
+    el("span", { class: "conv-who-line" },
+      el("span", { class: "conv-phone conv-name", text: name }),
+      el("span", { class: "conv-number", text: formatPhone(phone) }),
+    ),
+  ];
+}
+
+export function renderConversations(list, conversations, { current, onOpen, nameOf }) {
   keepFocus(list, () => {
     list.replaceChildren(
       ...conversations.map((conv) => {
@@ -97,7 +109,7 @@ export function renderConversations(list, conversations, { current, onOpen }) {
             onclick: () => onOpen(conv.phone),
           },
           el("span", { class: "conv-top" },
-            el("span", { class: "conv-phone", text: formatPhone(conv.phone) }),
+            ...whoLine(conv.phone, nameOf),
             el("time", { class: "conv-time", dateTime: conv.lastAt ?? "", "data-relative": "", text: relativeTime(conv.lastAt) }),
           ),
           el("span", { class: "conv-bottom" },
@@ -112,14 +124,14 @@ export function renderConversations(list, conversations, { current, onOpen }) {
   });
 }
 
-export function renderUnrouted(list, items, { onClaim, busy }) {
+export function renderUnrouted(list, items, { onClaim, busy, nameOf }) {
   keepFocus(list, () => {
     list.replaceChildren(
       ...items.map((conv) =>
         el("li", { class: "conv-item unrouted", dataset: { phone: conv.phone } },
           el("div", { class: "conv-static" },
             el("span", { class: "conv-top" },
-              el("span", { class: "conv-phone", text: formatPhone(conv.phone) }),
+              ...whoLine(conv.phone, nameOf),
               el("time", { class: "conv-time", dateTime: conv.lastAt ?? "", "data-relative": "", text: relativeTime(conv.lastAt) }),
             ),
             el("span", { class: "conv-bottom" }, el("span", { class: "conv-snippet full", text: snippetOf(conv) })),
@@ -128,7 +140,7 @@ export function renderUnrouted(list, items, { onClaim, busy }) {
             type: "button",
             class: "claim secondary",
             "data-role": "claim",
-            "aria-label": `Claim conversation with ${formatPhone(conv.phone)}`,
+            "aria-label": `Claim conversation with ${nameOf(conv.phone) ?? formatPhone(conv.phone)}`,
             disabled: busy.has(conv.phone),
             onclick: () => onClaim(conv.phone),
             text: busy.has(conv.phone) ? "Claiming…" : "Claim",
@@ -153,11 +165,26 @@ const STATUS_WORDS = {
   pending: "sending…",
 };
 
-const REMINDER_WORDS = {
+export const REMINDER_WORDS = {
+  scheduled: "Reminder: scheduled",
   pending: "Reminder: awaiting confirmation",
+  sent: "Reminder: awaiting confirmation",
   confirmed: "Reminder confirmed ✓",
-  declined: "Reminder declined",
+  declined: "Reminder declined ✗",
+  no_answer: "Reminder: no answer",
+  opted_out: "Reminder: opted out (STOP)",
+  failed: "Reminder not delivered",
+  cancelled: "Reminder cancelled",
 };
+
+/** The states staff may set by hand, as the menu words them. */
+export const STAFF_STATES = [
+  ["confirmed", "Confirmed"],
+  ["declined", "Declined"],
+  ["no_answer", "No answer"],
+  ["cancelled", "Cancelled"],
+  ["sent", "Awaiting an answer"],
+];
 
 export function statusLine(msg) {
   return STATUS_WORDS[msg.status] ?? msg.status ?? "";
@@ -176,14 +203,19 @@ export function errorLine(msg) {
  * ordered by time; updates in place when a status or reminder changes.
  */
 export class MessageView {
-  constructor(list, { loadMedia }) {
+  /** onSetState(msg, state, note) sets a reminder's state by hand (a Promise); loadReminder(msg) fetches its note. */
+  constructor(list, { loadMedia, onSetState, loadReminder }) {
     this.list = list;
     this.loadMedia = loadMedia;
+    this.onSetState = onSetState;
+    this.loadReminder = loadReminder;
     this.nodes = new Map();
+    this.msgs = new Map(); // sid -> the message last shown
   }
 
   clear() {
     this.nodes.clear();
+    this.msgs.clear();
     this.list.replaceChildren();
   }
 
@@ -220,9 +252,16 @@ export class MessageView {
     meta.append(time);
     if (outbound) meta.append(el("span", { class: "sep", "aria-hidden": "true", text: " · " }), el("span", { class: "status" }));
     const error = el("p", { class: "msg-error", hidden: true });
-    const reminder = el("p", { class: "reminder-badge", hidden: true });
+    const reminder = el("p", { class: "reminder-row", hidden: true },
+      el("span", { class: "reminder-badge" }),
+      el("button", {
+        type: "button", class: "link set-state", "data-role": "set-state", text: "Set state…",
+        onclick: () => this._openStateForm(li, msg.sid),
+      }),
+    );
+    const note = el("p", { class: "reminder-note", hidden: true });
     const li = el("li", { class: `msg ${outbound ? "outbound" : "inbound"}`, dataset: { sid: msg.sid, direction: msg.direction } },
-      bubble, meta, reminder, error);
+      bubble, meta, reminder, note, error);
     for (const m of msg.media ?? []) media.append(this._image(m, msg));
     media.hidden = !(msg.media && msg.media.length);
     return li;
@@ -265,22 +304,71 @@ export class MessageView {
     return frame;
   }
 
+  /** The "set state" form under a reminder: a state, an optional note ("moved to 3 pm"), Save. */
+  _openStateForm(li, sid) {
+    const msg = this.msgs.get(sid);
+    if (!msg || li.querySelector(".state-form")) {
+      li.querySelector(".state-form select")?.focus();
+      return;
+    }
+    const selId = `state-${sid}`;
+    const noteId = `state-note-${sid}`;
+    const select = el("select", { id: selId },
+      ...STAFF_STATES.map(([value, label]) => el("option", { value, text: label })));
+    select.value = STAFF_STATES.some(([v]) => v === msg.reminder) ? msg.reminder : "confirmed";
+    const note = el("input", { id: noteId, type: "text", maxlength: "500", placeholder: "e.g. moved to 3 pm" });
+    const error = el("p", { class: "form-error", role: "alert" });
+    const close = () => {
+      form.remove();
+      li.querySelector(".set-state")?.focus();
+    };
+    const form = el("form", { class: "state-form", novalidate: true, "aria-label": "Set the reminder's state" },
+      el("div", { class: "field" }, el("label", { for: selId, text: "State" }), select),
+      el("div", { class: "field grow" }, el("label", { for: noteId, text: "Note (optional)" }), note),
+      el("div", { class: "state-actions" },
+        el("button", { type: "submit", class: "primary", text: "Save state" }),
+        el("button", { type: "button", class: "secondary", text: "Close", onclick: close }),
+      ),
+      error,
+    );
+    form.addEventListener("keydown", (ev) => {
+      if (ev.key === "Escape") {
+        ev.preventDefault();
+        close();
+      }
+    });
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      error.textContent = "";
+      try {
+        await this.onSetState(this.msgs.get(sid), select.value, note.value.trim());
+        close();
+      } catch (err) {
+        error.textContent = err.userText ?? err.message;
+      }
+    });
+    li.querySelector(".reminder-note").after(form);
+    select.focus();
+  }
+
   _update(node, msg) {
     if (msg.direction === "event") {
       this._updateEvent(node, msg);
       return;
     }
+    this.msgs.set(msg.sid, msg);
     const text = msg.direction === "inbound" ? (msg.displayBody ?? msg.body ?? "") : (msg.body ?? "");
     const body = node.querySelector(".body");
     if (body.textContent !== text) body.textContent = text;
     body.hidden = text === "";
     const sender = node.querySelector(".sender");
     if (sender) {
-      const name = msg.sentBy?.name ?? "";
+      const name = msg.sentBy?.name ?? (msg.automatic ? "Automatic reply" : "");
       sender.textContent = name;
       sender.hidden = name === "";
       node.querySelector(".sender-sep").hidden = name === "";
-      node.querySelector(".how").textContent = name ? "Sent by " : "Sent ";
+      node.querySelector(".how").textContent = msg.sentBy?.name ? "Sent by " : "Sent ";
+      node.classList.toggle("automatic", !!msg.automatic);
     }
     const status = node.querySelector(".status");
     if (status) {
@@ -295,6 +383,16 @@ export class MessageView {
     const reminder = node.querySelector(".reminder-badge");
     reminder.textContent = msg.reminder ? REMINDER_WORDS[msg.reminder] ?? msg.reminder : "";
     reminder.dataset.state = msg.reminder ?? "";
-    reminder.hidden = !msg.reminder;
+    node.querySelector(".reminder-row").hidden = !msg.reminder;
+    node.querySelector(".set-state").hidden = msg.direction !== "outbound" || msg.reminder === "scheduled";
+    const info = msg.reminderInfo;
+    const note = node.querySelector(".reminder-note");
+    const noteText = info?.note ? `${info.by?.name ? `${info.by.name}: ` : ""}${info.note}` : "";
+    note.textContent = noteText;
+    note.hidden = !noteText;
+    if (msg.reminder && !info && msg.direction === "outbound" && !node.dataset.askedReminder) {
+      node.dataset.askedReminder = "1";
+      this.loadReminder(msg);
+    }
   }
 }

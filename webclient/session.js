@@ -54,15 +54,16 @@ export class Session {
   /**
    * lists: the sidebar (loaded after sign-in); events: the live connection;
    * desks: the desk picker and presence; onReset(): forget everything shown
-   * (after sign-out or a change of desk).
+   * (after sign-out or a change of desk); onEnter(): the desk is shown, load what else it has.
    */
-  constructor({ api, store, lists, events, desks, onReset }) {
+  constructor({ api, store, lists, events, desks, onReset, onEnter = () => {} }) {
     this.api = api;
     this.store = store;
     this.lists = lists;
     this.events = events;
     this.desks = desks;
     this.onReset = onReset;
+    this.onEnter = onEnter;
     this.renewTimer = null;
     this.recovering = null;
 
@@ -170,6 +171,7 @@ export class Session {
     this.desks.start();
     await this.lists.refresh().catch((err) => this.lists.showNotice(explainApiError(err)));
     this.events.start();
+    this.onEnter();
   }
 
   /** Open the same person's session at another desk, then end the one at this desk. */

@@ -49,6 +49,9 @@ export class Store {
     this.claiming = new Set();
     this.drafts = new Map();
     this.owners = new Map(); // phone -> {owner: desk | null, yours: boolean, at: ISO time}
+    this.contacts = new Map(); // phone -> {name, note?} from the address book, or null: known to have none
+    this.scheduled = new Map(); // id -> Scheduled item of this desk still to go
+    this.templates = new Map(); // id -> saved template of this desk
 
     /** A message of the open, loaded conversation was added or merged. */
     this.onShow = noop;
@@ -58,6 +61,12 @@ export class Store {
     this.onLists = noop;
     /** The desk a conversation is with changed (phone). */
     this.onOwner = noop;
+    /** A name in the address book changed (phone, or "*" for many). */
+    this.onContact = noop;
+    /** A scheduled message of this desk was added, changed or went (item). */
+    this.onScheduled = noop;
+    /** The desk's saved templates changed. */
+    this.onTemplates = noop;
   }
 
   /** Forget everything but the session. */
@@ -71,8 +80,25 @@ export class Store {
     this.claiming.clear();
     this.drafts.clear();
     this.owners.clear();
+    this.contacts.clear();
+    this.scheduled.clear();
+    this.templates.clear();
     this.cursor = null;
     this.current = null;
+  }
+
+  /** The patient's name in the address book, or null. */
+  nameOf(phone) {
+    return this.contacts.get(phone)?.name ?? null;
+  }
+
+  /** What the server said about a number's contact (`{"name"}`, a whole Contact, or null for none). */
+  learnContact(phone, contact) {
+    if (!phone || contact === undefined) return;
+    const prev = this.contacts.get(phone);
+    const next = contact && typeof contact.name === "string" ? { ...(prev ?? {}), ...contact } : null;
+    this.contacts.set(phone, next);
+    if (prev?.name !== next?.name || prev?.note !== next?.note) this.onContact(phone);
   }
 
   thread(phone) {
@@ -95,7 +121,8 @@ export class Store {
     const reminder = this.pendingReminder.get(msg.sid);
     if (reminder) {
       this.pendingReminder.delete(msg.sid);
-      merged.reminder = reminder;
+      merged.reminder = reminder.state;
+      if (reminder.info) merged.reminderInfo = { id: reminder.info.id ?? null, note: reminder.info.note ?? null, by: reminder.info.by ?? null };
     }
     this.bySid.set(msg.sid, merged);
     const t = this.thread(phone);
@@ -121,14 +148,16 @@ export class Store {
     if (this.current === phone) this.onChange(msg);
   }
 
-  applyReminder(sid, state) {
+  /** A reminder's state changed; info: the Reminder (id, note, by) when the event carried it. */
+  applyReminder(sid, state, info = null) {
     if (!sid || !state) return;
     const msg = this.bySid.get(sid);
     if (!msg) {
-      this.pendingReminder.set(sid, state);
+      this.pendingReminder.set(sid, { state, info });
       return;
     }
     msg.reminder = state;
+    if (info) msg.reminderInfo = { id: info.id ?? null, note: info.note ?? null, by: info.by ?? null };
     const phone = msg.direction === "outbound" ? msg.to : msg.from;
     if (this.current === phone) this.onChange(msg);
   }
