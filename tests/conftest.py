@@ -7,6 +7,7 @@ import secrets
 import uuid
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.applications import Starlette
@@ -94,6 +95,15 @@ def devhost(
     data_dir: Path = tmp_path_factory.mktemp("devhost")
     with DevhostProcess(broker, data_dir, access_code=secrets.token_urlsafe(12), signing_key=signing_key) as host:
         yield host
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium through Playwright, imported here only when a browser test asks for it."""
+    from tests.support.webclient import chromium
+
+    with chromium() as b:
+        yield b
 
 
 @pytest.fixture(scope="module")

@@ -27,11 +27,11 @@ from tests.support.webclient import (  # noqa: E402
     VIEWPORT,
     XSS,
     Desk,
-    chromium,
     open_desk,
     patient_replies,
     phone_received,
     session_id,
+    signed_in,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(90)]
@@ -42,12 +42,6 @@ expect.set_options(timeout=10_000)
 
 
 # ---- fixtures --------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as b:
-        yield b
 
 
 @pytest.fixture(scope="module")
@@ -64,28 +58,22 @@ def devhost(broker: Any, signing_key: str, tmp_path_factory: pytest.TempPathFact
 @pytest.fixture(scope="module")
 def desk_a(browser: Browser, devhost: Any) -> Iterator[Desk]:
     """Maria at Reception."""
-    desk = open_desk(browser, devhost, "Maria")
-    yield desk
-    assert not desk.errors, desk.errors
-    desk.page.context.close()
+    with signed_in(browser, devhost, "Maria") as desk:
+        yield desk
 
 
 @pytest.fixture(scope="module")
 def desk_b(browser: Browser, devhost: Any) -> Iterator[Desk]:
     """Priya at Billing."""
-    desk = open_desk(browser, devhost, "Priya", "billing")
-    yield desk
-    assert not desk.errors, desk.errors
-    desk.page.context.close()
+    with signed_in(browser, devhost, "Priya", "billing") as desk:
+        yield desk
 
 
 @pytest.fixture(scope="module")
 def colleague(browser: Browser, devhost: Any) -> Iterator[Desk]:
     """Ken, also at Reception, on another computer."""
-    desk = open_desk(browser, devhost, "Ken")
-    yield desk
-    assert not desk.errors, desk.errors
-    desk.page.context.close()
+    with signed_in(browser, devhost, "Ken") as desk:
+        yield desk
 
 
 # ---- tests -----------------------------------------------------------------

@@ -4,7 +4,6 @@ seen live by another tab; a hostile name is only ever text."""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +15,7 @@ from tests.support.devhost import DevhostProcess
 playwright_sync = pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import Browser, expect  # noqa: E402
 
-from tests.support.webclient import XSS, Desk, chromium, open_desk, patient_replies  # noqa: E402
+from tests.support.webclient import XSS, Desk, patient_replies, signed_in  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(90)]
 
@@ -24,25 +23,10 @@ expect.set_options(timeout=10_000)
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as b:
-        yield b
-
-
-@pytest.fixture(scope="module")
-def devhost(broker: Any, signing_key: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevhostProcess]:
-    data_dir = tmp_path_factory.mktemp("devhost")
-    with DevhostProcess(broker, data_dir, access_code=secrets.token_urlsafe(12), signing_key=signing_key) as host:
-        yield host
-
-
-@pytest.fixture(scope="module")
 def maria(browser: Browser, devhost: DevhostProcess) -> Iterator[Desk]:
-    desk = open_desk(browser, devhost, "Maria")
-    yield desk
-    assert not desk.errors, desk.errors
-    assert not desk.dialogs, desk.dialogs  # a name's onerror=alert(…) never ran
-    desk.page.context.close()
+    with signed_in(browser, devhost, "Maria") as desk:
+        yield desk
+        assert not desk.dialogs, desk.dialogs  # a name's onerror=alert(…) never ran
 
 
 def import_contacts(devhost: DevhostProcess, csv: str) -> dict[str, Any]:

@@ -18,19 +18,13 @@ from tests.support.devhost import DevhostProcess
 playwright_sync = pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import Browser, Page, expect  # noqa: E402
 
-from tests.support.webclient import Desk, chromium, open_desk, patient_replies  # noqa: E402
+from tests.support.webclient import Desk, patient_replies, signed_in  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 
 expect.set_options(timeout=10_000)
 
 FAST_SCHEDULE = {"SCHEDULE_MIN_LEAD_SECONDS": "0", "SCHEDULE_POLL_SECONDS": "1"}
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as b:
-        yield b
 
 
 @pytest.fixture(scope="module")
@@ -44,10 +38,8 @@ def devhost(broker: Any, signing_key: str, tmp_path_factory: pytest.TempPathFact
 
 @pytest.fixture(scope="module")
 def maria(browser: Browser, devhost: DevhostProcess) -> Iterator[Desk]:
-    desk = open_desk(browser, devhost, "Maria")
-    yield desk
-    assert not desk.errors, desk.errors
-    desk.page.context.close()
+    with signed_in(browser, devhost, "Maria") as desk:
+        yield desk
 
 
 def texts_to(devhost: DevhostProcess, phone: str, body: str) -> int:

@@ -166,6 +166,15 @@ def open_desk(browser: Browser, devhost: Any, name: str, desk_id: str = "recepti
 
 
 @contextmanager
+def signed_in(browser: Browser, devhost: Any, name: str, desk_id: str = "reception") -> Iterator[Desk]:
+    """A signed-in browser for a module's tests; the page must end with no script errors."""
+    desk = open_desk(browser, devhost, name, desk_id)
+    yield desk
+    assert not desk.errors, desk.errors
+    desk.page.context.close()
+
+
+@contextmanager
 def chromium() -> Iterator[Browser]:
     require_tool(os.path.exists(CHROMIUM), f"{CHROMIUM} is needed for the web client tests")
     with sync_playwright() as p:
