@@ -12,10 +12,11 @@ import socket
 import sys
 from pathlib import Path
 
+from devhost.blobs import start_blob_service
 from devhost.devsettings import development_environment
 from devhost.sandbox import create_sandbox_app
 from devhost.serving import Announcement, sandbox_config, serve, serve_workers
-from devhost.supervision import BrokerFailed, BrokerSupervisor, Stopped, say, stop_on_signals
+from devhost.supervision import BrokerFailed, BrokerSupervisor, Stopped, say, stop_on_signals, stop_process
 from relay.errors import SettingsError
 from relay.settings import Settings, local_values
 
@@ -43,6 +44,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "with more than one, the sandbox gets a port of its own",
     )
     parser.add_argument("--sandbox-port", type=int, default=0, help="the sandbox's port with --workers > 1 (0: free)")
+    parser.add_argument(
+        "--blob-port",
+        type=int,
+        default=10000,
+        help="Azurite's blob service for the pictures desks send, unless MEDIA_STORAGE is set (0: a free port)",
+    )
     return parser.parse_args(argv)
 
 
@@ -97,6 +104,14 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"devhost: invalid setting {exc}", file=sys.stderr)
         return 2
+    blobs = None
+    if settings.media_storage is None:
+        blobs = start_blob_service(data_dir, args.blob_port)
+        if blobs is None:
+            say("pictures from the desk are off: node_modules has no azurite-blob (run make setup)")
+        else:
+            env["MEDIA_STORAGE"] = blobs[1]
+            settings = settings.with_overrides(media_storage=blobs[1])
     os.environ.update({k: v for k, v in env.items() if k.isupper()})
     stop_on_signals()
     broker = None if external_broker else BrokerSupervisor(env, args.mqtt_port, args.ws_port)
@@ -118,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if broker is not None:
             broker.stop()
+        if blobs is not None:
+            stop_process(blobs[0])
 
 
 if __name__ == "__main__":

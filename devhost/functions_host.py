@@ -22,7 +22,7 @@ from starlette.types import Receive, Scope, Send
 
 from devhost.timers import Schedule, TimerJob, resolve_schedule
 
-MAX_BODY_BYTES = 1024 * 1024
+MAX_BODY_BYTES = 6 * 1024 * 1024  # the largest body a function takes is a 5 MB picture; each function checks its own
 TEMPLATE_PART = re.compile(r"\{(\*?)([A-Za-z_][A-Za-z0-9_]*)(?::[^}?]*)?(\??)\}")
 
 

@@ -85,7 +85,7 @@ def start_broker(env: dict[str, str], mqtt_port: int, ws_port: int) -> subproces
     raise BrokerFailed(f"the broker did not start on ports {mqtt_port}/{ws_port}")
 
 
-def stop_process(proc: subprocess.Popen[str] | None) -> None:
+def stop_process(proc: subprocess.Popen[str] | subprocess.Popen[bytes] | None) -> None:
     if proc is None or proc.poll() is not None:
         return
     proc.terminate()

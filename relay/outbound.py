@@ -22,6 +22,7 @@ from relay.settings import Settings
 from relay.store import Event, MessageRecord, Store, StoreError
 from relay.tokens import Staff
 from relay.twilio_gateway import SentMessage, TwilioGateway
+from relay.uploads import Upload, Uploads
 
 log = logging.getLogger("relay.outbound")
 
@@ -38,6 +39,7 @@ class SendRequest:
     to: object
     body: object
     media_urls: object = None
+    media_ids: object = None  # pictures uploaded to POST /api/media by this desk
     confirm: object = False
     idempotency_key: str | None = None
     base_url: str = ""
@@ -59,7 +61,10 @@ class SendResult:
         return {"sid": self.sid, "status": self.status, "to": self.to, "from": self.from_}
 
 
-def validate_body(body: object) -> str:
+def validate_body(body: object, *, with_media: bool = False) -> str:
+    """A picture may go without a caption; a text must say something."""
+    if with_media and body in (None, ""):
+        return ""
     if not isinstance(body, str) or not body.strip():
         raise BadRequest("'body' must be a non-empty string.", code="invalid_body")
     if len(body) > MAX_BODY:
@@ -112,8 +117,10 @@ class Outbound:
         clock: Clock,
         ownership: Ownership,
         reminders: Reminders,
+        uploads: Uploads,
     ) -> None:
         self._reminders = reminders
+        self._uploads = uploads
         self._quiet = QuietHours(zone(settings.relay_timezone), settings.quiet_hours)
         self._settings = settings
         self._store = store
@@ -122,14 +129,19 @@ class Outbound:
         self._clock = clock
         self._ownership = ownership
 
-    def check(self, request: SendRequest, now: datetime) -> tuple[str, str, list[str]]:
+    def check(self, request: SendRequest, now: datetime) -> tuple[str, str, list[str], list[Upload]]:
         """The request's own rules (the number, its country, opt-out, the fields): now, or again at send time."""
         to = normalise(request.to)
         if to == self._settings.twilio_from_number:
             # Twilio refuses it (21266); refusing it here keeps an invalid request from reaching Twilio at all.
             raise BadRequest("'to' is the relay's own number.", code="invalid_number")
-        body = validate_body(request.body)
         media = validate_media(request.media_urls)
+        if any(self._uploads.is_ours(url) for url in media):
+            raise BadRequest("A picture uploaded here goes in 'mediaIds', not 'mediaUrl'.", code="invalid_media")
+        uploads = self._uploads.resolve(request.web_app_id, request.media_ids)
+        if len(media) + len(uploads) > MAX_MEDIA:
+            raise BadRequest(f"At most {MAX_MEDIA} pictures in one message.", code="invalid_media")
+        body = validate_body(request.body, with_media=bool(media or uploads))
         for name, value in (("confirm", request.confirm), ("takeOver", request.take_over)):
             if not isinstance(value, bool):
                 raise BadRequest(f"'{name}' must be true or false.", code=f"invalid_{_snake(name)}")
@@ -139,11 +151,11 @@ class Outbound:
         require_allowed_type(to, self._settings.allowed_number_types)
         if self._store.kv_get("optout", to, now) is not None:
             raise Conflict("This number has opted out (replied STOP); it must text START first.", code="opted_out")
-        return to, body, media
+        return to, body, media, uploads
 
     def send(self, request: SendRequest) -> SendResult:
         now = self._clock.now()
-        to, body, media = self.check(request, now)
+        to, body, media, uploads = self.check(request, now)
         self._quiet.check_now(now, request.ignore_quiet_hours is True)
         owner = self._ownership.live_owner(self._ownership.current(to, [self._settings.our_side]))
         if owner is not None and owner != request.web_app_id and not request.take_over:
@@ -162,7 +174,8 @@ class Outbound:
         try:
             self._check_rate(request.web_app_id, now)
             self._check_new_recipient(request.web_app_id, to, now)
-            sent = self._gateway.send(to, body, media, callback)
+            signed = self._uploads.signed_urls(request.web_app_id, uploads)  # minted now, stored nowhere
+            sent = self._gateway.send(to, body, media + signed, callback)
         except Exception:
             # The key was not used: a retry (after Retry-After, say) must be able to send.
             if idem_key:
@@ -174,7 +187,7 @@ class Outbound:
                 request.on_accepted(sent)
             except Exception:  # Twilio has accepted it: recording it below must still happen
                 log.exception("after-accept step failed: sid=%s", sent.sid)
-        return self.record(request, sent, now, idem_key, owner)
+        return self.record(request, sent, now, idem_key, owner, uploads)
 
     def record(
         self,
@@ -183,11 +196,16 @@ class Outbound:
         now: datetime,
         idem_key: str | None = None,
         owner: str | None = None,
+        uploads: list[Upload] | None = None,
     ) -> SendResult:
         """What follows Twilio's acceptance; also for a message found in Twilio's list after a crash."""
         result = SendResult(sent.sid, sent.status, sent.to, sent.from_)
-        body, media = validate_body(request.body), validate_media(request.media_urls)
-        self._after_send(request, result, sent.messaging_service_sid, body, media, now, idem_key, owner)
+        media = validate_media(request.media_urls)
+        if uploads is None:
+            uploads = self._uploads.resolve(request.web_app_id, request.media_ids)
+        body = validate_body(request.body, with_media=bool(media or uploads))
+        entries = [{"url": url, "contentType": ""} for url in media] + [u.to_json() for u in uploads]
+        self._after_send(request, result, sent.messaging_service_sid, body, entries, now, idem_key, owner)
         return result
 
     def _claim_idempotency(self, idem_key: str, now: datetime) -> SendResult | None:
@@ -233,7 +251,7 @@ class Outbound:
         result: SendResult,
         service_sid: str | None,
         body: str,
-        media: list[str],
+        media: list[dict[str, str]],
         now: datetime,
         idem_key: str | None,
         owner: str | None,
@@ -249,7 +267,7 @@ class Outbound:
             "webAppId": request.web_app_id,
             "sentAt": iso(now),
             "direction": "outbound",
-            "media": [{"url": url, "contentType": ""} for url in media],
+            "media": media,
             "reminder": "sent" if request.confirm else None,
             "reminderId": (request.reminder_id or result.sid) if request.confirm else None,
             "sentBy": request.sent_by.to_json() if request.sent_by else None,

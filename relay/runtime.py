@@ -34,9 +34,11 @@ from relay.scheduler import Scheduler
 from relay.sessions import Sessions
 from relay.settings import Settings
 from relay.store import Store, open_store
+from relay.store.media import MediaBlobs
 from relay.tokens import RABBITMQ_AUDIENCE, SERVICE_USER, TokenIssuer
 from relay.topics import Topics
 from relay.twilio_gateway import TwilioGateway
+from relay.uploads import Uploads
 from relay.webhooks import WebhookValidator
 
 OUTBOX_TIMER_MIN_AGE = timedelta(seconds=15)
@@ -68,6 +70,7 @@ class Runtime:
     scheduler: Scheduler
     webhook_deadline: WebhookDeadline
     checker: HealthCheck
+    uploads: Uploads
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         return self.checker.report()
@@ -77,6 +80,7 @@ class Runtime:
         self.checker.close()
         self.publisher.stop()
         self.outbox.close()
+        self.uploads.close()
         self.store.close()
 
 
@@ -120,7 +124,8 @@ def build(settings: Settings, clock: Clock | None = None, store: Store | None = 
     keywords = load(settings.keyword_handlers, context, core=((HANDLER, reminders.answer_handler),))
     answers = AutomaticAnswers(store, outbox)
     inbound = Inbound(store, router, outbox, validator, clock, ttl, keywords, reminders, answers)
-    outbound = Outbound(settings, store, gateway, outbox, clock, ownership, reminders)
+    uploads = Uploads(MediaBlobs(settings.media_storage) if settings.media_storage else None, clock)
+    outbound = Outbound(settings, store, gateway, outbox, clock, ownership, reminders, uploads)
     scheduler = Scheduler(settings, store, outbound, gateway, reminders, directory, notices, clock)
     runtime = Runtime(
         settings=settings,
@@ -147,6 +152,7 @@ def build(settings: Settings, clock: Clock | None = None, store: Store | None = 
         scheduler=scheduler,
         webhook_deadline=WebhookDeadline(settings.webhook_deadline_seconds),
         checker=HealthCheck(store, publisher, clock, settings.max_clock_skew_seconds),
+        uploads=uploads,
     )
     publisher.start()
     return runtime

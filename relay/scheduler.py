@@ -88,7 +88,7 @@ class Scheduler:
     def schedule(self, request: SendRequest, send_at_raw: object) -> dict[str, Any]:
         now = self._clock.now()
         send_at = parse_send_at(send_at_raw, now, timedelta(seconds=self._settings.schedule_min_lead_seconds))
-        to, body, media = self._outbound.check(request, now)
+        to, body, media, uploads = self._outbound.check(request, now)
         item_id = "SQ" + secrets.token_hex(16)
         if request.idempotency_key:
             key = f"{request.web_app_id}:{request.idempotency_key}"
@@ -104,6 +104,7 @@ class Scheduler:
             "to": to,
             "body": body,
             "media": media,
+            "mediaIds": [u.id for u in uploads],  # signed when it is sent, not now: a URL lives 15 minutes
             "confirm": request.confirm is True,
             "by": request.sent_by.to_json() if request.sent_by else None,
             "baseUrl": request.base_url,
@@ -265,6 +266,7 @@ class Scheduler:
             to=item.data["to"],
             body=item.data["body"],
             media_urls=item.data.get("media") or None,
+            media_ids=item.data.get("mediaIds") or None,
             confirm=confirm,
             base_url=str(item.data.get("baseUrl") or ""),
             sent_by=Staff(str(by["id"]), str(by["name"])) if isinstance(by, dict) else None,

@@ -85,6 +85,7 @@ class Settings:
     schedule_min_lead_seconds: float = 60.0
     schedule_poll_seconds: float = 15.0
     send_rate_per_second: float = 1.0
+    media_storage: str | None = field(default=None, repr=False)  # Blob Storage for pictures the desks send
 
     @property
     def mqtt_urls(self) -> tuple[str, ...]:
@@ -206,7 +207,15 @@ class Settings:
             schedule_min_lead_seconds=r.number("SCHEDULE_MIN_LEAD_SECONDS", 60.0, 0, 24 * 3600),
             schedule_poll_seconds=r.number("SCHEDULE_POLL_SECONDS", 15.0, 1, 3600),
             send_rate_per_second=r.number("SEND_RATE_PER_SECOND", 1.0, 0.1, 1000),
+            media_storage=r.text("MEDIA_STORAGE") or _blobs_of(store),
         )
+
+
+def _blobs_of(store: str) -> str | None:
+    """A storage account's connection string serves its blobs too, unless it names only a Table endpoint."""
+    if "BlobEndpoint=" in store or store.startswith("UseDevelopmentStorage="):
+        return store
+    return store if "AccountName=" in store and "TableEndpoint=" not in store else None
 
 
 def _required_unless_appservice(r: _Reader) -> str:

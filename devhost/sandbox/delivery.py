@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import mimetypes
 import random
@@ -14,7 +15,7 @@ import httpx
 from .config import SandboxConfig
 from .numbers import segment_count
 from .state import Media, Message, SandboxState, new_sid, utcnow
-from .webhooks import CALLBACK_TIMEOUT, post_signed, status_params
+from .webhooks import CALLBACK_TIMEOUT, post_signed, status_params, tls_context
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +24,8 @@ FAILURES: dict[str, tuple[str, int, str]] = {
     "0199": ("failed", 30003, "Unreachable destination handset"),
     "0198": ("undelivered", 30005, "Unknown destination handset"),
 }
+MEDIA_TIMEOUT = httpx.Timeout(10.0)
+MEDIA_LIMIT = 5 * 1024 * 1024  # Twilio's limit for the pictures it sends on to the handset
 
 
 def _content_type(url: str) -> str:
@@ -72,6 +75,11 @@ async def _progress(state: SandboxState, config: SandboxConfig, sid: str) -> Non
         return
     sender = message.from_ or _sticky_sender(state, config, message.to)
     final, error_code, error_message = FAILURES.get(message.to[-4:], ("delivered", None, None))
+    if message.media:
+        media, failure = await _fetch_media(message.media)
+        state.update_message(sid, media=media)
+        if failure is not None:
+            final, (error_code, error_message) = "failed", failure
     for status in ("queued", "sent", final):
         await asyncio.sleep(config.status_delay_seconds)
         previous = message.status
@@ -89,6 +97,26 @@ async def _progress(state: SandboxState, config: SandboxConfig, sid: str) -> Non
             state.spawn(_status_callback(config, message, message.status_callback, delay))
         else:
             await _status_callback(config, message, message.status_callback)
+
+
+async def _fetch_media(media: tuple[Media, ...]) -> tuple[tuple[Media, ...], tuple[int, str] | None]:
+    """Twilio fetches every MediaUrl itself when it sends, without credentials, and keeps its own copy for the
+    handset; a URL it cannot fetch fails the message (11200), as a picture over its limit does (30019)."""
+    fetched = []
+    async with httpx.AsyncClient(timeout=MEDIA_TIMEOUT, verify=tls_context(), follow_redirects=True) as client:
+        for item in media:
+            try:
+                response = await client.get(item.url, headers={"User-Agent": "TwilioProxy/1.1"})
+            except httpx.HTTPError as exc:
+                log.warning("media %s not fetched: %r", item.sid, exc)
+                return media, (11200, "HTTP retrieval failure")
+            if response.status_code >= 400:
+                return media, (11200, "HTTP retrieval failure")
+            if len(response.content) > MEDIA_LIMIT:
+                return media, (30019, "Content size exceeds carrier limit")
+            kind = response.headers.get("content-type", item.content_type).split(";")[0].strip()
+            fetched.append(dataclasses.replace(item, content_type=kind, data=response.content))
+    return tuple(fetched), None
 
 
 async def _status_callback(config: SandboxConfig, message: Message, url: str, delay: float = 0.0) -> None:

@@ -36,7 +36,8 @@ def _bad(reason: str, status: int = 400) -> JSONResponse:
     return JSONResponse({"error": reason}, status_code=status)
 
 
-def _phone_json(message: Message) -> dict[str, Any]:
+def _phone_json(message: Message, root: str) -> dict[str, Any]:
+    """`root` is where the sandbox is mounted: a picture the phone holds is served from the sandbox's CDN."""
     moment = message.date_sent or message.date_created
     return {
         "sid": message.sid,
@@ -44,8 +45,15 @@ def _phone_json(message: Message) -> dict[str, Any]:
         "to": message.to,
         "body": message.body,
         "dateSent": moment.isoformat(),
-        "media": [{"url": m.url, "contentType": m.content_type} for m in message.media],
+        "media": [
+            {"url": f"{root}/cdn/{m.cdn_token}" if m.data is not None else m.url, "contentType": m.content_type}
+            for m in message.media
+        ],
     }
+
+
+def _root(request: Request) -> str:
+    return str(request.scope.get("root_path", "")).rstrip("/")
 
 
 class Phones:
@@ -70,16 +78,18 @@ class Phones:
         phone = to_e164(request.path_params["number"])
         if phone is None:
             return _bad("not a valid E.164 phone number")
-        return JSONResponse([_phone_json(m) for m in self.state.thread(phone) if m.direction != "inbound"])
+        root = _root(request)
+        return JSONResponse([_phone_json(m, root) for m in self.state.thread(phone) if m.direction != "inbound"])
 
     async def thread(self, request: Request) -> Response:
         """Both sides of the phone's conversation, for the simulator page."""
         phone = to_e164(request.path_params["number"])
         if phone is None:
             return _bad("not a valid E.164 phone number")
+        root = _root(request)
         return JSONResponse(
             [
-                {**_phone_json(m), "direction": "sent" if m.direction == "inbound" else "received"}
+                {**_phone_json(m, root), "direction": "sent" if m.direction == "inbound" else "received"}
                 for m in self.state.thread(phone)
             ]
         )

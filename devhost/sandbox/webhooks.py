@@ -21,7 +21,7 @@ _MAX_TWIML_CHARS = 64_000
 
 
 @functools.cache
-def _tls() -> ssl.SSLContext:
+def tls_context() -> ssl.SSLContext:
     """One context for every callback: httpx builds a new one per client, loading the CA bundle each time, which
     held the event loop ~30 ms per status callback and stalled every request the sandbox was serving."""
     return ssl.create_default_context()
@@ -44,7 +44,7 @@ async def post_signed(
 ) -> httpx.Response:
     """POST form params to url, signed for signed_url (the address Twilio believes it is calling)."""
     headers = {**signature_headers(config, signed_url, params), "User-Agent": "TwilioProxy/1.1", "Accept": "*/*"}
-    async with httpx.AsyncClient(timeout=timeout, verify=_tls()) as client:
+    async with httpx.AsyncClient(timeout=timeout, verify=tls_context()) as client:
         return await client.post(url, data=params, headers=headers)
 
 

@@ -26,7 +26,8 @@ def purge_retention(timer: func.TimerRequest) -> None:
     now = rt.clock.now()
     removed = rt.store.purge(now - timedelta(days=rt.settings.retention_days))
     rt.store.staff.purge(now - timedelta(days=1))  # ended sessions stay a day, for the operator's list
-    log.info("retention purge removed %d messages", removed)
+    pictures = rt.uploads.purge(now - timedelta(days=rt.settings.retention_days))
+    log.info("retention purge removed %d messages and %d uploaded pictures", removed, pictures)
 
 
 @bp.timer_trigger(schedule="30 * * * * *", arg_name="timer", run_on_startup=False)

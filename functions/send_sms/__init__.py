@@ -25,6 +25,7 @@ def send_sms(req: func.HttpRequest) -> func.HttpResponse:
         to=body.get("to"),
         body=body.get("body"),
         media_urls=body.get("mediaUrl"),
+        media_ids=body.get("mediaIds"),
         confirm=body.get("confirm", False),
         idempotency_key=key[:200] if key else None,
         base_url=public_base(rt.settings, req.url, headers),

@@ -38,6 +38,7 @@ class DevhostProcess:
         self.mqtt_port = broker.mqtt_port if broker else free_port()
         self.ws_port = broker.ws_port if broker else free_port()
         self.http_port = free_port()
+        self.blob_port = free_port()  # Azurite's blob service, for pictures from the desk
         self.base_url = f"http://127.0.0.1:{self.http_port}"
         self.workers = workers
         self.sandbox_port = free_port() if workers > 1 else self.http_port  # several workers: the sandbox apart
@@ -71,7 +72,15 @@ class DevhostProcess:
             env.update(self._broker.relay_env())
         env.update(self.extra_env)
         cmd = [sys.executable, "-m", "devhost", "--http-port", str(self.http_port), "--data-dir", str(self.data_dir)]
-        cmd += ["--mqtt-port", str(self.mqtt_port), "--ws-port", str(self.ws_port), "--sandbox"]
+        cmd += [
+            "--mqtt-port",
+            str(self.mqtt_port),
+            "--ws-port",
+            str(self.ws_port),
+            "--sandbox",
+            "--blob-port",
+            str(self.blob_port),
+        ]
         if self.workers > 1:
             cmd += ["--workers", str(self.workers), "--sandbox-port", str(self.sandbox_port)]
         with self.log_path.open("ab") as log:

@@ -59,7 +59,8 @@ function element(tag, className, text) {
 
 function mediaNode(message, media) {
   if (message.direction === "sent") return element("span", "attachment", "Picture sent");
-  if (!/^https?:\/\//.test(media.url)) return element("span", "attachment", `Attachment (${media.contentType})`);
+  // The sandbox serves the pictures it fetched from its own "/sandbox/cdn/..."; other URLs are shown as given.
+  if (!/^(https?:\/\/|\/sandbox\/)/.test(media.url)) return element("span", "attachment", `Attachment (${media.contentType})`);
   if (media.contentType.startsWith("image/")) {
     const image = element("img");
     image.src = media.url;
