@@ -249,7 +249,7 @@ def start_devhost(
         env["SSL_CERT_FILE"] = str(cert)  # paho's tls_set() loads the default CAs, which OpenSSL reads from here
     cmd = [sys.executable, "-m", "devhost", "--http-port", str(port), "--data-dir", str(data)]
     cmd += ["--mqtt-port", str(broker.mqtt_port), "--ws-port", str(broker.ws_port), "--sandbox"]
-    cmd += ["--workers", str(workers)]
+    cmd += ["--workers", str(workers), "--blob-port", "0"]  # several devhosts at once: each its own blob service
     begin = time.monotonic()
     proc = spawn(name, cmd, workdir, env)
     base_url = f"http://127.0.0.1:{port}"

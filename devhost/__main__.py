@@ -104,14 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"devhost: invalid setting {exc}", file=sys.stderr)
         return 2
-    blobs = None
-    if settings.media_storage is None:
-        blobs = start_blob_service(data_dir, args.blob_port)
-        if blobs is None:
-            say("pictures from the desk are off: node_modules has no azurite-blob (run make setup)")
-        else:
-            env["MEDIA_STORAGE"] = blobs[1]
-            settings = settings.with_overrides(media_storage=blobs[1])
+    blobs = start_blob_service(data_dir, args.blob_port) if settings.media_storage is None else None
+    if blobs is not None:
+        env["MEDIA_STORAGE"] = blobs[1]
+        settings = settings.with_overrides(media_storage=blobs[1])
     os.environ.update({k: v for k, v in env.items() if k.isupper()})
     stop_on_signals()
     broker = None if external_broker else BrokerSupervisor(env, args.mqtt_port, args.ws_port)
