@@ -21,6 +21,7 @@ from bench.fanout import run_fanout
 from bench.latency import run_inbound
 from bench.procs import REPO, Broker, make_certificate, start_amqtt, start_mosquitto
 from bench.report import SOAK_TITLE, Run, render, section, with_section
+from bench.tables import run_tables
 from bench.throughput import ThroughputResult, run_throughput
 from tests.support.rabbitmq import available as rabbitmq_available
 
@@ -34,9 +35,10 @@ QUICK = {
     "cold_runs": 3,
     "cluster_messages": 400,
     "cluster_desks": 200,
+    "tables_messages": 20,
 }
 STARTERS: dict[str, Callable[[Path, Path, Path, str], Broker]] = {"amqtt": start_amqtt, "mosquitto": start_mosquitto}
-SCENARIOS = ("latency", "throughput", "fanout", "profile", "cold", "cluster")
+SCENARIOS = ("latency", "throughput", "fanout", "profile", "cold", "cluster", "tables")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -61,6 +63,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--cluster-messages", type=int, default=2000, help="scenario 6 messages for cross-node latency")
     p.add_argument("--cluster-rate", type=float, default=200.0, help="scenario 6 latency messages per second")
     p.add_argument("--cluster-desks", type=int, default=500, help="scenario 6 WebSocket desks for memory")
+    p.add_argument("--tables-messages", type=int, default=100, help="scenario 7 sends, replies and callbacks")
     p.add_argument("--output", type=Path, default=REPO / "BENCHMARKS.md")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs) for inspection")
     args = p.parse_args(argv)
@@ -115,6 +118,8 @@ def execute(run: Run, args: argparse.Namespace, workdir: Path, brokers: list[str
                 step(run, "profile", _profile, run, args, workdir, broker)
             if kind == "mosquitto" and "cold" in scenarios:
                 step(run, "cold start", _cold, run, args, workdir, broker)
+            if kind == "mosquitto" and "tables" in scenarios:
+                step(run, "table storage", _tables, run, args, workdir, broker)
         finally:
             broker.stop()
     if "cluster" in scenarios:
@@ -144,14 +149,20 @@ def _latency(run: Run, args: argparse.Namespace, workdir: Path, broker: Broker, 
         sends=args.send_requests,
     )
     run.latency.append(result)
-    for name in ("ours", "ours_tls"):
+    for name in ("ours", "routed", "ours_tls"):
         summary = result.inbound.get(name)
         if summary and summary.lost:
             run.errors.append(f"{broker.kind} latency: {summary.lost} webhooks through {name} never arrived")
 
 
 def _wrk_run(
-    args: argparse.Namespace, workdir: Path, broker: Broker, seconds: int, profile_to: Path | None = None
+    args: argparse.Namespace,
+    workdir: Path,
+    broker: Broker,
+    seconds: int,
+    profile_to: Path | None = None,
+    *,
+    bare: bool = False,
 ) -> ThroughputResult:
     return run_throughput(
         workdir,
@@ -162,6 +173,7 @@ def _wrk_run(
         sign_rate=args.sign_rate,
         workers=args.devhost_workers,
         profile_to=profile_to,
+        bare=bare,
     )
 
 
@@ -169,6 +181,9 @@ def _throughput(run: Run, args: argparse.Namespace, workdir: Path, broker: Broke
     result = _wrk_run(args, workdir, broker, args.wrk_seconds)
     run.throughput.append(result)
     run.errors += [f"{broker.kind} throughput: {f}" for f in result.failures]
+    bare = _wrk_run(args, workdir, broker, args.wrk_seconds, bare=True)  # right after, on the same broker
+    run.bare.append(bare)
+    run.errors += [f"{broker.kind} bare pipeline: {f}" for f in bare.failures]
 
 
 def _fanout(run: Run, args: argparse.Namespace, broker: Broker) -> None:
@@ -192,6 +207,12 @@ def _cluster(run: Run, args: argparse.Namespace, signing_key: str) -> None:
     lost = sum(f.lost for f in run.cluster.failovers if f.killed == "the desk's node")
     if lost:
         run.errors.append(f"rabbitmq cluster: {lost} acknowledged messages lost when the desk's node died")
+
+
+def _tables(run: Run, args: argparse.Namespace, workdir: Path, broker: Broker) -> None:
+    run.tables = run_tables(workdir, broker, messages=args.tables_messages)
+    if run.tables.routed_arrival and run.tables.routed_arrival.lost:
+        run.errors.append(f"table storage: {run.tables.routed_arrival.lost} routed replies never reached the desk")
 
 
 def _cold(run: Run, args: argparse.Namespace, workdir: Path, broker: Broker) -> None:

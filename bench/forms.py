@@ -24,7 +24,9 @@ class SidSource:
         return f"SM{self._prefix}{self._next:024x}"
 
 
-def inbound_params(sid: str, index: int, body: str = "Running 5 minutes late, sorry!") -> dict[str, str]:
+def inbound_params(
+    sid: str, index: int, body: str = "Running 5 minutes late, sorry!", sender: str | None = None
+) -> dict[str, str]:
     """Every field Twilio posts for an incoming SMS; the sender varies so routing sees many phones."""
     return {
         "ToCountry": "US",
@@ -44,7 +46,7 @@ def inbound_params(sid: str, index: int, body: str = "Running 5 minutes late, so
         "NumSegments": "1",
         "MessageSid": sid,
         "AccountSid": ACCOUNT_SID,
-        "From": f"+1415555{2000 + index % 7000:04d}",
+        "From": sender or f"+1415555{2000 + index % 7000:04d}",
         "ApiVersion": "2010-04-01",
     }
 

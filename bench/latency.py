@@ -1,7 +1,8 @@
 """Scenarios 1 and 3: inbound latency against the original design and the raw-broker limit; the send path.
 
 Inbound: every 10 ms slot (100 msg/s) sends one webhook through each of our relays (plain TCP and TLS to the
-broker) and one reference message, alternately the raw limit and the original design. Each message is timed
+broker, a new patient's to unrouted, and a reply routed to a desk with three staff connected) and one reference
+message, alternately the raw limit and the original design. Each message is timed
 from just before the request until a WebSocket subscriber receives it, and waited for before the next, in an
 order that rotates per slot, so drift hits every variant alike.
 """
@@ -36,6 +37,9 @@ from bench.stats import Summary
 
 ARRIVAL_TIMEOUT = 5.0
 TOPIC = "sms/unrouted/inbound"
+DESK = "reception"
+ROUTED_PHONES = 50  # the patients the desk texted first, whose replies are routed to it
+STAFF = 3  # browsers signed in to the desk: the measuring subscriber and two more
 
 
 @dataclass
@@ -50,8 +54,9 @@ class LatencyResult:
 class Webhook:
     """One keep-alive HTTP connection to a webhook endpoint, as a load balancer would hold."""
 
-    def __init__(self, base_url: str, path: str = "/api/receive_sms") -> None:
+    def __init__(self, base_url: str, path: str = "/api/receive_sms", senders: tuple[str, ...] | None = None) -> None:
         parts = urlsplit(base_url)
+        self._senders = senders  # the phones to send from, in turn; else a new patient each time
         self.url = base_url + path
         self._path = path
         self._conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=10)
@@ -59,7 +64,8 @@ class Webhook:
 
     def prepare(self, sid: str, index: int) -> Callable[[], None]:
         """Sign outside the timed part: Twilio signs before it sends."""
-        body, signature = signed(self.url, inbound_params(sid, index))
+        sender = self._senders[index % len(self._senders)] if self._senders else None
+        body, signature = signed(self.url, inbound_params(sid, index, sender=sender))
         headers = {"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature}
 
         def post() -> None:
@@ -90,7 +96,7 @@ def run_inbound(
     try:
         dev = start_devhost(workdir, broker, f"devhost-{broker.kind}")
         started.append(dev)
-        targets = {"ours": Webhook(dev.base_url)}
+        targets = {"ours": Webhook(dev.base_url), "routed": Webhook(dev.base_url, senders=_texted_by_desk(dev))}
         try:
             dev_tls = start_devhost(workdir, broker, f"devhost-{broker.kind}-tls", tls=True, cert=cert)
             started.append(dev_tls)
@@ -118,10 +124,14 @@ def _measure_inbound(
     rate: float,
     warmup: int,
 ) -> None:
-    sub = SubscriberProcess(
-        broker.ws_port, transport="websockets", topics=["sms/unrouted/#"], **desk_login(dev.session())
-    )
-    sub.start()
+    topics = ["sms/unrouted/#", f"sms/{DESK}/#"]
+    sub = SubscriberProcess(broker.ws_port, transport="websockets", topics=topics, **desk_login(dev.session(DESK)))
+    staff = [
+        SubscriberProcess(broker.ws_port, transport="websockets", topics=topics, **desk_login(dev.session(DESK)))
+        for _ in range(STAFF - 1)
+    ]
+    for each in (sub, *staff):
+        each.start()
     user, password = broker.service_credentials()
     raw = Publisher(broker.mqtt_port, "relay-service-bench-raw", user, password)
     sids = SidSource()
@@ -153,7 +163,7 @@ def _measure_inbound(
         for values in samples.values():
             values.clear()
         lost.update(dict.fromkeys(lost, 0))
-        ours = [n for n in ("ours", "ours_tls") if n in targets]
+        ours = [n for n in ("ours", "routed", "ours_tls") if n in targets]
         interval = 1.0 / rate
         begin = time.perf_counter()
         for i in range(messages):
@@ -166,7 +176,8 @@ def _measure_inbound(
                 one(name, i)
     finally:
         raw.stop()
-        sub.stop()
+        for each in (sub, *staff):
+            each.stop()
         if sub.dropped:
             result.notes.append(f"the WebSocket subscriber lost its connection {sub.dropped} times")
         for name, target in targets.items():
@@ -174,6 +185,23 @@ def _measure_inbound(
             if target.reconnects:
                 result.notes.append(f"{name}: the server closed the keep-alive connection {target.reconnects} times")
     result.inbound = {name: Summary.of(values, lost[name]) for name, values in samples.items()}
+
+
+def _texted_by_desk(dev: Devhost) -> tuple[str, ...]:
+    """Phones the desk has texted, so their replies are routed to it (a number range the others never use)."""
+    token = dev.session(DESK)["token"]
+    phones = tuple(f"+1415557{i:04d}" for i in range(ROUTED_PHONES))
+    with requests.Session() as http:
+        for phone in phones:
+            r = http.post(
+                f"{dev.base_url}/api/send_sms",
+                json={"to": phone, "body": "Your appointment is tomorrow at 9:00."},
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=10,
+            )
+            if r.status_code != 201:
+                raise RuntimeError(f"send_sms answered {r.status_code}: {r.text[:200]}")
+    return phones
 
 
 def run_send(dev: Devhost, n: int, warmup: int = 20) -> dict[str, Summary]:

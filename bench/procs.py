@@ -225,8 +225,11 @@ def start_devhost(
     tls: bool = False,
     cert: Path | None = None,
     workers: int = 1,
+    store: str | None = None,
+    **extra: str,
 ) -> Devhost:
-    """devhost with the sandbox on a known Twilio account, publishing to `broker` (over TLS when asked)."""
+    """devhost with the sandbox on a known Twilio account, publishing to `broker` (over TLS when asked), on
+    SQLite unless `store` names another; `extra` adds settings."""
     port = free_port()
     data = workdir / name
     data.mkdir(parents=True, exist_ok=True)
@@ -237,13 +240,14 @@ def start_devhost(
         RELAY_SIGNING_KEY=broker.signing_key,
         MQTT_URL=mqtt_url,
         MQTT_BROWSER_URL=f"ws://127.0.0.1:{broker.ws_port}/mqtt",
-        RELAY_STORE=str(data / "relay.sqlite3"),
+        RELAY_STORE=store or str(data / "relay.sqlite3"),
         TWILIO_ACCOUNT_SID=ACCOUNT_SID,
         TWILIO_AUTH_TOKEN=AUTH_TOKEN,
         TWILIO_FROM_NUMBER=FROM_NUMBER,
         SEND_LIMIT_PER_MINUTE="100000",
         SEND_LIMIT_PER_DAY="10000000",
         POLL_SCHEDULE="*/30 * * * * *",  # the poll timer's schedule setting, as local.settings.example.json has it
+        **extra,
     )
     if tls and cert is not None:
         env["SSL_CERT_FILE"] = str(cert)  # paho's tls_set() loads the default CAs, which OpenSSL reads from here
@@ -255,6 +259,34 @@ def start_devhost(
     base_url = f"http://127.0.0.1:{port}"
     wait_healthy(base_url, proc)
     return Devhost(proc, base_url, access_code, time.monotonic() - begin)
+
+
+@dataclass
+class Server:
+    """A webhook server the load goes to: devhost, or the bare pipeline."""
+
+    process: Process
+    base_url: str
+
+
+def start_bare(workdir: Path, broker: Broker, name: str, workers: int) -> Server:
+    """`bench.bare` with `workers` processes, publishing to `broker` over TCP."""
+    port = free_port()
+    data = workdir / name
+    data.mkdir(parents=True, exist_ok=True)
+    user, password = broker.service_credentials()
+    env = clean_env(
+        TWILIO_AUTH_TOKEN=AUTH_TOKEN,
+        MQTT_USERNAME=user,
+        MQTT_PASSWORD=password,
+        BARE_DATABASE=str(data / "bare.sqlite3"),
+        BARE_BROKER_PORT=str(broker.mqtt_port),
+    )
+    proc = spawn(
+        name, [sys.executable, "-m", "bench.bare", "--port", str(port), "--workers", str(workers)], workdir, env
+    )
+    wait_port(port, proc.popen)
+    return Server(proc, f"http://127.0.0.1:{port}")
 
 
 def wait_healthy(base_url: str, proc: Process, timeout: float = 30.0) -> None:

@@ -6,6 +6,7 @@ import math
 import os
 import platform
 import subprocess
+from collections import Counter
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -16,10 +17,12 @@ from bench.coldstart import ColdStart
 from bench.fanout import FanoutResult
 from bench.latency import LatencyResult
 from bench.stats import Summary
+from bench.tables import ACTIONS, TablesResult
 from bench.throughput import ThroughputResult
 
 VARIANTS = {
-    "ours": ("our relay: webhook → SQLite → long-lived paho client", "QoS 1", "plain TCP"),
+    "ours": ("our relay: webhook → SQLite → long-lived paho client, a new patient (unrouted)", "QoS 1", "plain TCP"),
+    "routed": ("our relay: a reply routed to its desk, 3 staff connected", "QoS 1", "plain TCP"),
     "ours_tls": ("our relay, broker over TLS (`MQTT_URL=mqtts://`)", "QoS 1", "TLS"),
     "original": ("original design: new MQTT connection per webhook", "QoS 0", "TLS"),
     "raw": ("limit: raw paho publish, long-lived client, no HTTP", "QoS 1", "plain TCP"),
@@ -35,10 +38,12 @@ class Run:
     seconds: float = 0.0
     latency: list[LatencyResult] = field(default_factory=list)
     throughput: list[ThroughputResult] = field(default_factory=list)
+    bare: list[ThroughputResult] = field(default_factory=list)  # the same load on bench.bare, each broker
     fanout: list[FanoutResult] = field(default_factory=list)
     cold: ColdStart | None = None
     profile: ThroughputResult | None = None
     cluster: ClusterResult | None = None
+    tables: TablesResult | None = None
     errors: list[str] = field(default_factory=list)
 
 
@@ -87,33 +92,63 @@ def mark(ok: bool | None) -> str:
 
 
 def goals(run: Run) -> list[tuple[str, str, str]]:
+    """Every goal is a ratio or a count from this one run: these shared machines vary ~2.5× between runs, so an
+    absolute time says more about the machine than about the relay."""
     rows: list[tuple[str, str, str]] = []
     for lat in run.latency:
-        ours, raw = lat.inbound.get("ours"), lat.inbound.get("raw")
-        if ours and raw:
-            gap = ours.p50 - raw.p50
-            rows.append((f"inbound p50 within 1 ms of the raw limit ({lat.broker})", f"+{gap:.2f} ms", mark(gap <= 1)))
-            rows.append(
-                (f"inbound p99 < 5 ms at {lat.rate:g} msg/s ({lat.broker})", f"{ours.p99:.2f} ms", mark(ours.p99 < 5))
-            )
+        routed, raw = lat.inbound.get("routed"), lat.inbound.get("raw")
+        if routed and raw:
+            for p in ("p50", "p99"):
+                r = getattr(routed, p) / getattr(raw, p)
+                rows.append(
+                    (
+                        f"routed reply {p} ≤ 3× the raw publish {p} ({lat.broker})",
+                        f"{r:.2f}× ({ms(getattr(routed, p))} vs {ms(getattr(raw, p))})",
+                        mark(r <= 3),
+                    )
+                )
         tls, original = lat.inbound.get("ours_tls"), lat.inbound.get("original")
         if tls and original:
             r = original.p50 / tls.p50
-            rows.append((f"p50 ≥ 2.5× better than the original, both TLS ({lat.broker})", f"{r:.2f}×", mark(r >= 2.5)))
+            rows.append((f"p50 ≥ 3× better than the original, both TLS ({lat.broker})", f"{r:.2f}×", mark(r >= 3)))
+        lost = sum(s.lost for name, s in lat.inbound.items() if name in ("ours", "routed", "ours_tls"))
+        rows.append((f"no webhook lost in scenario 1 ({lat.broker})", f"{lost} lost", mark(lost == 0)))
     for thr in run.throughput:
-        if thr.broker == "mosquitto":
-            ok = thr.rate >= 1500 and not thr.failures
+        bare = next((b for b in run.bare if b.broker == thr.broker), None)
+        if bare is not None and bare.rate > 0:
+            r = thr.rate / bare.rate
             rows.append(
-                ("≥ 1,500 webhooks/s, zero loss (mosquitto)", f"{thr.rate:,.0f}/s, loss {thr.missing}", mark(ok))
+                (
+                    f"throughput ≥ 65% of the bare pipeline ({thr.broker})",
+                    f"{r:.0%} ({thr.rate:,.0f} vs {bare.rate:,.0f}/s)",
+                    mark(r >= 0.65),
+                )
             )
+        rows.append(
+            (
+                f"throughput: every webhook once, none lost ({thr.broker})",
+                f"{thr.ok:,} answered, {thr.missing} missing, {thr.duplicates} duplicated",
+                mark(not thr.failures),
+            )
+        )
     for fan in run.fanout:
         if fan.broker == "mosquitto" and fan.delivery:
-            p99 = fan.delivery.p99
+            lost = fan.delivery.lost
             rows.append(
-                (f"{fan.clients:,} web apps, delivery p99 < 50 ms (mosquitto)", f"{p99:.2f} ms", mark(p99 < 50))
+                (f"{fan.clients:,} desks, each delivered its message (mosquitto)", f"{lost} lost", mark(lost == 0))
             )
     if run.cold:
-        rows.append(("`import function_app` < 300 ms", f"{run.cold.import_ms:.0f} ms", mark(run.cold.import_ms < 300)))
+        r = run.cold.import_ms / run.cold.floor_ms
+        rows.append(
+            (
+                "`import function_app` ≤ 1.5× importing the libraries it loads, alone",
+                f"{r:.2f}× ({run.cold.import_ms:.0f} vs {run.cold.floor_ms:.0f} ms)",
+                mark(r <= 1.5),
+            )
+        )
+    if run.tables:
+        per = run.tables.per_action("inbound")
+        rows.append(("Table round trips per routed reply ≤ 4", f"{per:.1f}", mark(per <= 4)))
     return rows
 
 
@@ -137,7 +172,8 @@ def render(run: Run, args: Any) -> str:
     out += ["", "## Goals: where we stand", ""]
     out.append(table(["goal", "measured", ""], [list(r) for r in goals(run)]))
     out += ["", "## Method", "", METHOD.format(a=args, interval_ms=1000 / args.rate, cpus=os.cpu_count()).strip()]
-    out += _latency(run) + _throughput(run) + _send(run) + _fanout(run) + _cold(run) + _cluster(run) + _profile(run)
+    out += _latency(run) + _throughput(run) + _send(run) + _fanout(run) + _cold(run) + _cluster(run)
+    out += _tables(run) + _profile(run)
     return "\n".join(out) + "\n"
 
 
@@ -194,10 +230,10 @@ def _throughput(run: Run) -> list[str]:
         return []
     out = ["", "## 2. Inbound throughput", ""]
     rows = []
-    for t in run.throughput:
+    for t in [*run.throughput, *run.bare]:
         rows.append(
             [
-                t.broker,
+                ("bare pipeline, " if t in run.bare else "our relay, ") + t.broker,
                 f"{t.workers}",
                 f"{t.connections}",
                 f"{t.seconds:.1f}",
@@ -212,9 +248,13 @@ def _throughput(run: Run) -> list[str]:
                 f"{t.peak_rss / 2**20:.0f} MiB",
             ]
         )
-    header = ["broker", "workers", "senders", "s", "webhooks/s", "answered 200", "received", "dup", "lost"]
-    out.append(table([*header, "in flight at stop", "HTTP p50", "HTTP p99", "devhost peak RSS, all processes"], rows))
-    for t in run.throughput:
+    header = ["server", "workers", "senders", "s", "webhooks/s", "answered 200", "received", "dup", "lost"]
+    out.append(table([*header, "in flight at stop", "HTTP p50", "HTTP p99", "peak RSS, all processes"], rows))
+    out.append(
+        "\nThe bare pipeline (`bench/bare.py`) is Starlette, the SDK's signature check, one SQLite insert and a "
+        "long-lived paho client publishing QoS 1, with as many workers, under the same wrk load right after ours."
+    )
+    for t in [*run.throughput, *run.bare]:
         out += [f"- {t.broker}: {f}" for f in t.failures]
     return out
 
@@ -322,6 +362,40 @@ def _cluster(run: Run) -> list[str]:
         line += " in the fan-out above"
     out.append(line + ".")
     out += [f"- {n}" for n in c.notes]
+    return out
+
+
+ACTION_NAMES = {
+    "send": "`POST /api/send_sms` (a desk's text)",
+    "inbound": "`POST /api/receive_sms` (a reply routed to its desk)",
+    "status": "`POST /api/sms_status` (one status callback)",
+}
+
+
+def _tables(run: Run) -> list[str]:
+    t = run.tables
+    if t is None:
+        return []
+    out = ["", "## 7. Table Storage (Azurite), round trips counted", ""]
+    rows = []
+    for action in ACTIONS:
+        calls = t.trips.get(action, Counter())
+        per = sum(calls.values()) / (t.messages * (2 if action == "status" else 1))
+        lat = t.latency[action]
+        rows.append([ACTION_NAMES[action], f"{per:.1f}", ms(lat.p50), ms(lat.p99)])
+    out.append(table(["request", "Table round trips each", "p50", "p99"], rows))
+    if t.routed_arrival:
+        a = t.routed_arrival
+        out.append(
+            f"\nA routed reply reached the desk's subscriber (3 staff connected) in p50 {ms(a.p50)} / p99 {ms(a.p99)}."
+        )
+    out.append(f"Between requests the timers made {t.idle_per_second:.2f} round trips a second (not counted above).")
+    for action in ACTIONS:
+        calls = t.trips.get(action, Counter())
+        each = t.messages * (2 if action == "status" else 1)
+        detail = ", ".join(f"{name} {count / each:.2f}" for name, count in calls.most_common())
+        out.append(f"- {action}: {detail}")
+    out += [f"- {n}" for n in t.notes[:5]]
     return out
 
 
@@ -451,13 +525,20 @@ METHOD = """
   msg/s carrying its CLOCK_MONOTONIC send time. Per-connection memory = broker RSS growth / connections.
   Each broker's fan-out runs in the same broker process, after its throughput run. amqtt delivers more slowly
   after that load than when fresh: fan-out alone on a fresh amqtt measured a p50 of 1.5 ms.
-- 5 Cold start: fresh processes, {a.cold_runs} runs, medians; devhost against the running Mosquitto.
+- 5 Cold start: fresh processes, {a.cold_runs} runs, medians; devhost against the running Mosquitto. The
+  reference is importing the libraries function_app loads (azure.functions, twilio, paho, PyJWT, phonenumbers)
+  alone, in fresh interpreters alternating with ours.
 - 6 RabbitMQ cluster: the suite's 3-node cluster (`tests/support/rabbitmq.py`, the configuration in
   docs/brokers.md) on loopback, nodes started with `+sbwt none`. Latency: {a.cluster_messages:,} messages at
   {a.cluster_rate:g}/s from the relay's publisher on node 1 to two persistent sessions of one desk, on nodes 1
   and 2. Failover: a stream with sequence numbers; node 2 (the desk's) is killed and the desk resumes its session
   on node 3; once node 2 has rejoined, node 1 (the relay's) is killed and the publisher moves along `MQTT_URL`.
   Memory: {a.cluster_desks:,} WebSocket desks on node 2 with session tokens, RSS of node 2's VM before and after.
+- 7 Table Storage: devhost on Azurite's Table service through a counting proxy (`bench/tables.py`), one desk
+  with 3 staff subscribed; {a.tables_messages:,} sends to new numbers, then a reply from each (routed to the
+  desk), then each text's `sent` and `delivered` callbacks, one request at a time with a 0.35 s pause. Round
+  trips are booked to the request whose window they fall in; the sandbox's own callbacks are held back for the
+  run. The first requests also create the tables, which is counted.
 - Profile: a separate {a.profile_seconds}-second throughput run on Mosquitto with py-spy attached to devhost
   and its workers; the profiler slows it, so its rate is not the throughput figure.
 - Percentiles are nearest-rank over all samples; "lost" = not received within 5 s.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import secrets
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -12,8 +13,8 @@ from typing import Any
 
 from bench import profiler
 from bench.forms import SidSource, inbound_params, signed
-from bench.mqttc import Subscriber, desk_login
-from bench.procs import Broker, start_devhost
+from bench.mqttc import DeskLogin, Subscriber
+from bench.procs import Broker, start_bare, start_devhost
 
 LUA = Path(__file__).with_name("webhooks.lua")
 QUIET_SECONDS = 2.0
@@ -58,19 +59,29 @@ def run_throughput(
     sign_rate: int,
     workers: int = 1,
     profile_to: Path | None = None,
+    bare: bool = False,
 ) -> ThroughputResult:
-    """`sign_rate` bounds the webhooks/s the pre-signed files can feed; running out fails the run."""
-    name = f"devhost-{broker.kind}-{'profile' if profile_to else 'wrk'}"
-    dev = start_devhost(workdir, broker, name, workers=workers)
+    """`sign_rate` bounds the webhooks/s the pre-signed files can feed; running out fails the run. `bare` runs
+    the same load against `bench.bare`, the pipeline the relay's rate is a ratio of."""
+    name = f"{'bare' if bare else 'devhost'}-{broker.kind}-{'profile' if profile_to else 'wrk'}"
+    server = (
+        start_bare(workdir, broker, name, workers) if bare else start_devhost(workdir, broker, name, workers=workers)
+    )
     result = ThroughputResult(broker.kind, float(seconds), connections, workers)
+    session = f"bench{secrets.token_hex(4)}"
+    login = DeskLogin(
+        client_id=f"reception-{session}-{secrets.token_hex(4)}",
+        username="reception",
+        password=broker.desk_token("reception", session),
+    )
     try:
-        sub = Subscriber(broker.mqtt_port, transport="tcp", topics=["sms/unrouted/#"], **desk_login(dev.session()))
+        sub = Subscriber(broker.mqtt_port, transport="tcp", topics=["sms/unrouted/#"], **login)
         sub.start()
         try:
             prefix = workdir / f"{name}-requests"
-            slices = _write_requests(prefix, f"{dev.base_url}/api/receive_sms", threads, sign_rate * seconds)
-            spy = None if profile_to is None else profiler.start(dev.process.pid, seconds, profile_to)
-            output = _wrk(prefix, dev.base_url, seconds=seconds, connections=connections, threads=threads)
+            slices = _write_requests(prefix, f"{server.base_url}/api/receive_sms", threads, sign_rate * seconds)
+            spy = None if profile_to is None else profiler.start(server.process.pid, seconds, profile_to)
+            output = _wrk(prefix, server.base_url, seconds=seconds, connections=connections, threads=threads)
             _parse_wrk(output, result)
             if spy is not None and profile_to is not None:
                 result.profile = profiler.finish(spy, profile_to, seconds)
@@ -80,9 +91,9 @@ def run_throughput(
             sub.stop()
             if sub.dropped:
                 result.failures.append(f"the subscriber lost its connection {sub.dropped} times")
-        result.peak_rss = dev.process.peak_rss()
+        result.peak_rss = server.process.peak_rss()
     finally:
-        dev.stop()
+        server.process.stop()
     return result
 
 

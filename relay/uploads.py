@@ -10,14 +10,16 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from relay.clock import Clock
 from relay.errors import BadRequest, NotFound, PayloadTooLarge, Unavailable, UnsupportedMediaType
 from relay.store import StoreError
-from relay.store.media import MediaBlobs
 from relay.twilio_gateway import Media
+
+if TYPE_CHECKING:
+    from relay.store.media import MediaBlobs
 
 MAX_BYTES = 5 * 1024 * 1024
 SIGNED_FOR = timedelta(minutes=15)

@@ -41,6 +41,10 @@ class SandboxConfig:
             if not jitter.isdigit():
                 raise ValueError("SANDBOX_CALLBACK_JITTER_MS must be a whole number of milliseconds")
             options["callback_jitter_ms"] = int(jitter)
+        if delay := env.get("SANDBOX_STATUS_DELAY_MS", "").strip():
+            if not delay.isdigit():
+                raise ValueError("SANDBOX_STATUS_DELAY_MS must be a whole number of milliseconds")
+            options["status_delay_seconds"] = int(delay) / 1000
         if env.get("SANDBOX_ADVANCED_OPT_OUT", "").strip().lower() in ("1", "true", "yes", "on"):
             options["advanced_opt_out"] = True
         return options

@@ -1,0 +1,215 @@
+"""Scenario 7: the Table Storage path, on Azurite behind a proxy that counts every round trip.
+
+Each Table call is a network round trip and, on Azure, a billed transaction, so the count per user action is the
+figure that carries from this machine to production. The proxy reads each HTTP request's line and headers (the
+Azure SDK sends every body with a Content-Length), records the method and table, and pipes the bytes through.
+
+Requests are made one at a time with a pause after each: a round trip is booked to the request whose window it
+falls in, so the sandbox's status callbacks and the timers (scheduled sends, outbox, sweeps) that run meanwhile
+are left out, and the idle rate between windows is reported beside them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from bench.forms import SidSource, inbound_params, signed
+from bench.mqttc import SubscriberProcess, clock, desk_login
+from bench.procs import ACCOUNT_SID, Broker, Devhost, start_devhost
+from bench.stats import Summary
+from tests.support.azurite import azurite_process, connection_string
+
+ACTIONS = ("send", "inbound", "status")
+PAUSE_SECONDS = 0.35  # after each request: the sandbox's callbacks for a send come within ~0.15 s
+_TABLE = re.compile(r"^/[^/]+/([A-Za-z0-9$]+)")
+
+
+@dataclass(frozen=True)
+class Trip:
+    at: float
+    method: str
+    table: str
+
+
+@dataclass
+class TablesResult:
+    messages: int
+    trips: dict[str, Counter[str]] = field(default_factory=dict)  # action -> "METHOD table" -> count
+    latency: dict[str, Summary] = field(default_factory=dict)  # action -> request time, ms
+    idle_per_second: float = 0.0
+    routed_arrival: Summary | None = None  # webhook to the desk's subscriber, ms
+    notes: list[str] = field(default_factory=list)
+
+    def per_action(self, action: str) -> float:
+        return sum(self.trips.get(action, Counter()).values()) / self.messages
+
+
+class CountingProxy:
+    """A loopback TCP proxy in front of Azurite that notes each HTTP request passing through."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.trips: list[Trip] = []
+        self._lock = threading.Lock()
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self.port = 0
+        self._thread = threading.Thread(target=self._run, name="table-proxy", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("the counting proxy did not start")
+
+    def between(self, start: float, end: float) -> list[Trip]:
+        with self._lock:
+            return [t for t in self.trips if start <= t.at <= end]
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        server = self._loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", 0))
+        self.port = server.sockets[0].getsockname()[1]
+        self._ready.set()
+        self._loop.run_forever()
+        server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        back = asyncio.create_task(_pipe(up_reader, writer))
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                method, path = head.split(b" ", 2)[:2]
+                length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+                body = await reader.readexactly(int(length.group(1))) if length else b""
+                found = _TABLE.match(path.decode("latin-1"))
+                table = found.group(1) if found else "?"
+                with self._lock:
+                    self.trips.append(Trip(clock(), method.decode(), table.split("(")[0]))
+                up_writer.write(head + body)
+                await up_writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            back.cancel()
+            up_writer.close()
+            writer.close()
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+        while chunk := await reader.read(65536):
+            writer.write(chunk)
+            await writer.drain()
+
+
+def run_tables(workdir: Path, broker: Broker, *, messages: int) -> TablesResult:
+    result = TablesResult(messages)
+    with azurite_process() as (direct, _):
+        endpoint = re.search(r"TableEndpoint=http://127\.0\.0\.1:(\d+)/", direct)
+        assert endpoint is not None
+        proxy = CountingProxy(int(endpoint.group(1)))
+        proxy.start()
+        try:
+            # The sandbox's own status callbacks come long after the run: the bench posts them, one at a time.
+            dev = start_devhost(
+                workdir, broker, "devhost-tables", store=connection_string(proxy.port), SANDBOX_STATUS_DELAY_MS="600000"
+            )
+            try:
+                _measure(result, proxy, dev, broker, messages)
+            finally:
+                dev.stop()
+        finally:
+            proxy.stop()
+    return result
+
+
+def _measure(result: TablesResult, proxy: CountingProxy, dev: Devhost, broker: Broker, n: int) -> None:
+    desk = dev.session("reception")
+    token = str(desk["token"])
+    http = httpx.Client(base_url=dev.base_url, timeout=10)
+    subscribers = [
+        SubscriberProcess(broker.ws_port, transport="websockets", topics=["sms/reception/#"], **desk_login(s))
+        for s in (desk, dev.session("reception"), dev.session("reception"))
+    ]
+    for sub in subscribers:
+        sub.start()
+    sids = SidSource()
+    timings: dict[str, list[float]] = {a: [] for a in ACTIONS}
+    arrivals: list[float] = []
+    windows: dict[str, list[tuple[float, float]]] = {a: [] for a in ACTIONS}
+    sent: list[str] = []
+
+    def timed(action: str, call: object) -> httpx.Response:
+        assert callable(call)
+        start = clock()
+        response: httpx.Response = call()
+        end = clock()
+        windows[action].append((start, end))
+        timings[action].append(end - start)
+        time.sleep(PAUSE_SECONDS)
+        return response
+
+    try:
+        time.sleep(1.0)
+        idle_start = clock()
+        time.sleep(3.0)
+        result.idle_per_second = len(proxy.between(idle_start, clock())) / (clock() - idle_start)
+        for i in range(n):
+            to = inbound_params("SM" + "0" * 32, i)["From"]
+            body = {"to": to, "body": "See you at 3pm."}
+            r = timed("send", lambda b=body: http.post("/api/send_sms", json=b, headers=_bearer(token)))
+            if r.status_code != 201:
+                raise RuntimeError(f"send_sms answered {r.status_code}: {r.text[:200]}")
+            sent.append(r.json()["sid"])
+        url = f"{dev.base_url}/api/receive_sms"
+        for i in range(n):
+            sid = sids()
+            form, signature = signed(url, inbound_params(sid, i))
+            headers = {"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature}
+            start = clock()
+            r = timed("inbound", lambda f=form, h=headers: http.post("/api/receive_sms", content=f, headers=h))
+            if r.status_code != 200:
+                raise RuntimeError(f"receive_sms answered {r.status_code}")
+            arrived = subscribers[0].wait(sid, 5.0)
+            if arrived is None:
+                result.notes.append(f"{sid} never reached the desk")
+            else:
+                arrivals.append(arrived - start)
+        status_url = f"{dev.base_url}/api/sms_status"
+        for sid in sent:
+            for status in ("sent", "delivered"):  # what Twilio calls back for each text
+                params = {"MessageSid": sid, "MessageStatus": status, "SmsStatus": status, "AccountSid": ACCOUNT_SID}
+                form, signature = signed(status_url, params)
+                headers = {"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature}
+                r = timed("status", lambda f=form, h=headers: http.post("/api/sms_status", content=f, headers=h))
+                if r.status_code >= 400:
+                    raise RuntimeError(f"sms_status answered {r.status_code}")
+    finally:
+        for sub in subscribers:
+            sub.stop()
+        http.close()
+    for action in ACTIONS:
+        counted: Counter[str] = Counter()
+        for start, end in windows[action]:
+            counted.update(f"{t.method} {t.table}" for t in proxy.between(start, end))
+        result.trips[action] = counted
+        result.latency[action] = Summary.of(timings[action])
+    result.routed_arrival = Summary.of(arrivals, n - len(arrivals))
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
