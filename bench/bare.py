@@ -51,8 +51,9 @@ class Pipeline:
         payload = json.dumps(params, ensure_ascii=False)
         with self._lock:
             self._db.execute("INSERT OR IGNORE INTO messages VALUES (?, ?)", (params.get("MessageSid", ""), payload))
-        self._client.publish(TOPIC, payload, qos=1).wait_for_publish(PUBLISH_TIMEOUT)
-        return 200
+        published = self._client.publish(TOPIC, payload, qos=1)
+        published.wait_for_publish(PUBLISH_TIMEOUT)
+        return 200 if published.is_published() else 503  # no outbox here: unpublished is not done
 
 
 def create_app() -> Starlette:

@@ -496,16 +496,19 @@ METHOD = """
   log level (INFO), and `SEND_LIMIT_PER_MINUTE`/`SEND_LIMIT_PER_DAY` raised so the send path never trips them.
   Webhooks carry every field Twilio posts, a unique MessageSid, and an X-Twilio-Signature from
   `RequestValidator(token).compute_signature(url, params)`, computed before the timer starts; the relay validates
-  it, stores the message, routes it (to `sms/unrouted/inbound`, as no desk texted these phones) and publishes QoS 1.
-- 1 Inbound latency: every {interval_ms:g} ms slot sends one webhook through each of our relays (broker
-  over plain TCP, and over TLS) and one reference message, alternately the raw limit and the original design, in
-  an order rotating per slot; each is waited for before the next. {a.latency_messages:,} messages per relay after
-  {a.warmup} warm-up rounds. The original design is `bench/original.py`: the same uvicorn settings and a worker
-  thread like a sync function, it validates the signature, serializes the form to JSON and publishes QoS 0 with
-  `paho.mqtt.publish.single` over TLS: a brand-new connection per webhook, as in 2018. The limit is a
-  long-lived paho client publishing QoS 1 over TCP straight to the broker, no HTTP. The subscriber is paho over
-  WebSocket (as the web app connects), QoS 1 subscription, in a process of its own, as a browser is; it stamps
-  each arrival with CLOCK_MONOTONIC, the clock the harness stamps its sends with.
+  it, stores the message, routes it (to `sms/unrouted/inbound` for a phone no desk texted, else to the desk)
+  and publishes QoS 1.
+- 1 Inbound latency: every {interval_ms:g} ms slot sends one webhook through each of our relays (broker over plain
+  TCP: a new patient's text, to unrouted, and a reply from one of 50 patients the Reception desk texted first,
+  routed to it while three of its staff are subscribed; and over TLS) and one reference message, alternately the raw
+  limit and the original design, in an order rotating per slot; each is waited for before the next.
+  {a.latency_messages:,} messages per relay after {a.warmup} warm-up rounds. The original design is
+  `bench/original.py`: the same uvicorn settings and a worker thread like a sync function, it validates the
+  signature, serializes the form to JSON and publishes QoS 0 with `paho.mqtt.publish.single` over TLS: a brand-new
+  connection per webhook, as in 2018. The limit is a long-lived paho client publishing QoS 1 over TCP straight to
+  the broker, no HTTP. The subscriber is paho over WebSocket (as the web app connects), QoS 1 subscription, in a
+  process of its own, as a browser is; it stamps each arrival with CLOCK_MONOTONIC, the clock the harness stamps its
+  sends with.
 - On loopback a new connection costs no network round trips. Against a real broker each extra round trip of the
   original design (TCP, TLS 1.3, CONNECT/CONNACK: about 3 RTT before the publish) adds to its latency, while our
   long-lived connection publishes at once: the ratios here are the floor of the difference.
