@@ -1,7 +1,9 @@
-"""What a desk reads: its conversations, paged history with statuses, the unrouted list, the catch-up feed."""
+"""What a desk reads and keeps: its conversations (open or done), paged history with statuses, the unrouted list,
+the catch-up feed."""
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from relay.automatic import DIRECTION as AUTOMATIC
@@ -9,6 +11,7 @@ from relay.clock import Clock, iso
 from relay.contacts import Contacts
 from relay.directory import DeskDirectory
 from relay.errors import BadRequest, Conflict, NotFound
+from relay.notices import Notices
 from relay.outbox import Outbox
 from relay.ownership import Ownership
 from relay.phones import normalise
@@ -17,12 +20,14 @@ from relay.sessions import Caller
 from relay.settings import Settings
 from relay.statuses import latest
 from relay.store import UNROUTED, Conversation, Event, MessageRecord, StatusRecord, Store
+from relay.store.owners import DONE, OPEN
 from relay.topics import Topics
 from relay.twilio_gateway import Media, TwilioGateway
 
 MAX_PAGE = 100
 FEED_PAGE = 500
 MAX_NOTE = 500
+STATUSES = ("open", "done", "all")
 
 
 class Conversations:
@@ -37,7 +42,9 @@ class Conversations:
         directory: DeskDirectory,
         reminders: Reminders,
         contacts: Contacts,
+        notices: Notices,
     ) -> None:
+        self._notices = notices
         self._reminders = reminders
         self._contacts = contacts
         self._settings = settings
@@ -49,13 +56,36 @@ class Conversations:
         self._directory = directory
         self._topics = Topics(settings.mqtt_topic_prefix)
 
-    def of_desk(self, web_app_id: str) -> list[dict[str, Any]]:
-        found = self._store.conversations(web_app_id)
+    def of_desk(self, web_app_id: str, status: str | None = None) -> list[dict[str, Any]]:
+        """`status` open, done or all (the default, so a client that never heard of done still sees everything)."""
+        if status not in (None, "", *STATUSES):
+            raise BadRequest("'status' must be open, done or all.", code="invalid_status")
+        found = [
+            c
+            for c in self._store.conversations(web_app_id)
+            if status in (None, "", "all") or c.done == (status == "done")
+        ]
         names = self._contacts.names([c.phone for c in found])
         return [{**_conversation(c), "contact": names.get(c.phone)} for c in found]
 
     def unrouted(self) -> list[dict[str, Any]]:
         return self.of_desk(UNROUTED)
+
+    def set_done(self, caller: Caller, phone_raw: str, done: bool) -> dict[str, Any]:
+        """Done or open again on this desk's list; its other browsers are told live, and catch-up replays it."""
+        phone = normalise(phone_raw, field="phone")
+        changed = self._store.set_done(caller.desk, phone, done) if caller.desk != UNROUTED else None
+        if changed is None:
+            raise NotFound("This desk has no conversation with that number.", code="conversation_not_found")
+        owner = self._ownership.current(phone, [self._settings.our_side])
+        if owner is not None and self._ownership.live_owner(owner) == caller.desk:
+            self._ownership.set_state(phone, owner.our_side, DONE if done else OPEN)
+        if changed:
+            now = self._clock.now()
+            payload = {"phone": phone, "done": done, "by": caller.staff.to_json(), "at": iso(now)}
+            subject = f"done:{caller.desk}:{phone}"
+            self._notices.tell(subject, secrets.token_hex(8), [caller.desk], "done", payload, now)
+        return {"phone": phone, "done": done}
 
     def messages(self, web_app_id: str, phone_raw: str, before: str | None, limit_raw: str | None) -> dict[str, Any]:
         phone = normalise(phone_raw, field="phone")
@@ -205,6 +235,7 @@ def _conversation(c: Conversation) -> dict[str, Any]:
         },
         "unread": c.unread,
         "lastAt": iso(c.last_at),
+        "done": c.done,
     }
 
 

@@ -135,7 +135,9 @@ def build(settings: Settings, clock: Clock | None = None, store: Store | None = 
         inbound=inbound,
         delivery=Delivery(store, outbox, validator, clock, reminders),
         outbound=outbound,
-        conversations=Conversations(settings, store, outbox, gateway, clock, ownership, directory, reminders, contacts),
+        conversations=Conversations(
+            settings, store, outbox, gateway, clock, ownership, directory, reminders, contacts, notices
+        ),
         topics=topics,
         poller=Poller(settings, store, inbound, gateway, clock),
         access=access,

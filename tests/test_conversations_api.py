@@ -156,3 +156,46 @@ def test_unrouted_list_and_claim_through_the_api(devhost: DevhostProcess) -> Non
     assert again.json()["error"]["code"] == "already_claimed"
     assert phone not in [c["phone"] for c in api(devhost, b, "GET", "unrouted").json()["conversations"]]
     assert [m["body"] for m in history(devhost, a, phone)] == ["new patient here"]
+
+
+def enc(phone: str) -> str:
+    return phone.replace("+", "%2B")
+
+
+def listed(host: DevhostProcess, session: dict[str, Any], status: str | None = None) -> dict[str, bool]:
+    r = api(host, session, "GET", "conversations", params={"status": status} if status else None)
+    assert r.status_code == 200, r.text
+    return {c["phone"]: c["done"] for c in r.json()["conversations"]}
+
+
+def test_done_and_reopen_follow_the_desk_and_a_reply_reopens(devhost: DevhostProcess) -> None:
+    a, b, phone = devhost.session("reception"), devhost.session("billing", "Ken"), "+14155550131"
+    api(devhost, a, "POST", "send_sms", json={"to": phone, "body": "your results are in"})
+    assert api(devhost, b, "POST", f"conversations/{enc(phone)}/done").json()["error"]["code"] == (
+        "conversation_not_found"
+    )
+    assert api(devhost, a, "POST", "conversations/%2B14155550999/done").status_code == 404
+    with Subscriber(devhost.broker.mqtt_port, a) as sub:
+        done = api(devhost, a, "POST", f"conversations/{enc(phone)}/done")
+        assert (done.status_code, done.json()) == (200, {"phone": phone, "done": True})
+        topic, told = sub.wait_for(lambda t, p: t.endswith("/done") and p.get("phone") == phone)
+    assert topic == f"sms/{a['webAppId']}/done"
+    assert (told["done"], told["by"]["name"]) == (True, "Maria")
+    assert listed(devhost, a, "done")[phone] is True
+    assert phone not in listed(devhost, a, "open")
+    assert listed(devhost, a)[phone] is True  # the API's default is all
+    assert api(devhost, a, "GET", "conversations", params={"status": "closed"}).json()["error"]["code"] == (
+        "invalid_status"
+    )
+    page = api(devhost, a, "GET", f"conversations/{enc(phone)}/messages").json()
+    assert page["state"] == "done"
+    feed = [e for e in api(devhost, a, "GET", "messages").json()["events"] if e["kind"] == "done"]
+    assert feed and feed[-1]["payload"]["phone"] == phone and feed[-1]["topic"].endswith("/done")
+
+    reply(devhost, phone, "thanks!")
+    assert until(lambda: listed(devhost, a, "open").get(phone) is False)
+    assert api(devhost, a, "GET", f"conversations/{enc(phone)}/messages").json()["state"] == "open"
+    api(devhost, a, "POST", f"conversations/{enc(phone)}/done")
+    reopened = api(devhost, a, "POST", f"conversations/{enc(phone)}/reopen")
+    assert (reopened.status_code, reopened.json()) == (200, {"phone": phone, "done": False})
+    assert listed(devhost, a, "open")[phone] is False

@@ -66,7 +66,10 @@ const session = new Session({
 
 store.onShow = (msg) => pane.showMessage(msg);
 store.onChange = (msg) => pane.updateMessage(msg);
-store.onLists = () => lists.renderSoon();
+store.onLists = () => {
+  lists.renderSoon();
+  pane.showDone();
+};
 store.onContact = (phone) => {
   lists.renderSoon();
   if (store.current && (phone === "*" || phone === store.current)) contactEditor.show(store.current);

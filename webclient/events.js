@@ -1,6 +1,6 @@
 // Live events: the MQTT connection and its status line, catching up over HTTP
 // after every (re)connect, and what each event (inbound, outbound, status,
-// claimed, reminder, owner) does to the store. MQTT and catch-up share one path.
+// claimed, reminder, owner, done) does to the store. MQTT and catch-up share one path.
 import { ApiError } from "./api.js";
 import { Connection } from "./connection.js";
 import { notify } from "./notifications.js";
@@ -186,6 +186,9 @@ export class LiveEvents {
       case "owner":
         this.onOwner(p, live);
         break;
+      case "done":
+        if (p.phone && typeof p.done === "boolean") store.setDone(p.phone, p.done, p.at ?? null);
+        break;
       default:
         break;
     }
@@ -200,6 +203,7 @@ export class LiveEvents {
     // already counted in the server's unread figure.
     const newer = live || !conv || ts(msg.at) > ts(conv.lastAt);
     store.addMessage(phone, msg);
+    if (conv?.done && conv.doneAt && ts(msg.at) > ts(conv.doneAt)) store.setDone(phone, false, msg.at);
     if (store.unrouted.delete(phone)) this.lists.renderSoon();
     if (isNew && newer) {
       const viewing = this.pane.isViewing(phone);

@@ -38,7 +38,7 @@ const noop = () => {};
 export class Store {
   constructor() {
     this.session = null;
-    this.convs = new Map(); // phone -> {phone, lastMessage, unread, lastAt}
+    this.convs = new Map(); // phone -> {phone, lastMessage, unread, lastAt, done}
     this.unrouted = new Map(); // phone -> {phone, lastMessage, unread, lastAt}
     this.threads = new Map(); // phone -> {sids: Set, next, loaded, loading}
     this.bySid = new Map(); // sid -> Message
@@ -172,6 +172,7 @@ export class Store {
       conv.lastAt = msg.at;
     }
     if (countUnread) conv.unread = (conv.unread ?? 0) + 1;
+    if (msg.direction === "inbound") conv.done = false; // the patient's reply reopens it, as on the server
     this.convs.set(phone, conv);
     this.onLists();
   }
@@ -204,6 +205,19 @@ export class Store {
     if (prev?.owner?.id !== owner?.id || prev?.owner?.name !== owner?.name) this.onOwner(phone);
   }
 
+  /** The desk marked a conversation done (true) or open again (false), at the server's time `at`. */
+  setDone(phone, done, at = null) {
+    const conv = this.convs.get(phone);
+    if (!conv) return;
+    // A replayed "done" older than a reply the list already shows was undone by that reply.
+    if (done && at && conv.lastMessage?.direction === "inbound" && ts(conv.lastAt) > ts(at)) return;
+    if (at) conv.doneAt = at;
+    if (conv.done === done) return;
+    conv.done = done;
+    this.onLists();
+    if (phone === this.current) this.onOwner(phone);
+  }
+
   /** Zero a conversation's unread count; false if there is no such conversation. */
   markRead(phone) {
     const conv = this.convs.get(phone);
@@ -215,7 +229,7 @@ export class Store {
 
   totalUnread() {
     let n = 0;
-    for (const c of this.convs.values()) n += c.unread > 0 ? c.unread : 0;
+    for (const c of this.convs.values()) n += c.unread > 0 && !c.done ? c.unread : 0;
     for (const c of this.unrouted.values()) n += c.unread > 0 ? c.unread : 0;
     return n;
   }

@@ -79,6 +79,7 @@ class Conversation:
     last_direction: str
     last_at: datetime
     unread: int
+    done: bool = False  # marked done by the desk; the patient's next reply reopens it
 
 
 class StoreError(Exception):
@@ -126,6 +127,10 @@ class Store(Protocol):
         """Newest activity first."""
 
     def mark_read(self, web_app_id: str, phone: str) -> None: ...
+
+    def set_done(self, web_app_id: str, phone: str, done: bool) -> bool | None:
+        """Mark a desk's conversation done or open again: None when the desk has no such conversation, else
+        whether that changed anything. An inbound message on the summary reopens it, in the same write."""
 
     def claim(self, phone: str, web_app_id: str, event: Event) -> Event | None:
         """Move an unrouted conversation's summary to a desk; None when it was not unrouted (already claimed)."""

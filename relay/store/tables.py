@@ -307,6 +307,7 @@ class TableStore:
                 "last_direction": message.direction,
                 "last_at": at_stamp,
                 "unread": 1 if inbound else 0,
+                "done": False,
             }
             try:
                 if current is None:
@@ -316,6 +317,7 @@ class TableStore:
                     return
                 unread = int(current["unread"])
                 row["unread"] = unread + 1 if inbound else 0 if message.direction == "outbound" else unread
+                row["done"] = not inbound and bool(current.get("done", False))  # a patient's reply reopens it
                 table.update_entity(row, mode=UpdateMode.REPLACE, etag=etag(current), match_condition=IF_UNCHANGED)
                 return
             except ResourceExistsError:
@@ -412,6 +414,31 @@ class TableStore:
                 {"PartitionKey": enc(web_app_id), "RowKey": enc(phone), "unread": 0}, mode=UpdateMode.MERGE
             )
 
+    def set_done(self, web_app_id: str, phone: str, done: bool) -> bool | None:
+        pk, rk = enc(web_app_id), enc(phone)
+        with guard("set_done"):
+            for _ in range(RETRIES):
+                current = self.entity(CONVERSATIONS, pk, rk)
+                if current is None:
+                    return None
+                if bool(current.get("done", False)) == done:
+                    return False
+                try:
+                    self.table(CONVERSATIONS).update_entity(
+                        {"PartitionKey": pk, "RowKey": rk, "done": done},
+                        mode=UpdateMode.MERGE,
+                        etag=etag(current),
+                        match_condition=IF_UNCHANGED,
+                    )
+                    return True
+                except HttpResponseError as exc:
+                    if status_of(exc, 404):
+                        return None
+                    if not status_of(exc, 412):
+                        raise
+                backoff()
+        raise StoreError("Table Storage done mark kept conflicting")
+
     def claim(self, phone: str, web_app_id: str, event: Event) -> Event | None:
         with guard("claim"):
             unrouted = self._take_unrouted(phone)
@@ -474,6 +501,7 @@ class TableStore:
                     return
                 row["our_side"] = current["our_side"]
                 row["unread"] = int(current["unread"]) + int(unrouted["unread"])
+                row["done"] = False  # what the patient wrote meanwhile reopens it
                 table.update_entity(row, mode=UpdateMode.REPLACE, etag=etag(current), match_condition=IF_UNCHANGED)
                 return
             except ResourceExistsError:
@@ -717,6 +745,7 @@ def _conversation(r: dict[str, Any]) -> Conversation:
         r["last_direction"],
         from_stamp(r["last_at"]),
         int(r["unread"]),
+        bool(r.get("done", False)),
     )
 
 

@@ -1,0 +1,82 @@
+"""The inbox tools in real headless Chromium against the local devhost: Open / Done / All, internal notes, the
+opt-out banner, deep links to a conversation, and what the list shows after a reload."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.support.devhost import DevhostProcess
+
+playwright_sync = pytest.importorskip("playwright.sync_api")
+from playwright.sync_api import Browser, expect  # noqa: E402
+
+from tests.support.webclient import Desk, patient_replies, signed_in  # noqa: E402
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(90)]
+
+expect.set_options(timeout=10_000)
+
+
+@pytest.fixture(scope="module")
+def maria(browser: Browser, devhost: DevhostProcess) -> Iterator[Desk]:
+    with signed_in(browser, devhost, "Maria") as desk:
+        yield desk
+
+
+def filter_button(desk: Desk, name: str):
+    return desk.page.locator("#list-filters").get_by_role("button", name=name, exact=True)
+
+
+def test_done_leaves_the_open_list_and_the_title_count_until_the_patient_replies(
+    maria: Desk, devhost: DevhostProcess
+) -> None:
+    page, phone, other = maria.page, "+14155550301", "+14155550302"
+    maria.send_new("(415) 555-0301", phone, "Your prescription is ready.")
+    maria.send_new("(415) 555-0302", other, "Your invoice is attached.")
+    expect(filter_button(maria, "Open")).to_have_attribute("aria-pressed", "true")
+
+    maria.open(phone)
+    page.get_by_role("button", name="Mark this conversation done").click()
+    expect(page.locator("#done-btn")).to_have_text("Reopen")
+    expect(maria.conv(phone)).to_have_count(0)  # Open is the default filter
+    expect(maria.conv(other)).to_be_visible()
+    filter_button(maria, "Done").click()
+    expect(maria.conv(phone)).to_be_visible()
+    expect(maria.conv(other)).to_have_count(0)
+    filter_button(maria, "All").click()
+    expect(maria.conv(phone)).to_be_visible()
+    expect(maria.conv(other)).to_be_visible()
+    filter_button(maria, "Open").click()
+
+    # Unread counts and the title badge count open conversations only: look away, both patients write.
+    maria.open(other)
+    page.evaluate("() => { Object.defineProperty(document, 'hidden', {value: true, configurable: true}); }")
+    patient_replies(devhost, other, "Got it")
+    expect(page).to_have_title("(1) SMS Relay")
+    patient_replies(devhost, phone, "One more question")  # a reply reopens it, and counts
+    expect(maria.conv(phone)).to_be_visible()
+    expect(page).to_have_title("(2) SMS Relay")
+    page.evaluate("() => { delete document.hidden; }")
+    maria.open(phone)
+    expect(page.locator("#done-btn")).to_have_text("Done")
+
+    # Marked done again from another browser at the desk: this one follows live.
+    token = devhost.session(staff="Ken")["token"]
+    r = httpx.post(
+        f"{devhost.base_url}/api/conversations/%2B14155550301/done",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    assert r.status_code == 200, r.text
+    expect(page.locator("#done-btn")).to_have_text("Reopen")
+    expect(maria.conv(phone)).to_have_count(0)
+    page.reload()
+    maria.expect_connected()
+    expect(maria.conv(other)).to_be_visible()
+    expect(maria.conv(phone)).to_have_count(0)
+    filter_button(maria, "Done").click()
+    expect(maria.conv(phone)).to_be_visible()
+    filter_button(maria, "Open").click()
