@@ -27,6 +27,8 @@ from relay.twilio_gateway import Media, TwilioGateway
 MAX_PAGE = 100
 FEED_PAGE = 500
 MAX_NOTE = 500
+MAX_INTERNAL_NOTE = 2000
+NOTE = "note"  # the stored direction of an internal note: a line in the thread for the desks, never an SMS
 STATUSES = ("open", "done", "all")
 
 
@@ -153,6 +155,35 @@ class Conversations:
             expect=caller.desk,
         )
         return {"phone": phone, "owner": desk.to_json()}
+
+    def add_note(self, caller: Caller, phone_raw: str, body: dict[str, Any]) -> dict[str, Any]:
+        """A note for colleagues, in the thread of the desk that has the conversation: told live to that desk,
+        read by whichever desk has it next, and never sent to the phone."""
+        phone = normalise(phone_raw, field="phone")
+        text = body.get("body")
+        if not isinstance(text, str) or not text.strip() or len(text) > MAX_INTERNAL_NOTE:
+            raise BadRequest(f"'body' must be the note, 1 to {MAX_INTERNAL_NOTE} characters.", code="invalid_body")
+        owner = self._ownership.current(phone, [self._settings.our_side])
+        if not self._ownership.visibility(caller.desk, phone).allowed or owner is None:
+            raise NotFound("This desk has no conversation with that number.", code="conversation_not_found")
+        if self._ownership.live_owner(owner) != caller.desk:
+            raise Conflict("Only the desk that has the conversation can add a note to it.", code="not_owner")
+        now = self._clock.now()
+        sid = "NT" + secrets.token_hex(16)
+        payload: dict[str, Any] = {
+            "MessageSid": sid,
+            "direction": NOTE,
+            "phone": phone,
+            "From": owner.our_side,
+            "To": phone,
+            "Body": text,
+            "sentBy": caller.staff.to_json(),
+            "at": iso(now),
+        }
+        record = MessageRecord(sid, NOTE, phone, owner.our_side, caller.desk, text, now, payload)
+        for event in self._store.save_line(record, [Event(caller.desk, NOTE, payload, now)]) or []:
+            self._outbox.publish(event)
+        return {**self._message(record, []), "contact": self._contacts.names([phone]).get(phone)}
 
     def feed(self, web_app_id: str, after: str | None) -> dict[str, Any]:
         if after is not None and (len(after) > 64 or not after.isascii() or not after.replace("-", "").isalnum()):

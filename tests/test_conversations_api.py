@@ -199,3 +199,53 @@ def test_done_and_reopen_follow_the_desk_and_a_reply_reopens(devhost: DevhostPro
     reopened = api(devhost, a, "POST", f"conversations/{enc(phone)}/reopen")
     assert (reopened.status_code, reopened.json()) == (200, {"phone": phone, "done": False})
     assert listed(devhost, a, "open")[phone] is False
+
+
+def test_a_note_is_in_the_desks_thread_live_never_reaches_the_phone_and_travels_with_a_transfer(
+    devhost: DevhostProcess,
+) -> None:
+    a, b, phone = devhost.session("reception"), devhost.session("billing", "Ken"), "+14155550132"
+    api(devhost, a, "POST", "send_sms", json={"to": phone, "body": "Is Tuesday fine?"})
+    assert until(lambda: httpx.get(f"{devhost.sandbox_url}/phones/{phone}/messages", timeout=5).json())
+    texts_before = httpx.get(f"{devhost.sandbox_url}/phones/{phone}/messages", timeout=5).json()
+    calls_before = len(httpx.get(f"{devhost.sandbox_url}/calls", timeout=5).json())
+    notes = f"conversations/{enc(phone)}/notes"
+
+    for bad in ({"body": ""}, {"body": "   "}, {"body": "x" * 2001}, {"body": 5}, {}):
+        r = api(devhost, a, "POST", notes, json=bad)
+        assert (r.status_code, r.json()["error"]["code"]) == (400, "invalid_body"), bad
+    assert api(devhost, b, "POST", notes, json={"body": "not ours"}).json()["error"]["code"] == (
+        "conversation_not_found"
+    )
+    with Subscriber(devhost.broker.mqtt_port, a) as sub:
+        r = api(devhost, a, "POST", notes, json={"body": "She prefers mornings <b>only</b>"})
+        assert r.status_code == 201, r.text
+        topic, told = sub.wait_for(lambda t, p: t.endswith("/note") and p.get("phone") == phone)
+    note = r.json()
+    assert (note["direction"], note["body"], note["sentBy"]["name"], note["to"]) == (
+        "note",
+        "She prefers mornings <b>only</b>",
+        "Maria",
+        phone,
+    )
+    assert topic == f"sms/{a['webAppId']}/note" and told["MessageSid"] == note["sid"]
+    assert api(devhost, a, "POST", notes, json={"body": "x" * 2000}).status_code == 201
+    assert [m["direction"] for m in history(devhost, a, phone)][:2] == ["note", "note"]
+    feed = [e for e in api(devhost, a, "GET", "messages").json()["events"] if e["kind"] == "note"]
+    assert note["sid"] in [e["payload"]["MessageSid"] for e in feed]
+    lists = {c["phone"]: c["lastMessage"] for c in api(devhost, a, "GET", "conversations").json()["conversations"]}
+    assert lists[phone]["direction"] == "note"
+
+    time.sleep(0.5)  # anything on its way to the phone would be there by now
+    assert httpx.get(f"{devhost.sandbox_url}/phones/{phone}/messages", timeout=5).json() == texts_before
+    calls = httpx.get(f"{devhost.sandbox_url}/calls", timeout=5).json()[calls_before:]
+    assert [c for c in calls if c["method"] == "POST" and c["path"].endswith("/Messages.json")] == []
+
+    moved = api(devhost, a, "POST", f"conversations/{enc(phone)}/transfer", json={"desk": "billing"})
+    assert moved.status_code == 200, moved.text
+    theirs = history(devhost, b, phone)
+    assert note["sid"] in [m["sid"] for m in theirs]  # the new desk reads the note with the rest
+    later = api(devhost, a, "POST", notes, json={"body": "too late"})
+    assert (later.status_code, later.json()["error"]["code"]) == (409, "not_owner")
+    assert api(devhost, b, "POST", notes, json={"body": "Billing took it"}).status_code == 201
+    assert "Billing took it" not in [m["body"] for m in history(devhost, a, phone)]

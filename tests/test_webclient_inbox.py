@@ -13,7 +13,7 @@ from tests.support.devhost import DevhostProcess
 playwright_sync = pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import Browser, expect  # noqa: E402
 
-from tests.support.webclient import Desk, patient_replies, signed_in  # noqa: E402
+from tests.support.webclient import XSS, Desk, patient_replies, phone_received, signed_in  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(90)]
 
@@ -80,3 +80,39 @@ def test_done_leaves_the_open_list_and_the_title_count_until_the_patient_replies
     filter_button(maria, "Done").click()
     expect(maria.conv(phone)).to_be_visible()
     filter_button(maria, "Open").click()
+
+
+def test_an_internal_note_is_styled_apart_live_to_a_colleague_and_never_texted(
+    maria: Desk, browser: Browser, devhost: DevhostProcess
+) -> None:
+    page, phone = maria.page, "+14155550303"
+    maria.send_new("(415) 555-0303", phone, "Please call us back.")
+    assert phone_received(devhost, phone, "Please call us back.")
+    texts_before = httpx.get(f"{devhost.sandbox_url}/phones/{phone}/messages", timeout=5).json()
+    with signed_in(browser, devhost, "Ken") as ken:
+        ken.open(phone)
+        page.get_by_role("button", name="Internal note").click()
+        expect(page.locator("#compose-note")).to_have_attribute("aria-pressed", "true")
+        expect(page.locator("#compose-send")).to_have_text("Add note")
+        page.fill("#compose-text", f"Called twice, no answer {XSS}")
+        page.press("#compose-text", "Enter")
+        expect(page.locator("#compose-text")).to_have_value("")
+        for desk in (maria, ken):
+            note = desk.page.locator("#message-list li.msg.note")
+            expect(note.locator(".note-body")).to_have_text(f"Called twice, no answer {XSS}")
+            expect(note.locator(".note-by")).to_have_text("Maria")
+            expect(note.locator(".note-tag")).to_have_text("Internal note")
+            expect(desk.page.locator("#message-list img")).to_have_count(0)
+            expect(desk.conv(phone).locator(".conv-snippet")).to_have_text(
+                f"Note from Maria: Called twice, no answer {XSS}"
+            )
+        bubble = page.locator("#message-list li.msg.outbound .bubble").first
+        note_card = page.locator("#message-list li.msg.note .note-card")
+        assert note_card.evaluate("n => getComputedStyle(n).backgroundColor") != bubble.evaluate(
+            "n => getComputedStyle(n).backgroundColor"
+        )
+        # Still in note mode: the next Enter is a note too, never a text by accident.
+        expect(page.locator("#compose-send")).to_have_text("Add note")
+        page.get_by_role("button", name="Internal note").click()
+        expect(page.locator("#compose-send")).to_have_text("Send")
+    assert httpx.get(f"{devhost.sandbox_url}/phones/{phone}/messages", timeout=5).json() == texts_before

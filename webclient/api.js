@@ -105,6 +105,9 @@ export class Api {
   setDone(phone, done) {
     return this.request("POST", `/conversations/${encodeURIComponent(phone)}/${done ? "done" : "reopen"}`);
   }
+  addNote(phone, body) {
+    return this.request("POST", `/conversations/${encodeURIComponent(phone)}/notes`, { body: { body } });
+  }
   markRead(phone) {
     return this.request("POST", `/conversations/${encodeURIComponent(phone)}/read`);
   }

@@ -1,6 +1,6 @@
 // Live events: the MQTT connection and its status line, catching up over HTTP
 // after every (re)connect, and what each event (inbound, outbound, status,
-// claimed, reminder, owner, done) does to the store. MQTT and catch-up share one path.
+// claimed, reminder, owner, note, done) does to the store. MQTT and catch-up share one path.
 import { ApiError } from "./api.js";
 import { Connection } from "./connection.js";
 import { notify } from "./notifications.js";
@@ -186,6 +186,9 @@ export class LiveEvents {
       case "owner":
         this.onOwner(p, live);
         break;
+      case "note":
+        this.onNote(p);
+        break;
       case "done":
         if (p.phone && typeof p.done === "boolean") store.setDone(p.phone, p.done, p.at ?? null);
         break;
@@ -249,6 +252,30 @@ export class LiveEvents {
       }
     }
     this.lists.refreshSoon();
+  }
+
+  /** An internal note at this desk: in the thread, and the list's latest line, but never unread. */
+  onNote(p) {
+    const store = this.store;
+    if (!p.MessageSid || !p.phone) return;
+    const msg = {
+      sid: p.MessageSid,
+      direction: "note",
+      from: p.From ?? null,
+      to: p.phone,
+      body: p.Body ?? "",
+      displayBody: p.Body ?? "",
+      at: p.at ?? new Date().toISOString(),
+      status: null,
+      errorCode: null,
+      errorMessage: null,
+      media: [],
+      reminder: null,
+      sentBy: p.sentBy ?? null,
+    };
+    const isNew = !store.bySid.has(msg.sid);
+    store.addMessage(msg.to, msg);
+    if (isNew) store.touchConversation(msg.to, store.bySid.get(msg.sid), false);
   }
 
   onUnroutedInbound(msg) {

@@ -1,5 +1,5 @@
-"""The desk's conversation endpoints: list, history, unrouted, claim, transfer, done and reopen, read marks,
-catch-up feed."""
+"""The desk's conversation endpoints: list, history, unrouted, claim, transfer, done and reopen, internal notes,
+read marks, catch-up feed."""
 
 from __future__ import annotations
 
@@ -63,6 +63,15 @@ def reopen_conversation(req: func.HttpRequest) -> func.HttpResponse:
     rt = get_runtime()
     caller = rt.sessions.authenticate(bearer(req))
     return json_response(rt.conversations.set_done(caller, req.route_params.get("phone", ""), False))
+
+
+@bp.route(route="conversations/{phone}/notes", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@adapter
+def add_note(req: func.HttpRequest) -> func.HttpResponse:
+    rt = get_runtime()
+    caller = rt.sessions.authenticate(bearer(req))
+    body = read_json(req)
+    return json_response(rt.conversations.add_note(caller, req.route_params.get("phone", ""), body), status=201)
 
 
 @bp.route(route="conversations/{phone}/read", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
