@@ -28,6 +28,7 @@ MAX_PAGE = 100
 FEED_PAGE = 500
 MAX_NOTE = 500
 MAX_INTERNAL_NOTE = 2000
+OPT_OUT = "optout"  # the store namespace inbound keeps STOPped numbers in
 NOTE = "note"  # the stored direction of an internal note: a line in the thread for the desks, never an SMS
 STATUSES = ("open", "done", "all")
 
@@ -67,8 +68,10 @@ class Conversations:
             for c in self._store.conversations(web_app_id)
             if status in (None, "", "all") or c.done == (status == "done")
         ]
-        names = self._contacts.names([c.phone for c in found])
-        return [{**_conversation(c), "contact": names.get(c.phone)} for c in found]
+        phones = [c.phone for c in found]
+        names = self._contacts.names(phones)
+        opted_out = self._store.kv_many(OPT_OUT, phones, self._clock.now())
+        return [{**_conversation(c), "contact": names.get(c.phone), "optedOut": c.phone in opted_out} for c in found]
 
     def unrouted(self) -> list[dict[str, Any]]:
         return self.of_desk(UNROUTED)
@@ -100,6 +103,7 @@ class Conversations:
             "owner": self._desk_json(live),
             "state": owner.state if owner else "open",
             "yours": live == web_app_id,
+            "optedOut": self._store.kv_get(OPT_OUT, phone, self._clock.now()) is not None,
         }
         if web_app_id == UNROUTED:
             window: dict[str, Any] = {"audience": UNROUTED}

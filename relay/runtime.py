@@ -119,7 +119,7 @@ def build(settings: Settings, clock: Clock | None = None, store: Store | None = 
     context = HandlerContext(settings, store, outbox, clock)
     keywords = load(settings.keyword_handlers, context, core=((HANDLER, reminders.answer_handler),))
     answers = AutomaticAnswers(store, outbox)
-    inbound = Inbound(store, router, outbox, validator, clock, ttl, keywords, reminders, answers)
+    inbound = Inbound(store, router, outbox, validator, clock, ttl, keywords, reminders, answers, notices)
     outbound = Outbound(settings, store, gateway, outbox, clock, ownership, reminders)
     scheduler = Scheduler(settings, store, outbound, gateway, reminders, directory, notices, clock)
     runtime = Runtime(

@@ -249,3 +249,30 @@ def test_a_note_is_in_the_desks_thread_live_never_reaches_the_phone_and_travels_
     assert (later.status_code, later.json()["error"]["code"]) == (409, "not_owner")
     assert api(devhost, b, "POST", notes, json={"body": "Billing took it"}).status_code == 201
     assert "Billing took it" not in [m["body"] for m in history(devhost, a, phone)]
+
+
+def test_stop_and_start_show_on_the_conversation_and_reach_the_desk_live(devhost: DevhostProcess) -> None:
+    a, phone = devhost.session("reception"), "+14155550133"
+    api(devhost, a, "POST", "send_sms", json={"to": phone, "body": "Reminder: flu shots this week"})
+
+    def opted_out() -> tuple[bool, bool]:
+        listed = {c["phone"]: c["optedOut"] for c in api(devhost, a, "GET", "conversations").json()["conversations"]}
+        page = api(devhost, a, "GET", f"conversations/{enc(phone)}/messages").json()
+        return listed[phone], page["optedOut"]
+
+    assert opted_out() == (False, False)
+    with Subscriber(devhost.broker.mqtt_port, a) as sub:
+        reply(devhost, phone, "yes")  # an opt-in word from a number that never opted out: nothing to tell
+        reply(devhost, phone, "STOP")
+        topic, told = sub.wait_for(lambda t, p: t.endswith("/optout"))
+        assert (topic, told["phone"], told["optedOut"]) == (f"sms/{a['webAppId']}/optout", phone, True)
+        assert opted_out() == (True, True)
+        refused = api(devhost, a, "POST", "send_sms", json={"to": phone, "body": "are you sure?"})
+        assert refused.json()["error"]["code"] == "opted_out"
+        reply(devhost, phone, "START")
+        _, told = sub.wait_for(lambda t, p: t.endswith("/optout"))
+        assert told["optedOut"] is False
+    assert opted_out() == (False, False)
+    events = api(devhost, a, "GET", "messages").json()["events"]
+    feed = [e["payload"]["optedOut"] for e in events if e["kind"] == "optout" and e["payload"]["phone"] == phone]
+    assert feed == [True, False]

@@ -621,3 +621,15 @@ def test_kv_expired_lists_only_lapsed_entries_of_the_namespace(store: Store) -> 
     store.kv_put("other", "d", {"n": 4}, at(10))
     assert store.kv_expired("grants", at(50), 10) == [("a/b#1", {"n": 1})]
     assert sorted(k for k, _ in store.kv_expired("grants", at(200), 10)) == ["a/b#1", "c"]
+
+
+def test_kv_many_reads_a_lists_worth_of_keys_and_skips_expired_ones(store: Store) -> None:
+    store.kv_put("optout", PHONE, {"keyword": "STOP"}, None)
+    store.kv_put("optout", "+15550002222", {"keyword": "QUIT"}, at(10))
+    store.kv_put("other", "+15550003333", {"keyword": "STOP"}, None)
+    few = [PHONE, "+15550002222", "+15550003333", "+15550009999"]
+    assert store.kv_many("optout", few, at(5)) == {PHONE: {"keyword": "STOP"}, "+15550002222": {"keyword": "QUIT"}}
+    assert store.kv_many("optout", few, at(11)) == {PHONE: {"keyword": "STOP"}}
+    many = [f"+1555100{i:04d}" for i in range(30)] + [PHONE, PHONE]  # past the point reads: one partition read
+    assert store.kv_many("optout", many, at(11)) == {PHONE: {"keyword": "STOP"}}
+    assert store.kv_many("optout", [], at(0)) == {}

@@ -3,6 +3,7 @@ opt-out banner, deep links to a conversation, and what the list shows after a re
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import httpx
@@ -116,3 +117,31 @@ def test_an_internal_note_is_styled_apart_live_to_a_colleague_and_never_texted(
         page.get_by_role("button", name="Internal note").click()
         expect(page.locator("#compose-send")).to_have_text("Send")
     assert httpx.get(f"{devhost.sandbox_url}/phones/{phone}/messages", timeout=5).json() == texts_before
+
+
+def test_stop_shows_a_banner_and_closes_the_composer_until_start_live(maria: Desk, devhost: DevhostProcess) -> None:
+    page, phone = maria.page, "+14155550304"
+    maria.send_new("(415) 555-0304", phone, "Your flu shot is due.")
+    banner = page.locator("#optout-banner")
+    expect(banner).to_be_hidden()
+    patient_replies(devhost, phone, "STOP")
+    expect(banner).to_be_visible()
+    expect(banner).to_have_text("This number has opted out; they must text START")
+    expect(page.locator("#compose-text")).to_be_disabled()
+    expect(page.locator("#compose-send")).to_be_disabled()
+    expect(page.get_by_role("textbox", name="Message")).to_have_accessible_description(re.compile("opted out"))
+
+    page.reload()  # the list and the history say so too, not only the live event
+    maria.expect_connected()
+    maria.open(phone)
+    expect(banner).to_be_visible()
+    expect(page.locator("#compose-text")).to_be_disabled()
+    page.get_by_role("button", name="Internal note").click()  # a note for colleagues still goes
+    expect(page.locator("#compose-text")).to_be_enabled()
+    page.get_by_role("button", name="Internal note").click()
+    expect(page.locator("#compose-text")).to_be_disabled()
+
+    patient_replies(devhost, phone, "START")
+    expect(banner).to_be_hidden()
+    expect(page.locator("#compose-text")).to_be_enabled()
+    maria.send_compose("Welcome back!")

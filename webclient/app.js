@@ -74,6 +74,9 @@ store.onContact = (phone) => {
   lists.renderSoon();
   if (store.current && (phone === "*" || phone === store.current)) contactEditor.show(store.current);
 };
+store.onOptOut = (phone) => {
+  if (store.current === phone) pane.showOptOut();
+};
 store.onOwner = (phone) => {
   if (store.current === phone) pane.showOwner();
 };

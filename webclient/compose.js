@@ -66,6 +66,7 @@ export class Composer {
     this.key = null; // idempotency key, kept across retries of the same text
     this.sending = false;
     this.noteMode = false;
+    this.blocked = null; // why texts cannot go to this number now (it opted out), or null
 
     const box = $("compose-text");
     box.addEventListener("input", () => {
@@ -96,6 +97,12 @@ export class Composer {
         this.send();
       }
     });
+  }
+
+  /** No texts to this conversation (reason), or texts again (null); internal notes are still allowed. */
+  setBlocked(reason) {
+    this.blocked = reason;
+    this.update();
   }
 
   /** Write an internal note instead of a text (and back); the box says which, unmistakably. */
@@ -161,19 +168,27 @@ export class Composer {
       this.updateNote();
       return;
     }
-    const text = $("compose-text").value;
+    const box = $("compose-text");
+    const blocked = !!this.blocked;
+    box.disabled = blocked;
+    $("compose-later").disabled = blocked;
+    box.placeholder = blocked ? `${this.blocked}. You can still add an internal note.` : SMS_PLACEHOLDER;
+    box.setAttribute("aria-describedby", blocked ? "optout-banner compose-counter compose-error" : "compose-counter compose-error");
+    const text = box.value;
     const c = countSegments(text);
     const counter = $("compose-counter");
     counter.textContent = describeSegments(text);
     counter.classList.toggle("over", c.tooLong);
     const later = this.sendAt();
-    $("compose-send").disabled = this.sending || c.tooLong || text.trim() === "" || later === undefined;
+    $("compose-send").disabled = blocked || this.sending || c.tooLong || text.trim() === "" || later === undefined;
     if (!this.sending) $("compose-send").textContent = later ? "Schedule" : "Send";
     showLimit($("compose-error"), text);
     $("compose-text").setAttribute("aria-invalid", c.tooLong ? "true" : "false");
   }
 
   updateNote() {
+    $("compose-text").disabled = false;
+    $("compose-later").disabled = false;
     const text = $("compose-text").value;
     const n = [...text].length;
     const over = n > MAX_NOTE;
@@ -235,7 +250,7 @@ export class Composer {
     const text = box.value;
     const c = countSegments(text);
     const sendAt = this.sendAt();
-    if (!phone || this.sending || c.tooLong || text.trim() === "" || sendAt === undefined) return;
+    if (!phone || this.blocked || this.sending || c.tooLong || text.trim() === "" || sendAt === undefined) return;
     this.sending = true;
     this.key = this.key ?? uuid();
     const err = $("compose-error");

@@ -120,6 +120,7 @@ export class ConversationPane {
     this.contactEditor.show(phone);
     this.scheduled.render();
     this.showOwner();
+    this.showOptOut();
     this.lists.render();
 
     const t = store.thread(phone);
@@ -131,6 +132,7 @@ export class ConversationPane {
         for (const m of res?.messages ?? []) store.addMessage(phone, m);
         const first = res?.messages?.[0];
         if (first && "contact" in first) store.learnContact(phone, first.contact);
+        if (res && "optedOut" in res) store.setOptedOut(phone, res.optedOut);
         if (res && "owner" in res) {
           const latest = (res.messages ?? []).reduce((a, m) => (ts(m.at) > ts(a) ? m.at : a), null);
           store.setOwner(phone, res.owner, latest);
@@ -191,6 +193,14 @@ export class ConversationPane {
     badge.hidden = !elsewhere;
     $("transfer-btn").hidden = !(info && info.yours);
     this.showDone();
+  }
+
+  /** After STOP: the banner says why, and the composer takes no texts (notes still go) until START. */
+  showOptOut() {
+    const phone = this.store.current;
+    const out = !!phone && this.store.optedOut.get(phone) === true;
+    $("optout-banner").hidden = !out;
+    this.composer.setBlocked(out ? $("optout-banner").textContent : null);
   }
 
   /** Done (or Reopen) for a conversation on this desk's list. */

@@ -1,6 +1,6 @@
 // Live events: the MQTT connection and its status line, catching up over HTTP
 // after every (re)connect, and what each event (inbound, outbound, status,
-// claimed, reminder, owner, note, done) does to the store. MQTT and catch-up share one path.
+// claimed, reminder, owner, note, done, optout) does to the store. MQTT and catch-up share one path.
 import { ApiError } from "./api.js";
 import { Connection } from "./connection.js";
 import { notify } from "./notifications.js";
@@ -188,6 +188,9 @@ export class LiveEvents {
         break;
       case "note":
         this.onNote(p);
+        break;
+      case "optout":
+        store.setOptedOut(p.phone, p.optedOut);
         break;
       case "done":
         if (p.phone && typeof p.done === "boolean") store.setDone(p.phone, p.done, p.at ?? null);

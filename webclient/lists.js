@@ -91,6 +91,7 @@ export class ConversationLists {
     if (store.session?.webAppId !== desk) return; // switched desk meanwhile
     for (const item of [...(c?.conversations ?? []), ...(u?.conversations ?? [])]) {
       if ("contact" in item) store.learnContact(item.phone, item.contact);
+      store.setOptedOut(item.phone, item.optedOut);
     }
     for (const item of c?.conversations ?? []) {
       const local = store.convs.get(item.phone);

@@ -49,6 +49,7 @@ export class Store {
     this.claiming = new Set();
     this.drafts = new Map();
     this.owners = new Map(); // phone -> {owner: desk | null, yours: boolean, at: ISO time}
+    this.optedOut = new Map(); // phone -> true once the number texted STOP (false after START)
     this.contacts = new Map(); // phone -> {name, note?} from the address book, or null: known to have none
     this.scheduled = new Map(); // id -> Scheduled item of this desk still to go
     this.templates = new Map(); // id -> saved template of this desk
@@ -61,6 +62,8 @@ export class Store {
     this.onLists = noop;
     /** The desk a conversation is with changed (phone). */
     this.onOwner = noop;
+    /** A number opted out or back in (phone). */
+    this.onOptOut = noop;
     /** A name in the address book changed (phone, or "*" for many). */
     this.onContact = noop;
     /** A scheduled message of this desk was added, changed or went (item). */
@@ -80,6 +83,7 @@ export class Store {
     this.claiming.clear();
     this.drafts.clear();
     this.owners.clear();
+    this.optedOut.clear();
     this.contacts.clear();
     this.scheduled.clear();
     this.templates.clear();
@@ -203,6 +207,14 @@ export class Store {
     const prev = this.owners.get(phone);
     this.owners.set(phone, { owner: owner ?? null, yours, at: at ?? prev?.at ?? null });
     if (prev?.owner?.id !== owner?.id || prev?.owner?.name !== owner?.name) this.onOwner(phone);
+  }
+
+  /** Whether a number has opted out (STOP), as the server last said. */
+  setOptedOut(phone, value) {
+    if (!phone || typeof value !== "boolean") return;
+    const prev = this.optedOut.get(phone) ?? false;
+    this.optedOut.set(phone, value);
+    if (prev !== value) this.onOptOut(phone);
   }
 
   /** The desk marked a conversation done (true) or open again (false), at the server's time `at`. */

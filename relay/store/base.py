@@ -147,6 +147,9 @@ class Store(Protocol):
     def kv_get(self, namespace: str, key: str, now: datetime) -> dict[str, Any] | None:
         """None when absent or expired."""
 
+    def kv_many(self, namespace: str, keys: list[str], now: datetime) -> dict[str, dict[str, Any]]:
+        """`kv_get` for many keys at once (a list's worth), as few round trips as the backend allows."""
+
     def kv_put(self, namespace: str, key: str, value: dict[str, Any], expires_at: datetime | None) -> None: ...
 
     def kv_insert(

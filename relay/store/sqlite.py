@@ -472,6 +472,20 @@ class SqliteStore:
         value: dict[str, Any] = json.loads(rows[0]["value"])
         return value
 
+    def kv_many(self, namespace: str, keys: list[str], now: datetime) -> dict[str, dict[str, Any]]:
+        unique = list(dict.fromkeys(keys))
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            marks = ",".join("?" for _ in chunk)
+            sql = (
+                f"SELECT key, value FROM kv WHERE namespace = ? AND key IN ({marks})"  # noqa: S608 - placeholders only
+                " AND (expires_at IS NULL OR expires_at > ?)"
+            )
+            for r in self.read(sql, (namespace, *chunk, _ts(now))):
+                found[r["key"]] = json.loads(r["value"])
+        return found
+
     def kv_put(self, namespace: str, key: str, value: dict[str, Any], expires_at: datetime | None) -> None:
         def job(db: sqlite3.Connection) -> None:
             db.execute(

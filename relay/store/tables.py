@@ -66,6 +66,7 @@ _RECEIPT = "x"  # + an event's id: the sequence number it got, so a retry never 
 _SEQ_WIDTH = 20
 _CURSOR = re.compile(r"[0-9]{1,18}(-[0-9]{1,18})*")
 _PAGE = 1000  # the service's largest page
+KV_POINT_READS = 20
 
 
 def _descending(sid: str) -> str:
@@ -569,6 +570,16 @@ class TableStore:
             return None
         value: dict[str, Any] = json.loads(entity["value"])
         return value
+
+    def kv_many(self, namespace: str, keys: list[str], now: datetime) -> dict[str, dict[str, Any]]:
+        """Point reads for a few keys; past KV_POINT_READS one read of the namespace's partition costs less."""
+        unique = set(keys)
+        if len(unique) <= KV_POINT_READS:
+            found = {k: self.kv_get(namespace, k, now) for k in unique}
+            return {k: v for k, v in found.items() if v is not None}
+        with guard("kv_many"):
+            rows = self.query(KV, "PartitionKey eq @pk", {"pk": enc(namespace)})
+        return {str(r["key"]): json.loads(r["value"]) for r in rows if r["key"] in unique and not _expired(r, now)}
 
     def kv_put(self, namespace: str, key: str, value: dict[str, Any], expires_at: datetime | None) -> None:
         with guard("kv_put"):
