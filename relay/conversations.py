@@ -1,7 +1,9 @@
-"""What a desk reads: its conversations, paged history with statuses, the unrouted list, the catch-up feed."""
+"""What a desk reads and keeps: its conversations (open or done), paged history with statuses, the unrouted list,
+the catch-up feed."""
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from relay.automatic import DIRECTION as AUTOMATIC
@@ -9,6 +11,7 @@ from relay.clock import Clock, iso
 from relay.contacts import Contacts
 from relay.directory import DeskDirectory
 from relay.errors import BadRequest, Conflict, NotFound
+from relay.notices import Notices
 from relay.outbox import Outbox
 from relay.ownership import Ownership
 from relay.phones import normalise
@@ -17,12 +20,17 @@ from relay.sessions import Caller
 from relay.settings import Settings
 from relay.statuses import latest
 from relay.store import UNROUTED, Conversation, Event, MessageRecord, StatusRecord, Store
+from relay.store.owners import DONE, OPEN
 from relay.topics import Topics
 from relay.twilio_gateway import Media, TwilioGateway
 
 MAX_PAGE = 100
 FEED_PAGE = 500
 MAX_NOTE = 500
+MAX_INTERNAL_NOTE = 2000
+OPT_OUT = "optout"  # the store namespace inbound keeps STOPped numbers in
+NOTE = "note"  # the stored direction of an internal note: a line in the thread for the desks, never an SMS
+STATUSES = ("open", "done", "all")
 
 
 class Conversations:
@@ -37,7 +45,9 @@ class Conversations:
         directory: DeskDirectory,
         reminders: Reminders,
         contacts: Contacts,
+        notices: Notices,
     ) -> None:
+        self._notices = notices
         self._reminders = reminders
         self._contacts = contacts
         self._settings = settings
@@ -49,13 +59,38 @@ class Conversations:
         self._directory = directory
         self._topics = Topics(settings.mqtt_topic_prefix)
 
-    def of_desk(self, web_app_id: str) -> list[dict[str, Any]]:
-        found = self._store.conversations(web_app_id)
-        names = self._contacts.names([c.phone for c in found])
-        return [{**_conversation(c), "contact": names.get(c.phone)} for c in found]
+    def of_desk(self, web_app_id: str, status: str | None = None) -> list[dict[str, Any]]:
+        """`status` open, done or all (the default, so a client that never heard of done still sees everything)."""
+        if status not in (None, "", *STATUSES):
+            raise BadRequest("'status' must be open, done or all.", code="invalid_status")
+        found = [
+            c
+            for c in self._store.conversations(web_app_id)
+            if status in (None, "", "all") or c.done == (status == "done")
+        ]
+        phones = [c.phone for c in found]
+        names = self._contacts.names(phones)
+        opted_out = self._store.kv_many(OPT_OUT, phones, self._clock.now())
+        return [{**_conversation(c), "contact": names.get(c.phone), "optedOut": c.phone in opted_out} for c in found]
 
     def unrouted(self) -> list[dict[str, Any]]:
         return self.of_desk(UNROUTED)
+
+    def set_done(self, caller: Caller, phone_raw: str, done: bool) -> dict[str, Any]:
+        """Done or open again on this desk's list; its other browsers are told live, and catch-up replays it."""
+        phone = normalise(phone_raw, field="phone")
+        changed = self._store.set_done(caller.desk, phone, done) if caller.desk != UNROUTED else None
+        if changed is None:
+            raise NotFound("This desk has no conversation with that number.", code="conversation_not_found")
+        owner = self._ownership.current(phone, [self._settings.our_side])
+        if owner is not None and self._ownership.live_owner(owner) == caller.desk:
+            self._ownership.set_state(phone, owner.our_side, DONE if done else OPEN)
+        if changed:
+            now = self._clock.now()
+            payload = {"phone": phone, "done": done, "by": caller.staff.to_json(), "at": iso(now)}
+            subject = f"done:{caller.desk}:{phone}"
+            self._notices.tell(subject, secrets.token_hex(8), [caller.desk], "done", payload, now)
+        return {"phone": phone, "done": done}
 
     def messages(self, web_app_id: str, phone_raw: str, before: str | None, limit_raw: str | None) -> dict[str, Any]:
         phone = normalise(phone_raw, field="phone")
@@ -68,6 +103,7 @@ class Conversations:
             "owner": self._desk_json(live),
             "state": owner.state if owner else "open",
             "yours": live == web_app_id,
+            "optedOut": self._store.kv_get(OPT_OUT, phone, self._clock.now()) is not None,
         }
         if web_app_id == UNROUTED:
             window: dict[str, Any] = {"audience": UNROUTED}
@@ -123,6 +159,35 @@ class Conversations:
             expect=caller.desk,
         )
         return {"phone": phone, "owner": desk.to_json()}
+
+    def add_note(self, caller: Caller, phone_raw: str, body: dict[str, Any]) -> dict[str, Any]:
+        """A note for colleagues, in the thread of the desk that has the conversation: told live to that desk,
+        read by whichever desk has it next, and never sent to the phone."""
+        phone = normalise(phone_raw, field="phone")
+        text = body.get("body")
+        if not isinstance(text, str) or not text.strip() or len(text) > MAX_INTERNAL_NOTE:
+            raise BadRequest(f"'body' must be the note, 1 to {MAX_INTERNAL_NOTE} characters.", code="invalid_body")
+        owner = self._ownership.current(phone, [self._settings.our_side])
+        if not self._ownership.visibility(caller.desk, phone).allowed or owner is None:
+            raise NotFound("This desk has no conversation with that number.", code="conversation_not_found")
+        if self._ownership.live_owner(owner) != caller.desk:
+            raise Conflict("Only the desk that has the conversation can add a note to it.", code="not_owner")
+        now = self._clock.now()
+        sid = "NT" + secrets.token_hex(16)
+        payload: dict[str, Any] = {
+            "MessageSid": sid,
+            "direction": NOTE,
+            "phone": phone,
+            "From": owner.our_side,
+            "To": phone,
+            "Body": text,
+            "sentBy": caller.staff.to_json(),
+            "at": iso(now),
+        }
+        record = MessageRecord(sid, NOTE, phone, owner.our_side, caller.desk, text, now, payload)
+        for event in self._store.save_line(record, [Event(caller.desk, NOTE, payload, now)]) or []:
+            self._outbox.publish(event)
+        return {**self._message(record, []), "contact": self._contacts.names([phone]).get(phone)}
 
     def feed(self, web_app_id: str, after: str | None) -> dict[str, Any]:
         if after is not None and (len(after) > 64 or not after.isascii() or not after.replace("-", "").isalnum()):
@@ -205,6 +270,7 @@ def _conversation(c: Conversation) -> dict[str, Any]:
         },
         "unread": c.unread,
         "lastAt": iso(c.last_at),
+        "done": c.done,
     }
 
 

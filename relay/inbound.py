@@ -14,6 +14,7 @@ from relay.automatic import AutomaticAnswers
 from relay.clock import Clock, iso
 from relay.errors import BadRequest, StoreUnavailable
 from relay.keywords import Decision, KeywordMessage, Keywords
+from relay.notices import Notices
 from relay.outbox import Outbox
 from relay.phones import mask
 from relay.reminders import Reminders
@@ -61,7 +62,9 @@ class Inbound:
         keywords: Keywords | None = None,
         reminders: Reminders | None = None,
         automatic: AutomaticAnswers | None = None,
+        notices: Notices | None = None,
     ) -> None:
+        self._notices = notices
         self._store = store
         self._router = router
         self._outbox = outbox
@@ -87,7 +90,7 @@ class Inbound:
         our_sides = [params.get("MessagingServiceSid", ""), params.get("To", "")]
         our_side = next((s for s in our_sides if s), "")
         try:
-            opted_out = self._record_opt_out(phone, body, params.get("OptOutType", ""), now)
+            opt, changed = self._record_opt_out(phone, body, params.get("OptOutType", ""), now)
             resolution = self._router.resolve(phone, our_sides, body)
             view = KeywordMessage(params, our_side, phone, resolution.audience, now)
             decision = self._keywords.decide(view) if self._keywords else None
@@ -127,7 +130,9 @@ class Inbound:
             resolution.audience,
             "yes" if published else "deferred",
         )
-        if opted_out and self._reminders is not None:
+        if opt is not None and changed:
+            self._tell_opt_out(phone, sid, opt, resolution.audience, now)
+        if opt is True and self._reminders is not None:
             self._settle_opt_out(phone, sid, now)
         if decision is None:
             return InboundResult(sid, resolution.audience, duplicate=False)
@@ -137,6 +142,13 @@ class Inbound:
             handled, audience = decision.outcome.handled, resolution.audience
             self._automatic.record(sid, phone, our_side, audience, reply, decision.name, handled=handled, at=now)
         return InboundResult(sid, resolution.audience, duplicate=False, reply=reply)
+
+    def _tell_opt_out(self, phone: str, sid: str, opted_out: bool, audience: str, now: datetime) -> None:
+        """The desk's composer closes (or opens again) at once, not at the next failed send."""
+        if self._notices is None:
+            return
+        payload = {"phone": phone, "optedOut": opted_out, "at": iso(now)}
+        self._notices.tell(f"optout:{phone}", sid, [audience], "optout", payload, now)
 
     def _settle_opt_out(self, phone: str, sid: str, now: datetime) -> None:
         assert self._reminders is not None
@@ -153,16 +165,20 @@ class Inbound:
         except StoreError as exc:
             log.error("keyword %s state not saved: sid=%s reason=%s", decision.name, sid, exc)
 
-    def _record_opt_out(self, phone: str, body: str, opt_out_type: str, now: object) -> bool:
-        """True for an opt-out."""
+    def _record_opt_out(self, phone: str, body: str, opt_out_type: str, now: datetime) -> tuple[bool | None, bool]:
+        """True for an opt-out, False for an opt-in, None for any other message; and whether that changed the
+        number's standing (a "yes" from a number that never opted out changes nothing)."""
         word = keyword(body)
         kind = opt_out_type.upper()
-        if kind == "STOP" or word in OPT_OUT_WORDS:
+        out = kind == "STOP" or word in OPT_OUT_WORDS
+        if not out and not (kind == "START" or word in OPT_IN_WORDS):
+            return None, False
+        was = self._store.kv_get("optout", phone, now) is not None
+        if out:
             self._store.kv_put("optout", phone, {"keyword": word or kind}, None)
-            return True
-        if kind == "START" or word in OPT_IN_WORDS:
+        else:
             self._store.kv_delete("optout", phone)
-        return False
+        return out, was != out
 
 
 def media_entries(sid: str, params: Mapping[str, str]) -> list[dict[str, str]]:

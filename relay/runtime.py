@@ -125,7 +125,7 @@ def build(settings: Settings, clock: Clock | None = None, store: Store | None = 
     context = HandlerContext(settings, store, outbox, clock)
     keywords = load(settings.keyword_handlers, context, core=((HANDLER, reminders.answer_handler),))
     answers = AutomaticAnswers(store, outbox)
-    inbound = Inbound(store, router, outbox, validator, clock, ttl, keywords, reminders, answers)
+    inbound = Inbound(store, router, outbox, validator, clock, ttl, keywords, reminders, answers, notices)
     uploads = Uploads(_blobs(settings), clock)
     outbound = Outbound(settings, store, gateway, outbox, clock, ownership, reminders, uploads)
     scheduler = Scheduler(settings, store, outbound, gateway, reminders, directory, notices, clock)
@@ -142,7 +142,9 @@ def build(settings: Settings, clock: Clock | None = None, store: Store | None = 
         inbound=inbound,
         delivery=Delivery(store, outbox, validator, clock, reminders),
         outbound=outbound,
-        conversations=Conversations(settings, store, outbox, gateway, clock, ownership, directory, reminders, contacts),
+        conversations=Conversations(
+            settings, store, outbox, gateway, clock, ownership, directory, reminders, contacts, notices
+        ),
         topics=topics,
         poller=Poller(settings, store, inbound, gateway, clock),
         access=access,

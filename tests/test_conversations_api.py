@@ -156,3 +156,123 @@ def test_unrouted_list_and_claim_through_the_api(devhost: DevhostProcess) -> Non
     assert again.json()["error"]["code"] == "already_claimed"
     assert phone not in [c["phone"] for c in api(devhost, b, "GET", "unrouted").json()["conversations"]]
     assert [m["body"] for m in history(devhost, a, phone)] == ["new patient here"]
+
+
+def enc(phone: str) -> str:
+    return phone.replace("+", "%2B")
+
+
+def listed(host: DevhostProcess, session: dict[str, Any], status: str | None = None) -> dict[str, bool]:
+    r = api(host, session, "GET", "conversations", params={"status": status} if status else None)
+    assert r.status_code == 200, r.text
+    return {c["phone"]: c["done"] for c in r.json()["conversations"]}
+
+
+def test_done_and_reopen_follow_the_desk_and_a_reply_reopens(devhost: DevhostProcess) -> None:
+    a, b, phone = devhost.session("reception"), devhost.session("billing", "Ken"), "+14155550131"
+    api(devhost, a, "POST", "send_sms", json={"to": phone, "body": "your results are in"})
+    assert api(devhost, b, "POST", f"conversations/{enc(phone)}/done").json()["error"]["code"] == (
+        "conversation_not_found"
+    )
+    assert api(devhost, a, "POST", "conversations/%2B14155550999/done").status_code == 404
+    with Subscriber(devhost.broker.mqtt_port, a) as sub:
+        done = api(devhost, a, "POST", f"conversations/{enc(phone)}/done")
+        assert (done.status_code, done.json()) == (200, {"phone": phone, "done": True})
+        topic, told = sub.wait_for(lambda t, p: t.endswith("/done") and p.get("phone") == phone)
+    assert topic == f"sms/{a['webAppId']}/done"
+    assert (told["done"], told["by"]["name"]) == (True, "Maria")
+    assert listed(devhost, a, "done")[phone] is True
+    assert phone not in listed(devhost, a, "open")
+    assert listed(devhost, a)[phone] is True  # the API's default is all
+    assert api(devhost, a, "GET", "conversations", params={"status": "closed"}).json()["error"]["code"] == (
+        "invalid_status"
+    )
+    page = api(devhost, a, "GET", f"conversations/{enc(phone)}/messages").json()
+    assert page["state"] == "done"
+    feed = [e for e in api(devhost, a, "GET", "messages").json()["events"] if e["kind"] == "done"]
+    assert feed and feed[-1]["payload"]["phone"] == phone and feed[-1]["topic"].endswith("/done")
+
+    reply(devhost, phone, "thanks!")
+    assert until(lambda: listed(devhost, a, "open").get(phone) is False)
+    assert api(devhost, a, "GET", f"conversations/{enc(phone)}/messages").json()["state"] == "open"
+    api(devhost, a, "POST", f"conversations/{enc(phone)}/done")
+    reopened = api(devhost, a, "POST", f"conversations/{enc(phone)}/reopen")
+    assert (reopened.status_code, reopened.json()) == (200, {"phone": phone, "done": False})
+    assert listed(devhost, a, "open")[phone] is False
+
+
+def test_a_note_is_in_the_desks_thread_live_never_reaches_the_phone_and_travels_with_a_transfer(
+    devhost: DevhostProcess,
+) -> None:
+    a, b, phone = devhost.session("reception"), devhost.session("billing", "Ken"), "+14155550132"
+    api(devhost, a, "POST", "send_sms", json={"to": phone, "body": "Is Tuesday fine?"})
+    assert until(lambda: httpx.get(f"{devhost.sandbox_url}/phones/{phone}/messages", timeout=5).json())
+    texts_before = httpx.get(f"{devhost.sandbox_url}/phones/{phone}/messages", timeout=5).json()
+    calls_before = len(httpx.get(f"{devhost.sandbox_url}/calls", timeout=5).json())
+    notes = f"conversations/{enc(phone)}/notes"
+
+    for bad in ({"body": ""}, {"body": "   "}, {"body": "x" * 2001}, {"body": 5}, {}):
+        r = api(devhost, a, "POST", notes, json=bad)
+        assert (r.status_code, r.json()["error"]["code"]) == (400, "invalid_body"), bad
+    assert api(devhost, b, "POST", notes, json={"body": "not ours"}).json()["error"]["code"] == (
+        "conversation_not_found"
+    )
+    with Subscriber(devhost.broker.mqtt_port, a) as sub:
+        r = api(devhost, a, "POST", notes, json={"body": "She prefers mornings <b>only</b>"})
+        assert r.status_code == 201, r.text
+        topic, told = sub.wait_for(lambda t, p: t.endswith("/note") and p.get("phone") == phone)
+    note = r.json()
+    assert (note["direction"], note["body"], note["sentBy"]["name"], note["to"]) == (
+        "note",
+        "She prefers mornings <b>only</b>",
+        "Maria",
+        phone,
+    )
+    assert topic == f"sms/{a['webAppId']}/note" and told["MessageSid"] == note["sid"]
+    assert api(devhost, a, "POST", notes, json={"body": "x" * 2000}).status_code == 201
+    assert [m["direction"] for m in history(devhost, a, phone)][:2] == ["note", "note"]
+    feed = [e for e in api(devhost, a, "GET", "messages").json()["events"] if e["kind"] == "note"]
+    assert note["sid"] in [e["payload"]["MessageSid"] for e in feed]
+    lists = {c["phone"]: c["lastMessage"] for c in api(devhost, a, "GET", "conversations").json()["conversations"]}
+    assert lists[phone]["direction"] == "note"
+
+    time.sleep(0.5)  # anything on its way to the phone would be there by now
+    assert httpx.get(f"{devhost.sandbox_url}/phones/{phone}/messages", timeout=5).json() == texts_before
+    calls = httpx.get(f"{devhost.sandbox_url}/calls", timeout=5).json()[calls_before:]
+    assert [c for c in calls if c["method"] == "POST" and c["path"].endswith("/Messages.json")] == []
+
+    moved = api(devhost, a, "POST", f"conversations/{enc(phone)}/transfer", json={"desk": "billing"})
+    assert moved.status_code == 200, moved.text
+    theirs = history(devhost, b, phone)
+    assert note["sid"] in [m["sid"] for m in theirs]  # the new desk reads the note with the rest
+    later = api(devhost, a, "POST", notes, json={"body": "too late"})
+    assert (later.status_code, later.json()["error"]["code"]) == (409, "not_owner")
+    assert api(devhost, b, "POST", notes, json={"body": "Billing took it"}).status_code == 201
+    assert "Billing took it" not in [m["body"] for m in history(devhost, a, phone)]
+
+
+def test_stop_and_start_show_on_the_conversation_and_reach_the_desk_live(devhost: DevhostProcess) -> None:
+    a, phone = devhost.session("reception"), "+14155550133"
+    api(devhost, a, "POST", "send_sms", json={"to": phone, "body": "Reminder: flu shots this week"})
+
+    def opted_out() -> tuple[bool, bool]:
+        listed = {c["phone"]: c["optedOut"] for c in api(devhost, a, "GET", "conversations").json()["conversations"]}
+        page = api(devhost, a, "GET", f"conversations/{enc(phone)}/messages").json()
+        return listed[phone], page["optedOut"]
+
+    assert opted_out() == (False, False)
+    with Subscriber(devhost.broker.mqtt_port, a) as sub:
+        reply(devhost, phone, "yes")  # an opt-in word from a number that never opted out: nothing to tell
+        reply(devhost, phone, "STOP")
+        topic, told = sub.wait_for(lambda t, p: t.endswith("/optout"))
+        assert (topic, told["phone"], told["optedOut"]) == (f"sms/{a['webAppId']}/optout", phone, True)
+        assert opted_out() == (True, True)
+        refused = api(devhost, a, "POST", "send_sms", json={"to": phone, "body": "are you sure?"})
+        assert refused.json()["error"]["code"] == "opted_out"
+        reply(devhost, phone, "START")
+        _, told = sub.wait_for(lambda t, p: t.endswith("/optout"))
+        assert told["optedOut"] is False
+    assert opted_out() == (False, False)
+    events = api(devhost, a, "GET", "messages").json()["events"]
+    feed = [e["payload"]["optedOut"] for e in events if e["kind"] == "optout" and e["payload"]["phone"] == phone]
+    assert feed == [True, False]

@@ -215,6 +215,54 @@ def test_conversations_order_and_unread(store: Store) -> None:
     assert store.conversations(OTHER_DESK) == []
 
 
+def test_done_is_kept_per_desk_until_the_patient_replies(store: Store) -> None:
+    save(store, message("SM1", at(1)))
+    assert store.conversations(DESK)[0].done is False
+    assert store.set_done(DESK, PHONE, True) is True
+    assert store.set_done(DESK, PHONE, True) is False
+    assert store.set_done(OTHER_DESK, PHONE, True) is None
+    assert store.set_done(DESK, "+15550009999", False) is None
+    save(store, message("SM2", at(2), direction="outbound", body="anything else?"))
+    note = MessageRecord("NT1", "note", PHONE, OUR, DESK, "called her back", at(3), {})
+    assert store.save_line(note, [Event(DESK, "note", {}, at(3))]) is not None
+    [conversation] = store.conversations(DESK)
+    assert (conversation.last_sid, conversation.done) == ("NT1", True)  # the desk's own writing keeps it done
+
+    save(store, message("SM3", at(4)))
+    [conversation] = store.conversations(DESK)
+    assert (conversation.last_sid, conversation.unread, conversation.done) == ("SM3", 1, False)
+    assert store.set_done(DESK, PHONE, True) is True
+    assert store.set_done(DESK, PHONE, False) is True
+    assert store.conversations(DESK)[0].done is False
+
+
+def test_an_sqlite_file_from_before_done_opens_with_every_conversation_open(tmp_path: Path) -> None:
+    path = str(tmp_path / "old.db")
+    with contextlib.closing(sqlite3.connect(path)) as old:
+        old.execute(
+            "CREATE TABLE conversations (web_app_id TEXT NOT NULL, phone TEXT NOT NULL, our_side TEXT NOT NULL,"
+            " last_sid TEXT NOT NULL, last_body TEXT NOT NULL, last_direction TEXT NOT NULL, last_at REAL NOT NULL,"
+            " unread INTEGER NOT NULL, PRIMARY KEY (web_app_id, phone))"
+        )
+        old.execute("INSERT INTO conversations VALUES (?, ?, ?, 'SM0', 'hi', 'inbound', 0, 1)", (DESK, PHONE, OUR))
+        old.commit()
+    store = SqliteStore(path)
+    try:
+        assert [(c.phone, c.done) for c in store.conversations(DESK)] == [(PHONE, False)]
+        assert store.set_done(DESK, PHONE, True) is True
+    finally:
+        store.close()
+
+
+def test_a_claim_into_a_done_conversation_reopens_it(store: Store) -> None:
+    save(store, message("SM1", at(1)))
+    store.set_done(DESK, PHONE, True)
+    save(store, message("SMu1", at(2), desk=UNROUTED))
+    assert store.claim(PHONE, DESK, Event(DESK, "claimed", {"phone": PHONE}, at(3))) is not None
+    [conversation] = store.conversations(DESK)
+    assert (conversation.last_sid, conversation.done) == ("SMu1", False)
+
+
 # -- claim
 
 
@@ -573,3 +621,15 @@ def test_kv_expired_lists_only_lapsed_entries_of_the_namespace(store: Store) -> 
     store.kv_put("other", "d", {"n": 4}, at(10))
     assert store.kv_expired("grants", at(50), 10) == [("a/b#1", {"n": 1})]
     assert sorted(k for k, _ in store.kv_expired("grants", at(200), 10)) == ["a/b#1", "c"]
+
+
+def test_kv_many_reads_a_lists_worth_of_keys_and_skips_expired_ones(store: Store) -> None:
+    store.kv_put("optout", PHONE, {"keyword": "STOP"}, None)
+    store.kv_put("optout", "+15550002222", {"keyword": "QUIT"}, at(10))
+    store.kv_put("other", "+15550003333", {"keyword": "STOP"}, None)
+    few = [PHONE, "+15550002222", "+15550003333", "+15550009999"]
+    assert store.kv_many("optout", few, at(5)) == {PHONE: {"keyword": "STOP"}, "+15550002222": {"keyword": "QUIT"}}
+    assert store.kv_many("optout", few, at(11)) == {PHONE: {"keyword": "STOP"}}
+    many = [f"+1555100{i:04d}" for i in range(30)] + [PHONE, PHONE]  # past the point reads: one partition read
+    assert store.kv_many("optout", many, at(11)) == {PHONE: {"keyword": "STOP"}}
+    assert store.kv_many("optout", [], at(0)) == {}

@@ -584,17 +584,21 @@ def test_delivery_failures_and_api_errors_in_words(desk_a: Desk, devhost: Any) -
     expect(lost.locator(".status")).to_have_text("not delivered")
     expect(lost.locator(".msg-error")).to_contain_text("Unknown destination handset")
 
-    # An opted-out patient: the API refuses, the error is shown in words and the typed text stays.
+    # An opted-out patient: the composer closes with the reason, keeping what was typed; the New message
+    # dialog, which does not know, gets the API's refusal in words.
     desk_a.send_new("(415) 555-0109", "+14155550109", "Your results are ready")
+    page.fill("#compose-text", "Are you sure you want to stop?")
     patient_replies(devhost, "+14155550109", "STOP")
     expect(desk_a.bubble("STOP")).to_be_visible()
-    page.fill("#compose-text", "Are you sure you want to stop?")
-    page.press("#compose-text", "Enter")
-    expect(page.locator("#compose-error")).to_contain_text("opted out")
+    expect(page.locator("#compose-text")).to_be_disabled()
     expect(page.locator("#compose-text")).to_have_value("Are you sure you want to stop?")
+    page.click("#new-message-btn")
+    page.fill("#new-phone", "(415) 555-0109")
+    page.fill("#new-text", "Are you sure you want to stop?")
+    page.click("#new-send")
+    expect(page.locator("#new-error")).to_contain_text("opted out")
+    page.click("#new-cancel")
     expect(desk_a.bubble("Are you sure you want to stop?")).to_have_count(0)
-    page.fill("#compose-text", "")
-    expect(page.locator("#compose-error")).to_be_empty()
 
 
 def test_older_history_loads_when_scrolling_up(desk_a: Desk, devhost: Any) -> None:

@@ -101,6 +101,13 @@ export class Api {
     if (before != null) q.set("before", String(before));
     return this.request("GET", `/conversations/${encodeURIComponent(phone)}/messages?${q}`);
   }
+  /** done: true marks it done on this desk's list, false opens it again. */
+  setDone(phone, done) {
+    return this.request("POST", `/conversations/${encodeURIComponent(phone)}/${done ? "done" : "reopen"}`);
+  }
+  addNote(phone, body) {
+    return this.request("POST", `/conversations/${encodeURIComponent(phone)}/notes`, { body: { body } });
+  }
   markRead(phone) {
     return this.request("POST", `/conversations/${encodeURIComponent(phone)}/read`);
   }

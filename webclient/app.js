@@ -66,10 +66,16 @@ const session = new Session({
 
 store.onShow = (msg) => pane.showMessage(msg);
 store.onChange = (msg) => pane.updateMessage(msg);
-store.onLists = () => lists.renderSoon();
+store.onLists = () => {
+  lists.renderSoon();
+  pane.showDone();
+};
 store.onContact = (phone) => {
   lists.renderSoon();
   if (store.current && (phone === "*" || phone === store.current)) contactEditor.show(store.current);
+};
+store.onOptOut = (phone) => {
+  if (store.current === phone) pane.showOptOut();
 };
 store.onOwner = (phone) => {
   if (store.current === phone) pane.showOwner();

@@ -1,7 +1,8 @@
 // Writing texts: the compose box under the open conversation (with a draft
-// per conversation) and the "New message" dialog with its appointment reminder;
-// both ask before taking a patient over from another desk.
-import { ApiError, explainApiError } from "./api.js";
+// per conversation, and an internal-note mode that never texts anyone) and the
+// "New message" dialog with its appointment reminder; both ask before taking
+// a patient over from another desk.
+import { ApiError, explainApiError, firstSentence } from "./api.js";
 import { COUNTRIES, formatPhone, normalizePhone } from "./phone.js";
 import { $ } from "./render.js";
 import { countSegments, describeSegments, MAX_CHARS } from "./segments.js";
@@ -10,6 +11,11 @@ import { cancelTakeOver, sendOrTakeOver } from "./takeover.js";
 const NOT_TAKEN = "Not sent. The conversation stays with the other desk.";
 
 const KEY_COUNTRY = "smsrelay.country";
+
+/** An internal note's limit, in characters as the server counts them (code points). */
+export const MAX_NOTE = 2000;
+const SMS_PLACEHOLDER = "Type a message. Enter sends, Shift+Enter adds a line.";
+const NOTE_PLACEHOLDER = "Internal note for this desk. Never sent to the patient. Enter adds it.";
 
 function uuid() {
   if (globalThis.crypto?.randomUUID) return crypto.randomUUID();
@@ -59,6 +65,8 @@ export class Composer {
     this.onScheduled = onScheduled;
     this.key = null; // idempotency key, kept across retries of the same text
     this.sending = false;
+    this.noteMode = false;
+    this.blocked = null; // why texts cannot go to this number now (it opted out), or null
 
     const box = $("compose-text");
     box.addEventListener("input", () => {
@@ -81,6 +89,7 @@ export class Composer {
       this.send();
     });
     $("compose-later").addEventListener("click", () => this.toggleLater());
+    $("compose-note").addEventListener("click", () => this.setNoteMode(!this.noteMode));
     $("compose-when").addEventListener("input", () => { this.key = null; this.update(); });
     $("compose-when").addEventListener("keydown", (ev) => {
       if (isPlainEnter(ev)) {
@@ -88,6 +97,26 @@ export class Composer {
         this.send();
       }
     });
+  }
+
+  /** No texts to this conversation (reason), or texts again (null); internal notes are still allowed. */
+  setBlocked(reason) {
+    this.blocked = reason;
+    this.update();
+  }
+
+  /** Write an internal note instead of a text (and back); the box says which, unmistakably. */
+  setNoteMode(on) {
+    this.noteMode = on;
+    if (on && !$("compose-later-row").hidden) this.toggleLater(false);
+    $("compose").classList.toggle("note-mode", on);
+    $("compose-note").setAttribute("aria-pressed", String(on));
+    $("compose-later").hidden = on;
+    $("compose-text").placeholder = on ? NOTE_PLACEHOLDER : SMS_PLACEHOLDER;
+    $("compose-text").setAttribute("aria-label", on ? "Internal note" : "Message");
+    this.key = null;
+    this.update();
+    $("compose-text").focus({ preventScroll: true });
   }
 
   /** Show or hide the "Send at" time; shown, Send schedules the text instead. */
@@ -123,6 +152,7 @@ export class Composer {
   load(phone) {
     cancelTakeOver("compose-takeover");
     if (!$("compose-later-row").hidden) this.toggleLater(false);
+    if (this.noteMode) this.setNoteMode(false);
     this.key = null;
     $("compose-text").value = this.store.drafts.get(phone) ?? "";
     $("compose-error").textContent = "";
@@ -134,26 +164,93 @@ export class Composer {
   }
 
   update() {
-    const text = $("compose-text").value;
+    if (this.noteMode) {
+      this.updateNote();
+      return;
+    }
+    const box = $("compose-text");
+    const blocked = !!this.blocked;
+    box.disabled = blocked;
+    $("compose-later").disabled = blocked;
+    box.placeholder = blocked ? `${this.blocked}. You can still add an internal note.` : SMS_PLACEHOLDER;
+    box.setAttribute("aria-describedby", blocked ? "optout-banner compose-counter compose-error" : "compose-counter compose-error");
+    const text = box.value;
     const c = countSegments(text);
     const counter = $("compose-counter");
     counter.textContent = describeSegments(text);
     counter.classList.toggle("over", c.tooLong);
     const later = this.sendAt();
-    $("compose-send").disabled = this.sending || c.tooLong || text.trim() === "" || later === undefined;
+    $("compose-send").disabled = blocked || this.sending || c.tooLong || text.trim() === "" || later === undefined;
     if (!this.sending) $("compose-send").textContent = later ? "Schedule" : "Send";
     showLimit($("compose-error"), text);
     $("compose-text").setAttribute("aria-invalid", c.tooLong ? "true" : "false");
   }
 
+  updateNote() {
+    $("compose-text").disabled = false;
+    $("compose-later").disabled = false;
+    const text = $("compose-text").value;
+    const n = [...text].length;
+    const over = n > MAX_NOTE;
+    const counter = $("compose-counter");
+    counter.textContent = `${n} / ${MAX_NOTE} characters · internal note`;
+    counter.classList.toggle("over", over);
+    const err = $("compose-error");
+    if (over) {
+      err.textContent = `Too long: ${n} characters. A note is at most ${MAX_NOTE}.`;
+      err.dataset.kind = "limit";
+    } else if (err.dataset.kind === "limit") {
+      err.textContent = "";
+      err.dataset.kind = "";
+    }
+    $("compose-send").disabled = this.sending || over || text.trim() === "";
+    if (!this.sending) $("compose-send").textContent = "Add note";
+    $("compose-text").setAttribute("aria-invalid", over ? "true" : "false");
+  }
+
+  /** Store the note in the thread; the desk's other browsers get it live. */
+  async addNote() {
+    const store = this.store;
+    const phone = store.current;
+    const box = $("compose-text");
+    const text = box.value;
+    if (!phone || this.sending || text.trim() === "" || [...text].length > MAX_NOTE) return;
+    this.sending = true;
+    const err = $("compose-error");
+    err.textContent = "";
+    err.dataset.kind = "";
+    this.update();
+    $("compose-send").textContent = "Adding…";
+    try {
+      const note = await this.api.addNote(phone, text);
+      const merged = store.addMessage(phone, { ...note, displayBody: note.body });
+      store.touchConversation(phone, merged, false);
+      this.onSent(phone, note.sid);
+      if (box.value === text && store.current === phone) box.value = "";
+      store.drafts.delete(phone);
+    } catch (e) {
+      // The server's own words fit a note's refusals (too long, not this desk's) better than a text's.
+      const ours = e instanceof ApiError && e.status >= 400 && e.status < 500 && e.status !== 401;
+      err.textContent = ours ? firstSentence(e.message) : explainApiError(e);
+      err.dataset.kind = "api";
+    } finally {
+      this.sending = false;
+      this.update();
+    }
+  }
+
   async send() {
+    if (this.noteMode) {
+      await this.addNote();
+      return;
+    }
     const store = this.store;
     const phone = store.current;
     const box = $("compose-text");
     const text = box.value;
     const c = countSegments(text);
     const sendAt = this.sendAt();
-    if (!phone || this.sending || c.tooLong || text.trim() === "" || sendAt === undefined) return;
+    if (!phone || this.blocked || this.sending || c.tooLong || text.trim() === "" || sendAt === undefined) return;
     this.sending = true;
     this.key = this.key ?? uuid();
     const err = $("compose-error");

@@ -1,7 +1,9 @@
 // The conversation pane: the open conversation's messages and whose they are,
 // paging back through its history, loading it again when it comes to this
-// desk, read receipts to the server, and images fetched as blob URLs.
+// desk, marking it done or open, read receipts to the server, and images
+// fetched as blob URLs.
 import { explainApiError } from "./api.js";
+import { displayName } from "./contacts.js";
 import { $, MessageView } from "./render.js";
 import { ts } from "./state.js";
 
@@ -29,6 +31,7 @@ export class ConversationPane {
     this.readTimers = new Map(); // phone -> debounce timer for the server's read mark
 
     $("back-btn").addEventListener("click", () => this.close());
+    $("done-btn").addEventListener("click", () => this.toggleDone());
     const s = this.scroller();
     s.addEventListener("scroll", () => {
       if (s.scrollTop < 60) this.loadOlder();
@@ -117,6 +120,7 @@ export class ConversationPane {
     this.contactEditor.show(phone);
     this.scheduled.render();
     this.showOwner();
+    this.showOptOut();
     this.lists.render();
 
     const t = store.thread(phone);
@@ -128,6 +132,7 @@ export class ConversationPane {
         for (const m of res?.messages ?? []) store.addMessage(phone, m);
         const first = res?.messages?.[0];
         if (first && "contact" in first) store.learnContact(phone, first.contact);
+        if (res && "optedOut" in res) store.setOptedOut(phone, res.optedOut);
         if (res && "owner" in res) {
           const latest = (res.messages ?? []).reduce((a, m) => (ts(m.at) > ts(a) ? m.at : a), null);
           store.setOwner(phone, res.owner, latest);
@@ -187,6 +192,45 @@ export class ConversationPane {
     badge.textContent = elsewhere ? `With ${info.owner.name}` : "";
     badge.hidden = !elsewhere;
     $("transfer-btn").hidden = !(info && info.yours);
+    this.showDone();
+  }
+
+  /** After STOP: the banner says why, and the composer takes no texts (notes still go) until START. */
+  showOptOut() {
+    const phone = this.store.current;
+    const out = !!phone && this.store.optedOut.get(phone) === true;
+    $("optout-banner").hidden = !out;
+    this.composer.setBlocked(out ? $("optout-banner").textContent : null);
+  }
+
+  /** Done (or Reopen) for a conversation on this desk's list. */
+  showDone() {
+    const conv = this.store.current ? this.store.convs.get(this.store.current) : null;
+    const btn = $("done-btn");
+    btn.hidden = !conv;
+    btn.textContent = conv?.done ? "Reopen" : "Done";
+    btn.setAttribute("aria-label", conv?.done ? "Reopen this conversation" : "Mark this conversation done");
+  }
+
+  async toggleDone() {
+    const store = this.store;
+    const phone = store.current;
+    const conv = phone ? store.convs.get(phone) : null;
+    if (!conv) return;
+    const btn = $("done-btn");
+    btn.disabled = true;
+    try {
+      const res = await this.api.setDone(phone, !conv.done);
+      store.setDone(phone, res.done);
+      this.lists.showNotice(res.done
+        ? `${displayName(store, phone)} is done. A reply from them opens it again.`
+        : `${displayName(store, phone)} is open again.`);
+    } catch (err) {
+      this.lists.showNotice(explainApiError(err));
+    } finally {
+      btn.disabled = false;
+      this.showDone();
+    }
   }
 
   close() {

@@ -1,6 +1,6 @@
 // Live events: the MQTT connection and its status line, catching up over HTTP
 // after every (re)connect, and what each event (inbound, outbound, status,
-// claimed, reminder, owner) does to the store. MQTT and catch-up share one path.
+// claimed, reminder, owner, note, done, optout) does to the store. MQTT and catch-up share one path.
 import { ApiError } from "./api.js";
 import { Connection } from "./connection.js";
 import { notify } from "./notifications.js";
@@ -186,6 +186,15 @@ export class LiveEvents {
       case "owner":
         this.onOwner(p, live);
         break;
+      case "note":
+        this.onNote(p);
+        break;
+      case "optout":
+        store.setOptedOut(p.phone, p.optedOut);
+        break;
+      case "done":
+        if (p.phone && typeof p.done === "boolean") store.setDone(p.phone, p.done, p.at ?? null);
+        break;
       default:
         break;
     }
@@ -200,6 +209,7 @@ export class LiveEvents {
     // already counted in the server's unread figure.
     const newer = live || !conv || ts(msg.at) > ts(conv.lastAt);
     store.addMessage(phone, msg);
+    if (conv?.done && conv.doneAt && ts(msg.at) > ts(conv.doneAt)) store.setDone(phone, false, msg.at);
     if (store.unrouted.delete(phone)) this.lists.renderSoon();
     if (isNew && newer) {
       const viewing = this.pane.isViewing(phone);
@@ -245,6 +255,30 @@ export class LiveEvents {
       }
     }
     this.lists.refreshSoon();
+  }
+
+  /** An internal note at this desk: in the thread, and the list's latest line, but never unread. */
+  onNote(p) {
+    const store = this.store;
+    if (!p.MessageSid || !p.phone) return;
+    const msg = {
+      sid: p.MessageSid,
+      direction: "note",
+      from: p.From ?? null,
+      to: p.phone,
+      body: p.Body ?? "",
+      displayBody: p.Body ?? "",
+      at: p.at ?? new Date().toISOString(),
+      status: null,
+      errorCode: null,
+      errorMessage: null,
+      media: [],
+      reminder: null,
+      sentBy: p.sentBy ?? null,
+    };
+    const isNew = !store.bySid.has(msg.sid);
+    store.addMessage(msg.to, msg);
+    if (isNew) store.touchConversation(msg.to, store.bySid.get(msg.sid), false);
   }
 
   onUnroutedInbound(msg) {

@@ -1,9 +1,16 @@
-// The sidebar: this desk's conversations, the unrouted "new conversations"
-// waiting to be claimed, and the notice line above them.
+// The sidebar: this desk's conversations (open, done or all of them), the
+// unrouted "new conversations" waiting to be claimed, and the notice line above them.
 import { ApiError, explainApiError } from "./api.js";
 import { updateTitle } from "./notifications.js";
 import { $, renderConversations, renderUnrouted } from "./render.js";
 import { ts } from "./state.js";
+
+/** Which conversations each filter shows, and what the list says when there are none. */
+const FILTERS = {
+  open: { keep: (c) => !c.done, empty: "No open conversations. Start one with “New message”." },
+  done: { keep: (c) => !!c.done, empty: "No conversations marked done." },
+  all: { keep: () => true, empty: "No conversations yet. Start one with “New message”." },
+};
 
 export class ConversationLists {
   /** onOpen(phone) opens a conversation in the pane. */
@@ -16,20 +23,37 @@ export class ConversationLists {
     this.renderQueued = false;
     this.noticeTimer = null;
     this.refreshTimer = null;
+    this.filter = "open";
+    for (const btn of document.querySelectorAll("#list-filters [data-filter]")) {
+      btn.addEventListener("click", () => this.setFilter(btn.dataset.filter));
+    }
+  }
+
+  /** Open, Done or All. */
+  setFilter(name) {
+    if (!FILTERS[name]) return;
+    this.filter = name;
+    for (const btn of document.querySelectorAll("#list-filters [data-filter]")) {
+      btn.setAttribute("aria-pressed", String(btn.dataset.filter === name));
+    }
+    this.render();
   }
 
   render() {
     const store = this.store;
-    const convs = [...store.convs.values()].sort((a, b) => ts(b.lastAt) - ts(a.lastAt));
+    const filter = FILTERS[this.filter];
+    const all = [...store.convs.values()].sort((a, b) => ts(b.lastAt) - ts(a.lastAt));
+    const convs = all.filter(filter.keep);
     const nameOf = (phone) => store.nameOf(phone);
     renderConversations($("conv-list"), convs, { current: store.current, onOpen: this.onOpen, nameOf });
+    $("conv-empty").textContent = filter.empty;
     $("conv-empty").hidden = convs.length > 0;
     const unrouted = [...store.unrouted.values()].sort((a, b) => ts(b.lastAt) - ts(a.lastAt));
     renderUnrouted($("unrouted-list"), unrouted, {
       onClaim: (phone) => this.claim(phone), busy: store.claiming, nameOf,
     });
     $("unrouted-section").hidden = unrouted.length === 0;
-    for (const c of [...convs, ...unrouted]) if (!store.contacts.has(c.phone)) this.book.ensure(c.phone);
+    for (const c of [...all, ...unrouted]) if (!store.contacts.has(c.phone)) this.book.ensure(c.phone);
     updateTitle(store);
   }
 
@@ -67,13 +91,16 @@ export class ConversationLists {
     if (store.session?.webAppId !== desk) return; // switched desk meanwhile
     for (const item of [...(c?.conversations ?? []), ...(u?.conversations ?? [])]) {
       if ("contact" in item) store.learnContact(item.phone, item.contact);
+      store.setOptedOut(item.phone, item.optedOut);
     }
     for (const item of c?.conversations ?? []) {
       const local = store.convs.get(item.phone);
       if (local && ts(local.lastAt) > ts(item.lastAt)) {
         local.unread = Math.max(local.unread, item.unread ?? 0);
       } else {
-        store.convs.set(item.phone, { ...item, unread: item.unread ?? 0, lastAt: item.lastAt ?? item.lastMessage?.at });
+        store.convs.set(item.phone, {
+          ...item, unread: item.unread ?? 0, lastAt: item.lastAt ?? item.lastMessage?.at, done: !!item.done,
+        });
       }
     }
     store.unrouted.clear();

@@ -67,6 +67,7 @@ function snippetOf(conv) {
   if (!m) return "";
   const text = (m.displayBody ?? m.body ?? "").replace(/\s+/g, " ").trim();
   const shown = text || (m.media && m.media.length ? "[image]" : "");
+  if (m.direction === "note") return `Note from ${m.sentBy?.name ?? "staff"}: ${shown}`;
   if (m.direction !== "outbound") return shown; // inbound, or an event line ("Now with Billing (Maria)")
   return `${m.sentBy?.name ?? "You"}: ${shown}`;
 }
@@ -242,6 +243,7 @@ export class MessageView {
 
   _create(msg) {
     if (msg.direction === "event") return this._createEvent(msg);
+    if (msg.direction === "note") return this._createNote(msg);
     const outbound = msg.direction === "outbound";
     const body = el("p", { class: "body" });
     const media = el("div", { class: "media" });
@@ -291,6 +293,30 @@ export class MessageView {
     box.hidden = note === "";
     node.querySelector(".note-label").textContent = line.by?.name ? `Note from ${line.by.name}: ` : "Note: ";
     node.querySelector(".note-text").textContent = note;
+  }
+
+  /** An internal note: across the thread, unlike any SMS, with who wrote it; the patient never sees it. */
+  _createNote(msg) {
+    const time = el("time", { class: "msg-time", dateTime: msg.at ?? "", title: fullTime(msg.at), text: clockTime(msg.at) });
+    return el("li", { class: "msg note", dataset: { sid: msg.sid, direction: "note" } },
+      el("div", { class: "note-card" },
+        el("p", { class: "note-head" },
+          el("span", { class: "note-tag", text: "Internal note" }),
+          el("span", { class: "visually-hidden", text: ", not sent to the patient, " }),
+          el("span", { class: "sep", "aria-hidden": "true", text: " · " }),
+          el("span", { class: "note-by" }),
+          el("span", { class: "sep", "aria-hidden": "true", text: " · " }),
+          time,
+        ),
+        el("p", { class: "note-body" }),
+      ),
+    );
+  }
+
+  _updateNote(node, msg) {
+    node.querySelector(".note-by").textContent = msg.sentBy?.name ?? "Staff";
+    const body = node.querySelector(".note-body");
+    if (body.textContent !== (msg.body ?? "")) body.textContent = msg.body ?? "";
   }
 
   _image(m, msg) {
@@ -354,6 +380,10 @@ export class MessageView {
   _update(node, msg) {
     if (msg.direction === "event") {
       this._updateEvent(node, msg);
+      return;
+    }
+    if (msg.direction === "note") {
+      this._updateNote(node, msg);
       return;
     }
     this.msgs.set(msg.sid, msg);

@@ -38,7 +38,7 @@ const noop = () => {};
 export class Store {
   constructor() {
     this.session = null;
-    this.convs = new Map(); // phone -> {phone, lastMessage, unread, lastAt}
+    this.convs = new Map(); // phone -> {phone, lastMessage, unread, lastAt, done}
     this.unrouted = new Map(); // phone -> {phone, lastMessage, unread, lastAt}
     this.threads = new Map(); // phone -> {sids: Set, next, loaded, loading}
     this.bySid = new Map(); // sid -> Message
@@ -49,6 +49,7 @@ export class Store {
     this.claiming = new Set();
     this.drafts = new Map();
     this.owners = new Map(); // phone -> {owner: desk | null, yours: boolean, at: ISO time}
+    this.optedOut = new Map(); // phone -> true once the number texted STOP (false after START)
     this.contacts = new Map(); // phone -> {name, note?} from the address book, or null: known to have none
     this.scheduled = new Map(); // id -> Scheduled item of this desk still to go
     this.templates = new Map(); // id -> saved template of this desk
@@ -61,6 +62,8 @@ export class Store {
     this.onLists = noop;
     /** The desk a conversation is with changed (phone). */
     this.onOwner = noop;
+    /** A number opted out or back in (phone). */
+    this.onOptOut = noop;
     /** A name in the address book changed (phone, or "*" for many). */
     this.onContact = noop;
     /** A scheduled message of this desk was added, changed or went (item). */
@@ -80,6 +83,7 @@ export class Store {
     this.claiming.clear();
     this.drafts.clear();
     this.owners.clear();
+    this.optedOut.clear();
     this.contacts.clear();
     this.scheduled.clear();
     this.templates.clear();
@@ -172,6 +176,7 @@ export class Store {
       conv.lastAt = msg.at;
     }
     if (countUnread) conv.unread = (conv.unread ?? 0) + 1;
+    if (msg.direction === "inbound") conv.done = false; // the patient's reply reopens it, as on the server
     this.convs.set(phone, conv);
     this.onLists();
   }
@@ -204,6 +209,27 @@ export class Store {
     if (prev?.owner?.id !== owner?.id || prev?.owner?.name !== owner?.name) this.onOwner(phone);
   }
 
+  /** Whether a number has opted out (STOP), as the server last said. */
+  setOptedOut(phone, value) {
+    if (!phone || typeof value !== "boolean") return;
+    const prev = this.optedOut.get(phone) ?? false;
+    this.optedOut.set(phone, value);
+    if (prev !== value) this.onOptOut(phone);
+  }
+
+  /** The desk marked a conversation done (true) or open again (false), at the server's time `at`. */
+  setDone(phone, done, at = null) {
+    const conv = this.convs.get(phone);
+    if (!conv) return;
+    // A replayed "done" older than a reply the list already shows was undone by that reply.
+    if (done && at && conv.lastMessage?.direction === "inbound" && ts(conv.lastAt) > ts(at)) return;
+    if (at) conv.doneAt = at;
+    if (conv.done === done) return;
+    conv.done = done;
+    this.onLists();
+    if (phone === this.current) this.onOwner(phone);
+  }
+
   /** Zero a conversation's unread count; false if there is no such conversation. */
   markRead(phone) {
     const conv = this.convs.get(phone);
@@ -215,7 +241,7 @@ export class Store {
 
   totalUnread() {
     let n = 0;
-    for (const c of this.convs.values()) n += c.unread > 0 ? c.unread : 0;
+    for (const c of this.convs.values()) n += c.unread > 0 && !c.done ? c.unread : 0;
     for (const c of this.unrouted.values()) n += c.unread > 0 ? c.unread : 0;
     return n;
   }

@@ -1,4 +1,5 @@
-"""The desk's conversation endpoints: list, history, unrouted, claim, transfer, read marks, catch-up feed."""
+"""The desk's conversation endpoints: list, history, unrouted, claim, transfer, done and reopen, internal notes,
+read marks, catch-up feed."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ def _desk(req: func.HttpRequest) -> tuple[Runtime, str]:
 @adapter
 def list_conversations(req: func.HttpRequest) -> func.HttpResponse:
     rt, desk = _desk(req)
-    return json_response({"conversations": rt.conversations.of_desk(desk)})
+    return json_response({"conversations": rt.conversations.of_desk(desk, req.params.get("status"))})
 
 
 @bp.route(route="conversations/{phone}/messages", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
@@ -46,6 +47,31 @@ def transfer_conversation(req: func.HttpRequest) -> func.HttpResponse:
     caller = rt.sessions.authenticate(bearer(req))
     body = read_json(req)
     return json_response(rt.conversations.transfer(caller, req.route_params.get("phone", ""), body))
+
+
+@bp.route(route="conversations/{phone}/done", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@adapter
+def mark_conversation_done(req: func.HttpRequest) -> func.HttpResponse:
+    rt = get_runtime()
+    caller = rt.sessions.authenticate(bearer(req))
+    return json_response(rt.conversations.set_done(caller, req.route_params.get("phone", ""), True))
+
+
+@bp.route(route="conversations/{phone}/reopen", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@adapter
+def reopen_conversation(req: func.HttpRequest) -> func.HttpResponse:
+    rt = get_runtime()
+    caller = rt.sessions.authenticate(bearer(req))
+    return json_response(rt.conversations.set_done(caller, req.route_params.get("phone", ""), False))
+
+
+@bp.route(route="conversations/{phone}/notes", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@adapter
+def add_note(req: func.HttpRequest) -> func.HttpResponse:
+    rt = get_runtime()
+    caller = rt.sessions.authenticate(bearer(req))
+    body = read_json(req)
+    return json_response(rt.conversations.add_note(caller, req.route_params.get("phone", ""), body), status=201)
 
 
 @bp.route(route="conversations/{phone}/read", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)

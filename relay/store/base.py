@@ -79,6 +79,7 @@ class Conversation:
     last_direction: str
     last_at: datetime
     unread: int
+    done: bool = False  # marked done by the desk; the patient's next reply reopens it
 
 
 class StoreError(Exception):
@@ -127,6 +128,10 @@ class Store(Protocol):
 
     def mark_read(self, web_app_id: str, phone: str) -> None: ...
 
+    def set_done(self, web_app_id: str, phone: str, done: bool) -> bool | None:
+        """Mark a desk's conversation done or open again: None when the desk has no such conversation, else
+        whether that changed anything. An inbound message on the summary reopens it, in the same write."""
+
     def claim(self, phone: str, web_app_id: str, event: Event) -> Event | None:
         """Move an unrouted conversation's summary to a desk; None when it was not unrouted (already claimed)."""
 
@@ -141,6 +146,9 @@ class Store(Protocol):
 
     def kv_get(self, namespace: str, key: str, now: datetime) -> dict[str, Any] | None:
         """None when absent or expired."""
+
+    def kv_many(self, namespace: str, keys: list[str], now: datetime) -> dict[str, dict[str, Any]]:
+        """`kv_get` for many keys at once (a list's worth), as few round trips as the backend allows."""
 
     def kv_put(self, namespace: str, key: str, value: dict[str, Any], expires_at: datetime | None) -> None: ...
 

@@ -54,7 +54,7 @@ CREATE INDEX IF NOT EXISTS events_pending ON events (published, created_at);
 CREATE TABLE IF NOT EXISTS conversations (
     web_app_id TEXT NOT NULL, phone TEXT NOT NULL, our_side TEXT NOT NULL, last_sid TEXT NOT NULL,
     last_body TEXT NOT NULL, last_direction TEXT NOT NULL, last_at REAL NOT NULL, unread INTEGER NOT NULL,
-    PRIMARY KEY (web_app_id, phone));
+    done INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (web_app_id, phone));
 CREATE TABLE IF NOT EXISTS kv (
     namespace TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, expires_at REAL,
     PRIMARY KEY (namespace, key));
@@ -110,6 +110,7 @@ class SqliteStore:
             # executescript commits any open transaction first, so the script carries its own.
             concepts = "".join(m.SCHEMA for m in (desks, owners, staff, reminders, contacts, scheduled))
             conn.executescript(f"BEGIN IMMEDIATE;{SCHEMA}{concepts}COMMIT;")
+            _add_done_column(conn)
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -290,14 +291,18 @@ class SqliteStore:
 
     @staticmethod
     def _summarize(db: sqlite3.Connection, audience: str, message: MessageRecord) -> None:
-        """The newer message becomes the summary; inbound adds an unread, outbound clears them, a line keeps them."""
+        """The newer message becomes the summary; inbound adds an unread, outbound clears them, a line keeps them.
+        A reply from the patient reopens a done conversation; nothing else does."""
         db.execute(
-            """INSERT INTO conversations VALUES (:desk, :phone, :ours, :sid, :body, :dir, :at, coalesce(:unread, 0))
+            """INSERT INTO conversations
+                 (web_app_id, phone, our_side, last_sid, last_body, last_direction, last_at, unread, done)
+               VALUES (:desk, :phone, :ours, :sid, :body, :dir, :at, coalesce(:unread, 0), 0)
                ON CONFLICT (web_app_id, phone) DO UPDATE SET
                  our_side = excluded.our_side, last_sid = excluded.last_sid, last_body = excluded.last_body,
                  last_direction = excluded.last_direction, last_at = excluded.last_at,
                  unread = CASE WHEN :unread IS NULL THEN conversations.unread WHEN :unread = 0 THEN 0
-                          ELSE conversations.unread + 1 END
+                          ELSE conversations.unread + 1 END,
+                 done = CASE WHEN :dir = 'inbound' THEN 0 ELSE conversations.done END
                WHERE excluded.last_at >= conversations.last_at""",
             {
                 "desk": audience,
@@ -374,6 +379,7 @@ class SqliteStore:
                 r["last_direction"],
                 _dt(r["last_at"]),
                 r["unread"],
+                bool(r["done"]),
             )
             for r in rows
         ]
@@ -381,6 +387,22 @@ class SqliteStore:
     def mark_read(self, web_app_id: str, phone: str) -> None:
         def job(db: sqlite3.Connection) -> None:
             db.execute("UPDATE conversations SET unread = 0 WHERE web_app_id = ? AND phone = ?", (web_app_id, phone))
+
+        return self.write(job)
+
+    def set_done(self, web_app_id: str, phone: str, done: bool) -> bool | None:
+        def job(db: sqlite3.Connection) -> bool | None:
+            row = db.execute(
+                "SELECT done FROM conversations WHERE web_app_id = ? AND phone = ?", (web_app_id, phone)
+            ).fetchone()
+            if row is None:
+                return None
+            if bool(row["done"]) == done:
+                return False
+            db.execute(
+                "UPDATE conversations SET done = ? WHERE web_app_id = ? AND phone = ?", (int(done), web_app_id, phone)
+            )
+            return True
 
         return self.write(job)
 
@@ -396,11 +418,13 @@ class SqliteStore:
             )
             db.execute("DELETE FROM conversations WHERE web_app_id = ? AND phone = ?", (UNROUTED, phone))
             db.execute(
-                """INSERT INTO conversations VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                """INSERT INTO conversations
+                     (web_app_id, phone, our_side, last_sid, last_body, last_direction, last_at, unread)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                    ON CONFLICT (web_app_id, phone) DO UPDATE SET
                      last_sid = excluded.last_sid, last_body = excluded.last_body,
                      last_direction = excluded.last_direction, last_at = excluded.last_at,
-                     unread = conversations.unread + excluded.unread
+                     unread = conversations.unread + excluded.unread, done = 0
                    WHERE excluded.last_at >= conversations.last_at""",
                 (
                     web_app_id,
@@ -447,6 +471,20 @@ class SqliteStore:
             return None
         value: dict[str, Any] = json.loads(rows[0]["value"])
         return value
+
+    def kv_many(self, namespace: str, keys: list[str], now: datetime) -> dict[str, dict[str, Any]]:
+        unique = list(dict.fromkeys(keys))
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            marks = ",".join("?" for _ in chunk)
+            sql = (
+                f"SELECT key, value FROM kv WHERE namespace = ? AND key IN ({marks})"  # noqa: S608 - placeholders only
+                " AND (expires_at IS NULL OR expires_at > ?)"
+            )
+            for r in self.read(sql, (namespace, *chunk, _ts(now))):
+                found[r["key"]] = json.loads(r["value"])
+        return found
 
     def kv_put(self, namespace: str, key: str, value: dict[str, Any], expires_at: datetime | None) -> None:
         def job(db: sqlite3.Connection) -> None:
@@ -538,6 +576,14 @@ class SqliteStore:
                 os.close(self._file_lock)
                 self._file_lock = None
         self._local = threading.local()
+
+
+def _add_done_column(conn: sqlite3.Connection) -> None:
+    """A file made before conversations could be marked done gets the column (all open), by one process."""
+    conn.execute("BEGIN IMMEDIATE")
+    if "done" not in {r["name"] for r in conn.execute("PRAGMA table_info(conversations)")}:
+        conn.execute("ALTER TABLE conversations ADD COLUMN done INTEGER NOT NULL DEFAULT 0")
+    conn.execute("COMMIT")
 
 
 def _message(r: sqlite3.Row) -> MessageRecord:

@@ -66,6 +66,7 @@ _RECEIPT = "x"  # + an event's id: the sequence number it got, so a retry never 
 _SEQ_WIDTH = 20
 _CURSOR = re.compile(r"[0-9]{1,18}(-[0-9]{1,18})*")
 _PAGE = 1000  # the service's largest page
+KV_POINT_READS = 20
 
 
 def _descending(sid: str) -> str:
@@ -307,6 +308,7 @@ class TableStore:
                 "last_direction": message.direction,
                 "last_at": at_stamp,
                 "unread": 1 if inbound else 0,
+                "done": False,
             }
             try:
                 if current is None:
@@ -316,6 +318,7 @@ class TableStore:
                     return
                 unread = int(current["unread"])
                 row["unread"] = unread + 1 if inbound else 0 if message.direction == "outbound" else unread
+                row["done"] = not inbound and bool(current.get("done", False))  # a patient's reply reopens it
                 table.update_entity(row, mode=UpdateMode.REPLACE, etag=etag(current), match_condition=IF_UNCHANGED)
                 return
             except ResourceExistsError:
@@ -412,6 +415,31 @@ class TableStore:
                 {"PartitionKey": enc(web_app_id), "RowKey": enc(phone), "unread": 0}, mode=UpdateMode.MERGE
             )
 
+    def set_done(self, web_app_id: str, phone: str, done: bool) -> bool | None:
+        pk, rk = enc(web_app_id), enc(phone)
+        with guard("set_done"):
+            for _ in range(RETRIES):
+                current = self.entity(CONVERSATIONS, pk, rk)
+                if current is None:
+                    return None
+                if bool(current.get("done", False)) == done:
+                    return False
+                try:
+                    self.table(CONVERSATIONS).update_entity(
+                        {"PartitionKey": pk, "RowKey": rk, "done": done},
+                        mode=UpdateMode.MERGE,
+                        etag=etag(current),
+                        match_condition=IF_UNCHANGED,
+                    )
+                    return True
+                except HttpResponseError as exc:
+                    if status_of(exc, 404):
+                        return None
+                    if not status_of(exc, 412):
+                        raise
+                backoff()
+        raise StoreError("Table Storage done mark kept conflicting")
+
     def claim(self, phone: str, web_app_id: str, event: Event) -> Event | None:
         with guard("claim"):
             unrouted = self._take_unrouted(phone)
@@ -474,6 +502,7 @@ class TableStore:
                     return
                 row["our_side"] = current["our_side"]
                 row["unread"] = int(current["unread"]) + int(unrouted["unread"])
+                row["done"] = False  # what the patient wrote meanwhile reopens it
                 table.update_entity(row, mode=UpdateMode.REPLACE, etag=etag(current), match_condition=IF_UNCHANGED)
                 return
             except ResourceExistsError:
@@ -541,6 +570,16 @@ class TableStore:
             return None
         value: dict[str, Any] = json.loads(entity["value"])
         return value
+
+    def kv_many(self, namespace: str, keys: list[str], now: datetime) -> dict[str, dict[str, Any]]:
+        """Point reads for a few keys; past KV_POINT_READS one read of the namespace's partition costs less."""
+        unique = set(keys)
+        if len(unique) <= KV_POINT_READS:
+            found = {k: self.kv_get(namespace, k, now) for k in unique}
+            return {k: v for k, v in found.items() if v is not None}
+        with guard("kv_many"):
+            rows = self.query(KV, "PartitionKey eq @pk", {"pk": enc(namespace)})
+        return {str(r["key"]): json.loads(r["value"]) for r in rows if r["key"] in unique and not _expired(r, now)}
 
     def kv_put(self, namespace: str, key: str, value: dict[str, Any], expires_at: datetime | None) -> None:
         with guard("kv_put"):
@@ -717,6 +756,7 @@ def _conversation(r: dict[str, Any]) -> Conversation:
         r["last_direction"],
         from_stamp(r["last_at"]),
         int(r["unread"]),
+        bool(r.get("done", False)),
     )
 
 
