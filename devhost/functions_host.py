@@ -22,7 +22,7 @@ from starlette.types import Receive, Scope, Send
 
 from devhost.timers import Schedule, TimerJob, resolve_schedule
 
-MAX_BODY_BYTES = 1024 * 1024
+MAX_BODY_BYTES = 1024 * 1024 + 64 * 1024  # a 1 MiB CSV and the rest of its multipart form
 TEMPLATE_PART = re.compile(r"\{(\*?)([A-Za-z_][A-Za-z0-9_]*)(?::[^}?]*)?(\??)\}")
 
 
@@ -128,7 +128,8 @@ class FunctionsHost:
             fewest = min(len(params) for _, params in matches)
             methods = sorted({m for fn, params in matches if len(params) == fewest for m in fn.methods})
             return json_error(405, "method_not_allowed", "Method not allowed.", {"allow": ", ".join(methods)})
-        fn, route_params = allowed[0]
+        # A literal segment outranks a parameter here too: `reminders/export` is not the reminder "export".
+        fn, route_params = min(allowed, key=lambda found: len(found[1]))
         headers: dict[str, str] = {}
         for key, value in scope["headers"]:
             name = key.decode("latin-1").lower()

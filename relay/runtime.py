@@ -10,7 +10,10 @@ from typing import Any
 
 from relay.admin import Admin
 from relay.automatic import AutomaticAnswers
+from relay.batches import Batches
+from relay.board import Board
 from relay.broker_access import BrokerAccess, DynsecAccess, JwtAccess
+from relay.bulk import Bulk
 from relay.clock import Clock, SystemClock
 from relay.contacts import Contacts
 from relay.conversations import Conversations
@@ -34,6 +37,7 @@ from relay.scheduler import Scheduler
 from relay.sessions import Sessions
 from relay.settings import Settings
 from relay.store import Store, open_store
+from relay.templates import Templates
 from relay.tokens import RABBITMQ_AUDIENCE, SERVICE_USER, TokenIssuer
 from relay.topics import Topics
 from relay.twilio_gateway import TwilioGateway
@@ -66,6 +70,10 @@ class Runtime:
     reminders: Reminders
     contacts: Contacts
     scheduler: Scheduler
+    templates: Templates
+    batches: Batches
+    bulk: Bulk
+    board: Board
     webhook_deadline: WebhookDeadline
     checker: HealthCheck
 
@@ -121,7 +129,10 @@ def build(settings: Settings, clock: Clock | None = None, store: Store | None = 
     answers = AutomaticAnswers(store, outbox)
     inbound = Inbound(store, router, outbox, validator, clock, ttl, keywords, reminders, answers)
     outbound = Outbound(settings, store, gateway, outbox, clock, ownership, reminders)
-    scheduler = Scheduler(settings, store, outbound, gateway, reminders, directory, notices, clock)
+    batches = Batches(store, notices)
+    scheduler = Scheduler(settings, store, outbound, gateway, reminders, directory, notices, batches, clock)
+    templates = Templates(store, notices, clock)
+    bulk = Bulk(settings, store, outbound, scheduler, reminders, contacts, templates, batches, directory, clock)
     runtime = Runtime(
         settings=settings,
         clock=clock,
@@ -145,6 +156,10 @@ def build(settings: Settings, clock: Clock | None = None, store: Store | None = 
         reminders=reminders,
         contacts=contacts,
         scheduler=scheduler,
+        templates=templates,
+        bulk=bulk,
+        batches=batches,
+        board=Board(store, contacts),
         webhook_deadline=WebhookDeadline(settings.webhook_deadline_seconds),
         checker=HealthCheck(store, publisher, clock, settings.max_clock_skew_seconds),
     )

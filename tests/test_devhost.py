@@ -14,7 +14,7 @@ import azure.functions as func
 import httpx
 import pytest
 
-from devhost.functions_host import FunctionsHost, compile_route
+from devhost.functions_host import MAX_BODY_BYTES, FunctionsHost, compile_route
 from devhost.timers import Schedule, TimerJob, resolve_schedule, run_timers
 from tests.support.asgi import serve_in_thread
 from tests.support.broker import BrokerProcess
@@ -87,7 +87,7 @@ def test_a_function_app_runs_with_real_http_requests() -> None:
         r = httpx.post(f"{base}/api/echo/ada%20l?x=1", content=b"body", headers={"X-Test": "1"}, timeout=5)
         wrong_method = httpx.get(f"{base}/api/echo/ada", timeout=5)
         missing = httpx.get(f"{base}/api/nothing", timeout=5)
-        too_large = httpx.post(f"{base}/api/echo/ada", content=b"x" * (1024 * 1024 + 1), timeout=5)
+        too_large = httpx.post(f"{base}/api/echo/ada", content=b"x" * (MAX_BODY_BYTES + 1), timeout=5)
     assert r.status_code == 201
     assert r.text == "hi ada l"
     assert isinstance(seen[0], func.HttpRequest)
