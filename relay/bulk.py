@@ -23,6 +23,7 @@ from relay.csvfiles import read_table
 from relay.directory import DeskDirectory
 from relay.errors import BadRequest, RelayError
 from relay.outbound import Outbound, SendRequest
+from relay.phones import normalise
 from relay.quiet import local_moment, zone
 from relay.reminders import Reminders
 from relay.scheduler import Scheduler
@@ -236,7 +237,8 @@ class Bulk:
         }
         text = render(template, values)
         try:
-            phone, text, _ = self._outbound.check(SendRequest(row_desk.id, cells["phone"], text, confirm=True), now)
+            number = normalise(cells["phone"], field="phone")
+            phone, text, _ = self._outbound.check(SendRequest(row_desk.id, number, text, confirm=True), now)
         except RelayError as exc:
             raise RowError(exc.code, exc.message) from None
         if appointment <= now:
