@@ -16,6 +16,7 @@ from functions.scheduled import bp as scheduled
 from functions.send_sms import bp as send_sms
 from functions.session import bp as session
 from functions.sms_status import bp as sms_status
+from functions.templates import bp as templates
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 BLUEPRINTS = (
@@ -33,6 +34,7 @@ BLUEPRINTS = (
     reminders,
     contacts,
     scheduled,
+    templates,
 )
 for blueprint in BLUEPRINTS:
     app.register_functions(blueprint)

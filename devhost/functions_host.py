@@ -128,7 +128,8 @@ class FunctionsHost:
             fewest = min(len(params) for _, params in matches)
             methods = sorted({m for fn, params in matches if len(params) == fewest for m in fn.methods})
             return json_error(405, "method_not_allowed", "Method not allowed.", {"allow": ", ".join(methods)})
-        fn, route_params = allowed[0]
+        # A literal segment outranks a parameter here too: `reminders/export` is not the reminder "export".
+        fn, route_params = min(allowed, key=lambda found: len(found[1]))
         headers: dict[str, str] = {}
         for key, value in scope["headers"]:
             name = key.decode("latin-1").lower()

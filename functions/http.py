@@ -9,6 +9,8 @@ import json
 import logging
 import uuid
 from collections.abc import Callable
+from email import policy
+from email.parser import BytesParser
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -31,6 +33,7 @@ log = logging.getLogger("relay.http")
 
 MAX_JSON_BYTES = 64 * 1024
 MAX_FORM_BYTES = 64 * 1024
+MAX_UPLOAD_BYTES = 1024 * 1024 + 64 * 1024  # a 1 MiB CSV and the rest of its form
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
 
 
@@ -90,6 +93,37 @@ def read_json(req: func.HttpRequest, *, required: bool = True) -> dict[str, Any]
     except (UnicodeEncodeError, RecursionError):
         raise BadRequest("The body contains a lone UTF-16 surrogate (\\ud800-\\udfff).", code="invalid_json") from None
     return body
+
+
+def read_form_data(req: func.HttpRequest) -> dict[str, bytes]:
+    """A multipart/form-data body's fields by name (the first of a repeated one), each as its bytes."""
+    content_type = req.headers.get("content-type") or ""
+    if content_type.split(";")[0].strip().lower() != "multipart/form-data":
+        raise UnsupportedMediaType("Send the form as multipart/form-data.", code="unsupported_media_type")
+    raw = req.get_body() or b""
+    if len(raw) > MAX_UPLOAD_BYTES:
+        raise PayloadTooLarge(f"The form is larger than {MAX_UPLOAD_BYTES} bytes.", code="payload_too_large")
+    head = b"Content-Type: " + content_type.encode("latin-1", "replace") + b"\r\n\r\n"
+    message = BytesParser(policy=policy.HTTP).parsebytes(head + raw)
+    if not message.is_multipart() or message.defects:
+        raise BadRequest("The body is not a valid multipart/form-data form.", code="invalid_form")
+    fields: dict[str, bytes] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if part.get_content_disposition() == "form-data" and isinstance(name, str):
+            payload = part.get_payload(decode=True)
+            fields.setdefault(name, payload if isinstance(payload, bytes) else b"")
+    return fields
+
+
+def form_text(fields: dict[str, bytes], name: str) -> str | None:
+    value = fields.get(name)
+    if value is None:
+        return None
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest(f"The form field '{name}' is not UTF-8 text.", code="invalid_form") from None
 
 
 def bearer(req: func.HttpRequest) -> str:

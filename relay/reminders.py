@@ -58,11 +58,16 @@ class Reminders:
         if existing is not None:
             self._move(existing, "sent", at, changes={"sent_at": at, "message_sid": message_sid})
 
-    def scheduled(self, reminder_id: str, phone: str, our_side: str, desk: str, at: datetime) -> None:
-        """A reminder to be sent later (scheduled, or from an imported list)."""
-        self._store.reminders.add(
-            Reminder(reminder_id, phone, our_side, desk, "scheduled", at, data={"updatedAt": iso(at)})
-        )
+    def scheduled(
+        self, reminder_id: str, phone: str, our_side: str, desk: str, at: datetime, appointment: str | None = None
+    ) -> None:
+        """A reminder to be sent later (scheduled, or from an imported list, with its appointment's local time)."""
+        new = Reminder(reminder_id, phone, our_side, desk, "scheduled", at, data={"updatedAt": iso(at)})
+        self._store.reminders.add(replace(new, appointment=appointment))
+
+    def again(self, reminder: Reminder, at: datetime) -> bool:
+        """ "Remind again": an unanswered reminder goes once more; False when it was answered meanwhile."""
+        return self._move(reminder, "scheduled", at, only_from=frozenset({"no_answer"})) is not None
 
     def settle(self, reminder_id: str, state: str, at: datetime) -> None:
         """A scheduled reminder that will not go: cancelled, opted out, failed."""
@@ -193,5 +198,5 @@ class Reminders:
             "note": info.get("note"),
             "lastReply": info.get("lastReply"),
             "answerSid": info.get("answerSid"),
-            "appointment": info.get("appointment"),
+            "appointment": reminder.appointment,
         }

@@ -10,7 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 from relay.admin import Admin
 from relay.automatic import AutomaticAnswers
+from relay.batches import Batches
+from relay.board import Board
 from relay.broker_access import BrokerAccess, DynsecAccess, JwtAccess
+from relay.bulk import Bulk
 from relay.clock import Clock, SystemClock
 from relay.contacts import Contacts
 from relay.conversations import Conversations
@@ -34,6 +37,7 @@ from relay.scheduler import Scheduler
 from relay.sessions import Sessions
 from relay.settings import Settings
 from relay.store import Store, open_store
+from relay.templates import Templates
 from relay.tokens import RABBITMQ_AUDIENCE, SERVICE_USER, TokenIssuer
 from relay.topics import Topics
 from relay.twilio_gateway import TwilioGateway
@@ -70,6 +74,10 @@ class Runtime:
     reminders: Reminders
     contacts: Contacts
     scheduler: Scheduler
+    templates: Templates
+    batches: Batches
+    bulk: Bulk
+    board: Board
     webhook_deadline: WebhookDeadline
     checker: HealthCheck
     uploads: Uploads
@@ -128,7 +136,10 @@ def build(settings: Settings, clock: Clock | None = None, store: Store | None = 
     inbound = Inbound(store, router, outbox, validator, clock, ttl, keywords, reminders, answers, notices)
     uploads = Uploads(_blobs(settings), clock)
     outbound = Outbound(settings, store, gateway, outbox, clock, ownership, reminders, uploads)
-    scheduler = Scheduler(settings, store, outbound, gateway, reminders, directory, notices, clock)
+    batches = Batches(store, notices)
+    scheduler = Scheduler(settings, store, outbound, gateway, reminders, directory, notices, batches, clock)
+    templates = Templates(store, notices, clock)
+    bulk = Bulk(settings, store, outbound, scheduler, reminders, contacts, templates, batches, directory, clock)
     runtime = Runtime(
         settings=settings,
         clock=clock,
@@ -154,6 +165,10 @@ def build(settings: Settings, clock: Clock | None = None, store: Store | None = 
         reminders=reminders,
         contacts=contacts,
         scheduler=scheduler,
+        templates=templates,
+        bulk=bulk,
+        batches=batches,
+        board=Board(store, contacts),
         webhook_deadline=WebhookDeadline(settings.webhook_deadline_seconds),
         checker=HealthCheck(store, publisher, clock, settings.max_clock_skew_seconds),
         uploads=uploads,

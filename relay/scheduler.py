@@ -18,6 +18,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from relay.batches import Batches, owner
 from relay.clock import Clock, iso
 from relay.directory import DeskDirectory
 from relay.errors import BadRequest, Conflict, Forbidden, NotFound, RelayError, TooManyRequests, Unavailable
@@ -68,8 +69,10 @@ class Scheduler:
         reminders: Reminders,
         directory: DeskDirectory,
         notices: Notices,
+        batches: Batches,
         clock: Clock,
     ) -> None:
+        self._batches = batches
         self._settings = settings
         self._store = store
         self._outbound = outbound
@@ -125,7 +128,7 @@ class Scheduler:
         now = self._clock.now()
         cancelled = self._change(item, now, state="cancelled")
         if cancelled.data.get("confirm"):
-            self._reminders.settle(item_id, "cancelled", now)
+            self._reminders.settle(reminder_of(cancelled), "cancelled", now)
         return self.to_json(cancelled)
 
     def edit(self, desk: str, item_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -272,7 +275,8 @@ class Scheduler:
             sent_by=Staff(str(by["id"]), str(by["name"])) if isinstance(by, dict) else None,
             take_over=True,  # staff chose to send it; if another desk has the patient now, both threads say so
             ignore_quiet_hours=True,  # checked above, for the whole run
-            reminder_id=item.id if confirm else None,
+            reminder_id=reminder_of(item) if confirm else None,
+            batch=str(item.data["batch"]) if item.data.get("batch") else None,
             on_accepted=accepted,
         )
 
@@ -282,7 +286,7 @@ class Scheduler:
     def _end(self, item: Scheduled, state: str, now: datetime, reason: str) -> None:
         self._settle(item, state, now, {"error": reason})
         if item.data.get("confirm"):
-            self._reminders.settle(item.id, "cancelled" if state == "cancelled" else state, now)
+            self._reminders.settle(reminder_of(item), "cancelled" if state == "cancelled" else state, now)
 
     def _settle(self, item: Scheduled, state: str, now: datetime, info: dict[str, Any]) -> None:
         current: Scheduled | None = item
@@ -299,6 +303,9 @@ class Scheduler:
         self._notices.tell(
             f"scheduled:{item.id}", f"{item.state}-{item.version}", [item.desk], KIND, self.to_json(item), now
         )
+        batch = item.data.get("batch")
+        if batch:
+            self._batches.tell(owner(item), str(batch), f"{item.id}-{item.state}-{item.version}", now)
 
     def to_json(self, item: Scheduled) -> dict[str, Any]:
         d = item.data
@@ -313,5 +320,11 @@ class Scheduler:
             "by": d.get("by"),
             "sid": d.get("sid"),
             "error": d.get("error"),
+            "batch": d.get("batch"),
             "createdAt": iso(item.created_at),
         }
+
+
+def reminder_of(item: Scheduled) -> str:
+    """The reminder an item sends: its own id, or the earlier reminder a "Remind again" sends once more."""
+    return str(item.data.get("reminder") or item.id)

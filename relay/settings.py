@@ -64,7 +64,7 @@ class Settings:
     session_ttl_hours: float = 12.0
     login_max_failures: int = 10
     send_limit_per_minute: int = 30
-    send_limit_per_day: int = 1000
+    send_limit_per_day: int = 2000  # per desk: a 1,000-row reminder import and a day's ordinary texts
     allowed_countries: frozenset[str] = frozenset()
     allowed_number_types: frozenset[str] = DEFAULT_NUMBER_TYPES
     new_recipient_limit_per_hour: int = 1000  # per desk: a 1,000-row reminder import still fits in an hour
@@ -86,6 +86,7 @@ class Settings:
     schedule_poll_seconds: float = 15.0
     send_rate_per_second: float = 1.0
     media_storage: str | None = field(default=None, repr=False)  # Blob Storage for pictures the desks send
+    clinic_name: str = "the clinic"
 
     @property
     def mqtt_urls(self) -> tuple[str, ...]:
@@ -184,7 +185,7 @@ class Settings:
             session_ttl_hours=r.number("SESSION_TTL_HOURS", 12.0, 0.01, 24 * 30),
             login_max_failures=int(r.number("LOGIN_MAX_FAILURES", 10, 1, 10_000)),
             send_limit_per_minute=int(r.number("SEND_LIMIT_PER_MINUTE", 30, 1, 100_000)),
-            send_limit_per_day=int(r.number("SEND_LIMIT_PER_DAY", 1000, 1, 10_000_000)),
+            send_limit_per_day=int(r.number("SEND_LIMIT_PER_DAY", 2000, 1, 10_000_000)),
             allowed_countries=countries,
             allowed_number_types=r.number_types("ALLOWED_NUMBER_TYPES") or DEFAULT_NUMBER_TYPES,
             new_recipient_limit_per_hour=int(r.number("NEW_RECIPIENT_LIMIT_PER_HOUR", 1000, 1, 1_000_000)),
@@ -208,6 +209,7 @@ class Settings:
             schedule_poll_seconds=r.number("SCHEDULE_POLL_SECONDS", 15.0, 1, 3600),
             send_rate_per_second=r.number("SEND_RATE_PER_SECOND", 1.0, 0.1, 1000),
             media_storage=r.text("MEDIA_STORAGE") or _blobs_of(store),
+            clinic_name=_clinic_name(r),
         )
 
 
@@ -216,6 +218,14 @@ def _blobs_of(store: str) -> str | None:
     if "BlobEndpoint=" in store or store.startswith("UseDevelopmentStorage="):
         return store
     return store if "AccountName=" in store and "TableEndpoint=" not in store else None
+
+
+def _clinic_name(r: _Reader) -> str:
+    """{clinic} in reminder texts: one line of plain text, as a desk's name."""
+    value = r.text("CLINIC_NAME") or Settings.clinic_name
+    if len(value) > 80 or any(c < " " or c == "\x7f" for c in value):
+        raise SettingsError("CLINIC_NAME", "must be one line of at most 80 characters")
+    return value
 
 
 def _required_unless_appservice(r: _Reader) -> str:

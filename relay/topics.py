@@ -12,7 +12,8 @@ class Topics:
     prefix: str = "sms"
 
     def of(self, audience: str, kind: str) -> str:
-        """`audience` is a webAppId or UNROUTED; `kind` is inbound, outbound, status, claimed or reminder."""
+        """`audience` is a webAppId or UNROUTED; `kind` is inbound, outbound, status, claimed, reminder, scheduled,
+        contact, batch, template, ...: all under the desk's own `<prefix>/<desk>/#`, which is all its ACL grants."""
         return f"{self.prefix}/{audience}/{kind}"
 
     def filters_for(self, web_app_id: str) -> list[str]:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from relay.store import Store
 from relay.store.reminders import Reminder
+from relay.store.sqlite import SqliteStore
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 PHONE = "+15550001111"
@@ -72,3 +75,48 @@ def test_concurrent_changes_have_exactly_one_winner(store: Store) -> None:
     assert len(winners) == 1
     got = store.reminders.get("SMa")
     assert got is not None and got.state == winners[0]
+
+
+def test_a_desks_day_by_appointment_time(store: Store) -> None:
+    def booked(rid: str, appointment: str | None, desk: str = "reception") -> Reminder:
+        return replace(reminder(rid, state="scheduled"), desk=desk, appointment=appointment)
+
+    for added in (
+        booked("SQlate", "2026-03-02T16:30"),
+        booked("SQearly", "2026-03-02T08:05"),
+        booked("SQnext", "2026-03-03T00:00"),
+        booked("SQbefore", "2026-03-01T23:59"),
+        booked("SQother", "2026-03-02T09:00", desk="billing"),
+        booked("SMnone", None),
+    ):
+        store.reminders.add(added)
+    day = store.reminders.of_day("reception", "2026-03-02")
+    assert [(r.id, r.appointment) for r in day] == [("SQearly", "2026-03-02T08:05"), ("SQlate", "2026-03-02T16:30")]
+    moved = store.reminders.put(replace(day[0], state="sent"), day[0])
+    assert moved is not None and moved.appointment == "2026-03-02T08:05"
+    assert [r.state for r in store.reminders.of_day("reception", "2026-03-02")] == ["sent", "scheduled"]
+    assert [r.id for r in store.reminders.of_day("billing", "2026-03-02")] == ["SQother"]
+    got = store.reminders.get("SMnone")
+    assert got is not None and got.appointment is None
+
+
+def test_a_store_from_before_appointments_gets_the_column(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.executescript(
+        """CREATE TABLE reminders (
+            id TEXT PRIMARY KEY, phone TEXT NOT NULL, our_side TEXT NOT NULL, desk TEXT NOT NULL, state TEXT NOT NULL,
+            created_at REAL NOT NULL, sent_at REAL, message_sid TEXT, data TEXT NOT NULL, version INTEGER NOT NULL);
+        INSERT INTO reminders VALUES ('SMold', '+15550001111', '+15559990000', 'reception', 'sent', 1, 1, 'SMold',
+            '{}', 1);"""
+    )
+    old.close()
+    for _ in range(2):  # and opening it again changes nothing
+        store = SqliteStore(str(path))
+        try:
+            got = store.reminders.get("SMold")
+            assert got is not None and (got.state, got.appointment) == ("sent", None)
+            store.reminders.add(replace(reminder("SQnew", state="scheduled"), appointment="2026-03-02T08:00"))
+            assert [r.id for r in store.reminders.of_day("reception", "2026-03-02")] == ["SQnew"]
+        finally:
+            store.close()

@@ -61,3 +61,18 @@ def test_concurrent_claims_have_exactly_one_winner(store: Store) -> None:
     with ThreadPoolExecutor(6) as pool:
         results = list(pool.map(claim, range(6), timeout=30))
     assert sum(r is not None for r in results) == 1
+
+
+def test_a_batch_lists_every_item_of_it_whatever_its_state(store: Store) -> None:
+    def of(item_id: str, batch: str | None, state: str = "scheduled") -> Scheduled:
+        base = item(item_id, T0, state=state)
+        return replace(base, data={**base.data, "batch": batch} if batch else base.data)
+
+    for added in (of("SQb", "Bone"), of("SQa", "Bone", "sent"), of("SQc", "Btwo"), of("SQd", None)):
+        store.scheduled.add(added)
+    listed = store.scheduled.of_batch("Bone")
+    assert [(i.id, i.state) for i in listed] == [("SQa", "sent"), ("SQb", "scheduled")]
+    sent = store.scheduled.get("SQb")
+    assert sent is not None and store.scheduled.put(replace(sent, state="sent"), sent) is not None
+    assert [i.state for i in store.scheduled.of_batch("Bone")] == ["sent", "sent"]
+    assert store.scheduled.of_batch("Bnone") == []

@@ -6,6 +6,7 @@ import { Composer, NewMessageForm } from "./compose.js";
 import { ContactBook, ContactEditor } from "./contacts.js";
 import { ConversationPane } from "./conversation.js";
 import { Desks } from "./desks.js";
+import { RemindersView } from "./reminders.js";
 import { ScheduledMessages } from "./scheduled.js";
 import { LiveEvents } from "./events.js";
 import { ConversationLists } from "./lists.js";
@@ -13,12 +14,16 @@ import { updateTitle, wireNotifyButton } from "./notifications.js";
 import { $, refreshRelativeTimes } from "./render.js";
 import { Session } from "./session.js";
 import { Store } from "./state.js";
+import { SavedTemplates } from "./templates.js";
 import { TransferDialog } from "./transfer.js";
 
 const api = new Api("/api");
 const store = new Store();
 
-const open = (phone) => pane.open(phone);
+const open = (phone) => {
+  reminders.hide();
+  return pane.open(phone);
+};
 const revealSent = (phone, sid) => pane.revealSent(phone, sid);
 
 const book = new ContactBook({ api, store });
@@ -27,6 +32,8 @@ const lists = new ConversationLists({ api, store, book, onOpen: open });
 const scheduled = new ScheduledMessages({ api, store });
 const composer = new Composer({ api, store, onSent: revealSent, onScheduled: (item) => scheduled.upsert(item) });
 const pane = new ConversationPane({ api, store, lists, composer, contactEditor, scheduled });
+const reminders = new RemindersView({ api, store, onOpen: open });
+const templates = new SavedTemplates({ api, store });
 const newMessage = new NewMessageForm({ api, store, book, onSent: revealSent, onOpen: open });
 const desks = new Desks({
   api,
@@ -42,8 +49,11 @@ const events = new LiveEvents({
   pane,
   book,
   onScheduled: (item) => scheduled.upsert(item),
-  onBatch: () => {},
-  onTemplate: () => {},
+  onBatch: (p) => reminders.onBatch(p),
+  onTemplate: (p) => templates.onEvent(p),
+  onReminder: () => {
+    if (reminders.visible) reminders.loadBoardSoon();
+  },
   onAuthError: () => session.recover(),
 });
 const session = new Session({
@@ -52,12 +62,17 @@ const session = new Session({
   lists,
   events,
   desks,
-  onEnter: () => scheduled.load().catch(() => {}),
+  onEnter: () => {
+    scheduled.load().catch(() => {});
+    templates.load().catch(() => {});
+  },
   onReset: () => {
     events.stop();
     for (const id of ["new-dialog", "transfer-dialog"]) if ($(id).open) $(id).close();
     store.clear();
     scheduled.render();
+    reminders.reset();
+    templates.render();
     pane.reset();
     lists.render();
     pane.close();
@@ -76,6 +91,10 @@ store.onContact = (phone) => {
 };
 store.onOptOut = (phone) => {
   if (store.current === phone) pane.showOptOut();
+};
+store.onTemplates = () => {
+  templates.render();
+  reminders.renderTemplates();
 };
 store.onOwner = (phone) => {
   if (store.current === phone) pane.showOwner();

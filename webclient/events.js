@@ -18,9 +18,11 @@ const STATE_TEXT = {
 
 export class LiveEvents {
   /** onAuthError() runs when the broker refuses our credentials. */
-  /** book: the address book (contact events); onScheduled(item) and onBatch(progress): their live events. */
-  constructor({ api, store, lists, pane, book, onScheduled, onBatch, onTemplate, onAuthError }) {
+  /** book: the address book (contact events); onScheduled(item), onBatch(progress), onTemplate(change) and
+   * onReminder(reminder): their live events. */
+  constructor({ api, store, lists, pane, book, onScheduled, onBatch, onTemplate, onReminder, onAuthError }) {
     this.api = api;
+    this.onReminder = onReminder ?? (() => {});
     this.book = book;
     this.onScheduled = onScheduled;
     this.onBatch = onBatch;
@@ -170,6 +172,7 @@ export class LiveEvents {
         break;
       case "reminder":
         store.applyReminder(p.MessageSid, p.state, p);
+        this.onReminder(p);
         break;
       case "contact":
         this.book.onEvent(p);

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from relay.store.reminders import ReminderStore
     from relay.store.scheduled import ScheduledStore
     from relay.store.staff import SessionStore
+    from relay.store.templates import TemplateStore
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,7 @@ class Store(Protocol):
     reminders: ReminderStore
     contacts: ContactStore
     scheduled: ScheduledStore
+    templates: TemplateStore
 
     def save_message(self, message: MessageRecord, event: Event) -> Event | None:
         """Insert once per MessageSid (conditionally, never check-then-insert), with its pending event.

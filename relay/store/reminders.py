@@ -28,6 +28,9 @@ CREATE TABLE IF NOT EXISTS reminders (
 CREATE INDEX IF NOT EXISTS reminders_by_phone ON reminders (phone, created_at);
 CREATE INDEX IF NOT EXISTS reminders_awaiting ON reminders (state, sent_at);
 """
+# Added after the first release: a store made before it gets the column on open (see upgrade).
+UPGRADE = "ALTER TABLE reminders ADD COLUMN appointment TEXT"
+DAY_INDEX = "CREATE INDEX IF NOT EXISTS reminders_by_day ON reminders (desk, appointment)"
 TABLE = "reminders"
 INDEX_PREFIX = "id~"  # Tables: a second row per reminder, PartitionKey id~<id>, naming its phone
 
@@ -45,6 +48,7 @@ class Reminder:
     # What staff and the board read: note, by (staff who last set it), updatedAt, lastReply, appointment, ...
     data: dict[str, Any] | None = None
     version: str = ""  # opaque; set by the store
+    appointment: str | None = None  # the appointment's local time, YYYY-MM-DDTHH:MM in RELAY_TIMEZONE: the board's day
 
     @property
     def info(self) -> dict[str, Any]:
@@ -67,6 +71,24 @@ class ReminderStore(Protocol):
     def awaiting(self, sent_before: datetime, limit: int) -> list[Reminder]:
         """Reminders still in state `sent` that were sent before the given time: candidates for no_answer."""
 
+    def of_day(self, desk: str, day: str) -> list[Reminder]:
+        """The reminders a desk sent for appointments on `day` (YYYY-MM-DD), by appointment time."""
+
+
+def upgrade(conn: sqlite3.Connection) -> None:
+    """The appointment column, on a store created before it existed; in one write transaction, so two processes
+    opening an old store at once add it once."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        columns = {str(r[1]) for r in conn.execute("PRAGMA table_info(reminders)").fetchall()}
+        if "appointment" not in columns:
+            conn.execute(UPGRADE)
+        conn.execute(DAY_INDEX)
+    except sqlite3.Error:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
 
 class SqliteReminders:
     def __init__(self, db: SqliteStore) -> None:
@@ -75,7 +97,7 @@ class SqliteReminders:
     def add(self, reminder: Reminder) -> Reminder | None:
         def job(conn: sqlite3.Connection) -> bool:
             sql = """INSERT INTO reminders (id, phone, our_side, desk, state, created_at, sent_at, message_sid, data,
-                     version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1) ON CONFLICT (id) DO NOTHING"""
+                     appointment, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) ON CONFLICT (id) DO NOTHING"""
             return bool(conn.execute(sql, (reminder.id, reminder.phone, *_columns(reminder))).rowcount)
 
         return replace(reminder, version="1") if self._db.write(job) else None
@@ -93,7 +115,7 @@ class SqliteReminders:
 
         def job(conn: sqlite3.Connection) -> bool:
             sql = """UPDATE reminders SET our_side = ?, desk = ?, state = ?, created_at = ?, sent_at = ?,
-                     message_sid = ?, data = ?, version = ? WHERE id = ? AND version = ?"""
+                     message_sid = ?, data = ?, appointment = ?, version = ? WHERE id = ? AND version = ?"""
             args = (*_columns(new), version, new.id, int(expected.version))
             return bool(conn.execute(sql, args).rowcount)
 
@@ -103,6 +125,13 @@ class SqliteReminders:
         rows = self._db.read(
             "SELECT * FROM reminders WHERE state = 'sent' AND sent_at < ? ORDER BY sent_at LIMIT ?",
             (sent_before.timestamp(), limit),
+        )
+        return [_reminder(dict(r)) for r in rows]
+
+    def of_day(self, desk: str, day: str) -> list[Reminder]:
+        rows = self._db.read(
+            "SELECT * FROM reminders WHERE desk = ? AND appointment >= ? AND appointment < ? ORDER BY appointment, id",
+            (desk, f"{day}T", f"{day}U"),
         )
         return [_reminder(dict(r)) for r in rows]
 
@@ -150,10 +179,19 @@ class TableReminders:
             )
         return sorted((_from_row(r) for r in rows), key=lambda r: r.sent_at or r.created_at)
 
+    def of_day(self, desk: str, day: str) -> list[Reminder]:
+        """A filtered scan, as `awaiting`: a board is opened now and then, and reads only the day's matches.
+        Index rows have no desk, so they never match."""
+        query = "desk eq @desk and appointment ge @start and appointment lt @end"
+        with guard("reminders of day"):
+            rows = self._db.query(TABLE, query, {"desk": desk, "start": f"{day}T", "end": f"{day}U"})
+        return sorted((_from_row(r) for r in rows), key=lambda r: (r.appointment or "", r.id))
+
 
 def _columns(r: Reminder) -> tuple[Any, ...]:
     sent = r.sent_at.timestamp() if r.sent_at else None
-    return (r.our_side, r.desk, r.state, r.created_at.timestamp(), sent, r.message_sid, json.dumps(r.data or {}))
+    data = json.dumps(r.data or {})
+    return (r.our_side, r.desk, r.state, r.created_at.timestamp(), sent, r.message_sid, data, r.appointment)
 
 
 def _reminder(r: dict[str, Any]) -> Reminder:
@@ -175,6 +213,7 @@ def _built(r: dict[str, Any], created_at: datetime, sent_at: datetime | None, ve
         message_sid=str(r["message_sid"]) if r.get("message_sid") else None,
         data=json.loads(r["data"]),
         version=str(version),
+        appointment=str(r["appointment"]) if r.get("appointment") else None,
     )
 
 
@@ -193,6 +232,8 @@ def _row(r: Reminder) -> dict[str, Any]:
     }
     if r.sent_at is not None:
         row["sent_at"] = stamp(r.sent_at)
+    if r.appointment is not None:
+        row["appointment"] = r.appointment
     return row
 
 

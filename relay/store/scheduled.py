@@ -28,6 +28,7 @@ CREATE TABLE IF NOT EXISTS scheduled (
     created_at REAL NOT NULL, data TEXT NOT NULL, version INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS scheduled_due ON scheduled (state, send_at);
 CREATE INDEX IF NOT EXISTS scheduled_by_desk ON scheduled (desk, state, send_at);
+CREATE INDEX IF NOT EXISTS scheduled_by_batch ON scheduled (json_extract(data, '$.batch'));
 """
 TABLE = "scheduled"
 PARTITION = "q"  # thousands of rows at most; one partition, filtered by the service
@@ -61,6 +62,9 @@ class ScheduledStore(Protocol):
 
     def of_desk(self, desk: str) -> list[Scheduled]:
         """A desk's items still waiting (scheduled or sending), soonest first."""
+
+    def of_batch(self, batch: str) -> list[Scheduled]:
+        """Every item of an imported list (data `batch`), whatever its state: the batch's progress."""
 
 
 class SqliteScheduled:
@@ -103,6 +107,10 @@ class SqliteScheduled:
         )
         return [_item(dict(r)) for r in rows]
 
+    def of_batch(self, batch: str) -> list[Scheduled]:
+        rows = self._db.read("SELECT * FROM scheduled WHERE json_extract(data, '$.batch') = ? ORDER BY id", (batch,))
+        return [_item(dict(r)) for r in rows]
+
 
 class TableScheduled:
     def __init__(self, db: TableStore) -> None:
@@ -142,6 +150,11 @@ class TableScheduled:
             rows = self._db.query(TABLE, query, {"pk": PARTITION, "desk": desk})
         return sorted((_from_row(r) for r in rows), key=lambda i: (i.send_at, i.id))
 
+    def of_batch(self, batch: str) -> list[Scheduled]:
+        with guard("scheduled of batch"):
+            rows = self._db.query(TABLE, "PartitionKey eq @pk and batch eq @batch", {"pk": PARTITION, "batch": batch})
+        return sorted((_from_row(r) for r in rows), key=lambda i: i.id)
+
 
 def _columns(i: Scheduled) -> tuple[Any, ...]:
     claimed = i.claimed_at.timestamp() if i.claimed_at else None
@@ -179,6 +192,8 @@ def _row(i: Scheduled) -> dict[str, Any]:
     }
     if i.claimed_at is not None:
         row["claimed_at"] = stamp(i.claimed_at)
+    if i.data.get("batch"):
+        row["batch"] = str(i.data["batch"])  # a property of its own, for the service to filter on
     return row
 
 

@@ -25,7 +25,7 @@ from typing import Any
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
 
-from relay.store import contacts, desks, owners, reminders, scheduled, staff
+from relay.store import contacts, desks, owners, reminders, scheduled, staff, templates
 from relay.store.base import (
     UNROUTED,
     Conversation,
@@ -125,6 +125,7 @@ class TableStore:
         self.reminders: reminders.ReminderStore = reminders.TableReminders(self)
         self.contacts: contacts.ContactStore = contacts.TableContacts(self)
         self.scheduled: scheduled.ScheduledStore = scheduled.TableScheduled(self)
+        self.templates: templates.TemplateStore = templates.TableTemplates(self)
 
     # -- plumbing
 
