@@ -29,6 +29,10 @@ def create_sandbox_app(config: SandboxConfig) -> Starlette:
             return Response(status_code=204)
         return JSONResponse([call.__dict__ for call in state.calls()])
 
+    async def callbacks(request: Request) -> Response:
+        """Sandbox-only: every status callback made, with our app's answer and its time (DELETE /calls clears)."""
+        return JSONResponse([callback.__dict__ for callback in state.callbacks()])
+
     async def faults(request: Request) -> Response:
         """Sandbox-only: fail the next `times` REST requests whose path ends with `path` with `status` (5xx)."""
         try:
@@ -62,6 +66,7 @@ def create_sandbox_app(config: SandboxConfig) -> Starlette:
         Route("/calls", calls, methods=["GET", "DELETE"]),
         Route("/twilio/calls", calls, methods=["GET", "DELETE"]),
         Route("/faults", faults, methods=["POST"]),
+        Route("/callbacks", callbacks, methods=["GET"]),
         Mount("/twilio", app=TwilioApi(config, state).router()),
         Route("/cdn/{token}", cdn, methods=["GET"]),
         *Phones(config, state).routes(),

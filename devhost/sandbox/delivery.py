@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import mimetypes
 import random
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -94,9 +95,9 @@ async def _progress(state: SandboxState, config: SandboxConfig, sid: str) -> Non
         if config.callback_jitter_ms:
             # Each callback on its own random delay: they may overtake one another, as Twilio's may.
             delay = random.uniform(0, config.callback_jitter_ms / 1000)
-            state.spawn(_status_callback(config, message, message.status_callback, delay))
+            state.spawn(_status_callback(state, config, message, message.status_callback, delay))
         else:
-            await _status_callback(config, message, message.status_callback)
+            await _status_callback(state, config, message, message.status_callback)
 
 
 async def _fetch_media(media: tuple[Media, ...]) -> tuple[tuple[Media, ...], tuple[int, str] | None]:
@@ -119,9 +120,12 @@ async def _fetch_media(media: tuple[Media, ...]) -> tuple[tuple[Media, ...], tup
     return tuple(fetched), None
 
 
-async def _status_callback(config: SandboxConfig, message: Message, url: str, delay: float = 0.0) -> None:
-    """One signed callback; our app being down or slow must not break the sandbox."""
+async def _status_callback(
+    state: SandboxState, config: SandboxConfig, message: Message, url: str, delay: float = 0.0
+) -> None:
+    """One signed callback, timed into the callback log; our app being down or slow must not break the sandbox."""
     await asyncio.sleep(delay)
+    start = time.perf_counter()
     try:
         response = await post_signed(
             config,
@@ -131,7 +135,9 @@ async def _status_callback(config: SandboxConfig, message: Message, url: str, de
             CALLBACK_TIMEOUT,
         )
     except httpx.HTTPError as exc:
+        state.record_callback(message.sid, message.status, 0, time.perf_counter() - start)
         log.warning("status callback %s for %s failed: %r", message.status, message.sid, exc)
         return
+    state.record_callback(message.sid, message.status, response.status_code, time.perf_counter() - start)
     if response.status_code >= 400:
         log.warning("status callback %s for %s answered %s", message.status, message.sid, response.status_code)

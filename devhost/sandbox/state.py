@@ -70,6 +70,17 @@ class ApiCall:
 
 
 @dataclass(frozen=True)
+class Callback:
+    """A status callback the sandbox made: how our app answered and how long it took (0 status: no answer)."""
+
+    sid: str
+    status: str
+    answered: int
+    seconds: float
+    at: str
+
+
+@dataclass(frozen=True)
 class DateFilter:
     """Twilio's DateSent, DateSent> and DateSent< (inclusive), each a day or a whole-second instant."""
 
@@ -102,6 +113,7 @@ class SandboxState:
     _seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _messages: dict[str, Message] = field(default_factory=dict)
     _calls: list[ApiCall] = field(default_factory=list)
+    _callbacks: list[Callback] = field(default_factory=list)
     _opted_out: set[str] = field(default_factory=set)
     _partner: dict[str, str] = field(default_factory=dict)
     _phones: dict[str, None] = field(default_factory=dict)
@@ -205,6 +217,15 @@ class SandboxState:
     def clear_calls(self) -> None:
         with self._lock:
             self._calls.clear()
+            self._callbacks.clear()
+
+    def record_callback(self, sid: str, status: str, answered: int, seconds: float) -> None:
+        with self._lock:
+            self._callbacks.append(Callback(sid, status, answered, seconds, utcnow().isoformat()))
+
+    def callbacks(self) -> list[Callback]:
+        with self._lock:
+            return list(self._callbacks)
 
     # --- injected faults ------------------------------------------------------------------------------------------
 
