@@ -113,6 +113,10 @@ def test_status_callbacks_arrive_signed_one_per_change(sandbox: Sandbox) -> None
     }  # fmt: skip
     fetched = failing.fetch()
     assert (fetched.status, fetched.error_code) == ("failed", 30003)
+    # The callback log says what was called back and how our side answered, for the benchmark's p99.
+    logged = httpx.get(f"{sandbox.base}/sandbox/callbacks", timeout=5).json()
+    assert sorted(c["status"] for c in logged if c["sid"] == ok.sid) == ["delivered", "sent"]
+    assert all(c["answered"] == 200 and 0 < c["seconds"] < 5 for c in logged)
 
 
 def test_messaging_service_picks_a_sticky_pool_number(sandbox: Sandbox) -> None:
