@@ -15,6 +15,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from bench.batch import run_batch
 from bench.cluster import run_cluster
 from bench.coldstart import run_coldstart
 from bench.fanout import run_fanout
@@ -36,9 +37,10 @@ QUICK = {
     "cluster_messages": 400,
     "cluster_desks": 200,
     "tables_messages": 20,
+    "batch_reminders": 200,
 }
 STARTERS: dict[str, Callable[[Path, Path, Path, str], Broker]] = {"amqtt": start_amqtt, "mosquitto": start_mosquitto}
-SCENARIOS = ("latency", "throughput", "fanout", "profile", "cold", "cluster", "tables")
+SCENARIOS = ("latency", "throughput", "fanout", "profile", "cold", "cluster", "tables", "batch")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -64,6 +66,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--cluster-rate", type=float, default=200.0, help="scenario 6 latency messages per second")
     p.add_argument("--cluster-desks", type=int, default=500, help="scenario 6 WebSocket desks for memory")
     p.add_argument("--tables-messages", type=int, default=100, help="scenario 7 sends, replies and callbacks")
+    p.add_argument("--batch-reminders", type=int, default=1000, help="scenario 8 rows in the morning's import")
+    p.add_argument("--batch-rate", type=float, default=50.0, help="scenario 8 SEND_RATE_PER_SECOND")
     p.add_argument("--output", type=Path, default=REPO / "BENCHMARKS.md")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs) for inspection")
     args = p.parse_args(argv)
@@ -120,6 +124,8 @@ def execute(run: Run, args: argparse.Namespace, workdir: Path, brokers: list[str
                 step(run, "cold start", _cold, run, args, workdir, broker)
             if kind == "mosquitto" and "tables" in scenarios:
                 step(run, "table storage", _tables, run, args, workdir, broker)
+            if kind == "mosquitto" and "batch" in scenarios:
+                step(run, "reminder batch", _batch, run, args, workdir, broker)
         finally:
             broker.stop()
     if "cluster" in scenarios:
@@ -213,6 +219,15 @@ def _tables(run: Run, args: argparse.Namespace, workdir: Path, broker: Broker) -
     run.tables = run_tables(workdir, broker, messages=args.tables_messages)
     if run.tables.routed_arrival and run.tables.routed_arrival.lost:
         run.errors.append(f"table storage: {run.tables.routed_arrival.lost} routed replies never reached the desk")
+
+
+def _batch(run: Run, args: argparse.Namespace, workdir: Path, broker: Broker) -> None:
+    run.batch = run_batch(workdir, broker, reminders=args.batch_reminders, rate=args.batch_rate)
+    if run.batch.wrong_states or run.batch.texts_sent != run.batch.reminders:
+        run.errors.append(
+            f"reminder batch: {run.batch.wrong_states} wrong states, {run.batch.texts_sent} texts for "
+            f"{run.batch.reminders} reminders"
+        )
 
 
 def _cold(run: Run, args: argparse.Namespace, workdir: Path, broker: Broker) -> None:
