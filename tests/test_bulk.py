@@ -272,6 +272,12 @@ def test_refusals_change_nothing(host: DevhostProcess) -> None:
         assert (r.status_code, r.headers.get("allow")) == (405, allow), path
     r = call(host, maria, "GET", "reminders/export", params={"date": "tomorrow"})
     assert (r.status_code, r.json()["error"]["code"]) == (400, "invalid_date")
+    r = call(host, maria, "POST", "reminders/remind-again", json={"date": day})
+    assert (r.status_code, r.json()) == (202, {"batch": None, "count": 0})
+    r = call(host, maria, "POST", "reminders/remind-again", json={"date": day, "template": "Hi {who}"})
+    assert (r.status_code, r.json()["error"]["code"]) == (400, "invalid_template")
+    r = call(host, maria, "POST", "reminders/remind-again", json={"date": "24/11/2026"})
+    assert (r.status_code, r.json()["error"]["code"]) == (400, "invalid_date")
     r = call(host, maria, "GET", "reminders/batches/B000")
     assert (r.status_code, r.json()["error"]["code"]) == (404, "batch_not_found")
     assert twilio_sends(sandbox) == before
