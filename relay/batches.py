@@ -1,13 +1,17 @@
 """A batch: the reminders of one imported list (or one "Remind again"), and how far their sending has got.
 
 Progress is counted from the batch's scheduled items themselves, never kept as a counter, so it is right however
-many instances send and whatever crashed; each change is told live to the desk as a `batch` event.
+many instances send and whatever crashed. It is told live to the desk as a `batch` event at most once a second
+per batch while the timer sends (a read of the whole batch per send would slow a fast pace), and once more when
+the timer's run ends, so the last word is always the batch as it is.
 """
 
 from __future__ import annotations
 
 import re
 import secrets
+import threading
+import time
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +24,7 @@ from relay.store.scheduled import Scheduled
 KIND = "batch"
 _ID = re.compile(r"^B[0-9a-f]{24}$")
 FAILED = frozenset({"failed", "opted_out"})
+TELL_EVERY_SECONDS = 1.0
 
 
 def new_id() -> str:
@@ -30,6 +35,9 @@ class Batches:
     def __init__(self, store: Store, notices: Notices) -> None:
         self._store = store
         self._notices = notices
+        self._lock = threading.Lock()
+        self._told: dict[str, float] = {}  # batch -> when this process last told it (monotonic)
+        self._due: dict[str, str] = {}  # batch -> its desk: changed since it was last told
 
     def progress(self, desk: str, batch: str) -> dict[str, Any]:
         items = self._store.scheduled.of_batch(batch) if _ID.match(batch) else []
@@ -37,12 +45,33 @@ class Batches:
             raise NotFound("No such batch at this desk.", code="batch_not_found")
         return _progress(batch, items)
 
-    def tell(self, desk: str, batch: str, change: str, at: datetime) -> None:
-        """`change` names what moved (an item and its new state), so a repeat is told once."""
+    def tell(self, desk: str, batch: str, at: datetime) -> None:
+        """Now; the same progress is told once (its counts name the change)."""
+        with self._lock:
+            self._told[batch] = time.monotonic()
+            self._due.pop(batch, None)
         items = self._store.scheduled.of_batch(batch)
         if items:
-            payload = {**_progress(batch, items), "at": iso(at)}
-            self._notices.tell(f"batch:{batch}", change, [desk], KIND, payload, at)
+            progress = _progress(batch, items)
+            change = "-".join(str(progress[k]) for k in ("total", "scheduled", "sent", "failed", "cancelled"))
+            self._notices.tell(f"batch:{batch}", change, [desk], KIND, {**progress, "at": iso(at)}, at)
+
+    def changed(self, desk: str, batch: str, at: datetime) -> None:
+        """An item of the batch moved: told now unless it was told within the last second (then by `flush`)."""
+        with self._lock:
+            recent = time.monotonic() - self._told.get(batch, float("-inf")) < TELL_EVERY_SECONDS
+            if recent:
+                self._due[batch] = desk
+        if not recent:
+            self.tell(desk, batch, at)
+
+    def flush(self, at: datetime) -> None:
+        """What changed since it was last told, told now: the end of a timer run, the batch as it is."""
+        with self._lock:
+            due, self._due = self._due, {}
+            self._told = {b: t for b, t in self._told.items() if time.monotonic() - t < 60}
+        for batch, desk in due.items():
+            self.tell(desk, batch, at)
 
 
 def owner(item: Scheduled) -> str:

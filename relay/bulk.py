@@ -20,6 +20,7 @@ from relay.batches import Batches, new_id
 from relay.clock import Clock, iso
 from relay.contacts import Contacts, clean_contact_name, clean_note
 from relay.csvfiles import read_table
+from relay.desks import Desk
 from relay.directory import DeskDirectory
 from relay.errors import BadRequest, RelayError
 from relay.outbound import Outbound, SendRequest
@@ -181,7 +182,7 @@ class Bulk:
         if batch is not None:
             self._contacts.add_missing(staff, names)
             if counts["scheduled"]:
-                self._batches.tell(desk, batch, "created", now)
+                self._batches.tell(desk, batch, now)
         return {"dryRun": dry_run, "batch": batch if counts["scheduled"] else None, **counts, "rows": rows}
 
     def remind_again(self, desk: str, staff: Staff, body: Mapping[str, Any], base_url: str = "") -> dict[str, Any]:
@@ -207,7 +208,7 @@ class Bulk:
             if self._store.scheduled.add(item) is not None:
                 sent += 1
         if sent:
-            self._batches.tell(desk, batch, "created", now)
+            self._batches.tell(desk, batch, now)
         return {"batch": batch if sent else None, "count": sent}
 
     # -- rows
@@ -226,7 +227,7 @@ class Bulk:
         except RelayError as exc:
             code = "missing_field" if exc.code == "invalid_date" else exc.code
             raise RowError(code, exc.message) from None
-        row_desk = self._desk(cells.get("desk") or desk)
+        row_desk = self._desk(cells.get("desk") or desk, desk)
         appointment = local_moment(day, at, self._tz)
         values = {
             "name": name,
@@ -254,12 +255,15 @@ class Bulk:
             text,
         )
 
-    def _desk(self, raw: str) -> Any:
+    def _desk(self, raw: str, own: str) -> Desk:
         wanted = raw.strip().casefold()
-        for d in self._directory.live():
-            if wanted in (d.id.casefold(), d.name.casefold()):
-                return d
-        raise RowError("unknown_desk", f"There is no desk '{raw.strip()}'.")
+        found = next((d for d in self._directory.live() if wanted in (d.id.casefold(), d.name.casefold())), None)
+        if found is None:
+            raise RowError("unknown_desk", f"There is no desk '{raw.strip()}'.")
+        if found.id != own and self._settings.relay_auth == "appservice":
+            # Roles are checked per desk when a session opens; a row must not send from a desk the person has none for.
+            raise RowError("unknown_desk", f"Sign in at {found.name} to schedule its reminders.")
+        return found
 
     def _schedule(self, desk: str, planned: Planned, staff: Staff, batch: str, base_url: str, now: datetime) -> bool:
         """The reminder first, then its item: the item's conditional insert decides; a reminder left without

@@ -180,7 +180,13 @@ class Scheduler:
             self._run_lock.release()
 
     def run(self) -> int:
-        """Send what is due now; returns how many went out."""
+        """Send what is due now; returns how many went out. Batches that moved are told as they are at the end."""
+        try:
+            return self._send_due()
+        finally:
+            self._batches.flush(self._clock.now())
+
+    def _send_due(self) -> int:
         now = self._clock.now()
         if self.quiet.inside(now):
             return 0  # due ones wait for the end of quiet hours
@@ -305,7 +311,7 @@ class Scheduler:
         )
         batch = item.data.get("batch")
         if batch:
-            self._batches.tell(owner(item), str(batch), f"{item.id}-{item.state}-{item.version}", now)
+            self._batches.changed(owner(item), str(batch), now)
 
     def to_json(self, item: Scheduled) -> dict[str, Any]:
         d = item.data

@@ -8,7 +8,9 @@ import csv
 import io
 import itertools
 import secrets
+import threading
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -20,6 +22,7 @@ import pytest
 from relay.bulk import ImportForm
 from relay.runtime import Runtime
 from relay.store.sqlite import SqliteStore
+from relay.store.tables import TableStore
 from relay.templates import day_text
 from tests.support.broker import BrokerProcess
 from tests.support.devhost import DevhostProcess
@@ -269,6 +272,12 @@ def test_refusals_change_nothing(host: DevhostProcess) -> None:
         assert (r.status_code, r.headers.get("allow")) == (405, allow), path
     r = call(host, maria, "GET", "reminders/export", params={"date": "tomorrow"})
     assert (r.status_code, r.json()["error"]["code"]) == (400, "invalid_date")
+    r = call(host, maria, "POST", "reminders/remind-again", json={"date": day})
+    assert (r.status_code, r.json()) == (202, {"batch": None, "count": 0})
+    r = call(host, maria, "POST", "reminders/remind-again", json={"date": day, "template": "Hi {who}"})
+    assert (r.status_code, r.json()["error"]["code"]) == (400, "invalid_template")
+    r = call(host, maria, "POST", "reminders/remind-again", json={"date": "24/11/2026"})
+    assert (r.status_code, r.json()["error"]["code"]) == (400, "invalid_date")
     r = call(host, maria, "GET", "reminders/batches/B000")
     assert (r.status_code, r.json()["error"]["code"]) == (404, "batch_not_found")
     assert twilio_sends(sandbox) == before
@@ -356,3 +365,77 @@ def test_a_30_row_batch_at_3_a_second_takes_10_s_and_never_bursts(paced: Runtime
     while len(received(sandbox_url, quiet)) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert received(sandbox_url, quiet) == ["Hi P0, 09:00", "P0, 09:00?"]
+
+
+@pytest.fixture
+def instance(
+    request: pytest.FixtureRequest, broker: BrokerProcess, signing_key: str, sandbox_url: str, tmp_path: Path
+) -> Iterator[Runtime]:
+    """An in-process instance on either backend, fast, with a per-minute limit of 5 and a daily cap of 15."""
+    backend: Any = request.param
+    if backend == "sqlite":
+        store: Any = SqliteStore(str(tmp_path / "relay.db"))
+    else:
+        conn: str = request.getfixturevalue("azurite")
+        store = TableStore(conn, table_prefix=f"t{uuid.uuid4().hex[:16]}")
+    env = {**FAST, "SEND_LIMIT_PER_MINUTE": "5", "SEND_LIMIT_PER_DAY": "15"}
+    rt = make_runtime(store, broker.mqtt_port, signing_key, sandbox_url, **env)
+    yield rt
+    rt.close()
+
+
+@pytest.mark.parametrize("instance", ["sqlite", "tables"], indirect=True)
+def test_two_imports_at_once_schedule_each_appointment_once_and_the_daily_cap_holds(instance: Runtime) -> None:
+    rt = instance
+    grant = desk(rt)
+    day = rt.clock.now().date() + timedelta(days=2)
+    phones = numbers(20)
+    lines = ["phone,name,date,time", *(f"{p},P{i},{day},{10 + i // 60:02d}:{i % 60:02d}" for i, p in enumerate(phones))]
+    form = ImportForm("\r\n".join(lines).encode(), "Hi {name}", None, "2", "00:00")
+    answers: list[dict[str, Any]] = []
+    barrier = threading.Barrier(2, timeout=10)
+
+    def tab() -> None:
+        barrier.wait()
+        answers.append(rt.bulk.import_csv(grant.web_app_id, grant.staff, form, dry_run=False))
+
+    threads = [threading.Thread(target=tab) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(a["scheduled"] + a["existing"] for a in answers) == [20, 20]
+    assert sum(a["scheduled"] for a in answers) == 20  # each appointment once, whichever import won its row
+    assert rt.board.day(grant.web_app_id, day.isoformat())["counts"]["scheduled"] == 20
+    again = rt.bulk.import_csv(grant.web_app_id, grant.staff, form, dry_run=True)
+    assert (again["valid"], again["existing"]) == (0, 20)
+
+    # A batch is held by the daily cap (15), not by the per-minute limit (5); the rest waits for tomorrow.
+    assert rt.scheduler.run() == 15
+    board = rt.board.day(grant.web_app_id, day.isoformat())
+    assert (board["counts"]["sent"], board["counts"]["scheduled"]) == (15, 5)
+    progress = [rt.batches.progress(grant.web_app_id, a["batch"]) for a in answers if a["batch"]]
+    assert sum(p["sent"] for p in progress) == 15 and sum(p["scheduled"] for p in progress) == 5
+
+
+def test_a_send_time_in_quiet_hours_goes_when_they_end(
+    broker: BrokerProcess, signing_key: str, sandbox_url: str, tmp_path: Path
+) -> None:
+    now = datetime.now(UTC)
+    start, end = now - timedelta(hours=1), now + timedelta(hours=1)
+    quiet = f"{start:%H:%M}-{end:%H:%M}"
+    store = SqliteStore(str(tmp_path / "quiet.db"))
+    rt = make_runtime(store, broker.mqtt_port, signing_key, sandbox_url, **FAST, QUIET_HOURS=quiet)
+    try:
+        grant = desk(rt)
+        day = (now + timedelta(days=3)).date()
+        csv_text = f"phone,name,date,time\r\n{numbers(1)[0]},Ana,{day},12:00\r\n".encode()
+        past = ImportForm(csv_text, "Hi {name}", None, "3", "00:00")  # already past: the next allowed moment
+        [row] = rt.bulk.import_csv(grant.web_app_id, grant.staff, past, dry_run=True)["rows"]
+        assert datetime.fromisoformat(row["sendAt"]) == end.replace(second=0, microsecond=0)
+        ahead = ImportForm(csv_text, "Hi {name}", None, "1", "00:00")
+        [row] = rt.bulk.import_csv(grant.web_app_id, grant.staff, ahead, dry_run=True)["rows"]
+        expected = datetime.combine(day - timedelta(days=1), datetime.min.time(), UTC)
+        assert datetime.fromisoformat(row["sendAt"]) == rt.scheduler.quiet.next_allowed(expected)
+    finally:
+        rt.close()

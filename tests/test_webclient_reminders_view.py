@@ -113,3 +113,19 @@ def test_upload_preview_schedule_and_the_board(maria: Desk, devhost: DevhostProc
     expect(page.locator("#compose-text")).to_have_value(
         "Hi Ben Okafor, see you on {date} at {time} at Reception. Reply C to confirm."
     )
+
+
+def test_a_saved_text_in_the_new_message_dialog(maria: Desk) -> None:
+    page = maria.page
+    page.click("#new-message-btn")
+    expect(page.locator("#new-dialog")).to_be_visible()
+    page.fill("#new-name", "Carla Díaz")
+    page.fill("#new-date", "2026-11-24")
+    page.fill("#new-time", "15:30")
+    page.get_by_label("Insert a saved text").select_option(label="Tomorrow")
+    expect(page.locator("#new-text")).to_have_value(
+        "Hi Carla Díaz, see you on Tue 24 Nov at 15:30 at Reception. Reply C to confirm."
+    )
+    expect(page.locator("#new-counter")).to_contain_text("SMS")
+    page.keyboard.press("Escape")
+    expect(page.locator("#new-dialog")).to_be_hidden()
