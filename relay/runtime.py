@@ -31,6 +31,7 @@ from relay.rabbitmq import Management, RabbitAccess
 from relay.reminders import HANDLER, Reminders
 from relay.routing import Router
 from relay.scheduler import Scheduler
+from relay.search import Search
 from relay.sessions import Sessions
 from relay.settings import Settings
 from relay.store import Store, open_store
@@ -57,6 +58,7 @@ class Runtime:
     delivery: Delivery
     outbound: Outbound
     conversations: Conversations
+    search: Search
     topics: Topics
     access: BrokerAccess
     poller: Poller
@@ -122,6 +124,7 @@ def build(settings: Settings, clock: Clock | None = None, store: Store | None = 
     inbound = Inbound(store, router, outbox, validator, clock, ttl, keywords, reminders, answers)
     outbound = Outbound(settings, store, gateway, outbox, clock, ownership, reminders)
     scheduler = Scheduler(settings, store, outbound, gateway, reminders, directory, notices, clock)
+    conversations = Conversations(settings, store, outbox, gateway, clock, ownership, directory, reminders, contacts)
     runtime = Runtime(
         settings=settings,
         clock=clock,
@@ -135,7 +138,8 @@ def build(settings: Settings, clock: Clock | None = None, store: Store | None = 
         inbound=inbound,
         delivery=Delivery(store, outbox, validator, clock, reminders),
         outbound=outbound,
-        conversations=Conversations(settings, store, outbox, gateway, clock, ownership, directory, reminders, contacts),
+        conversations=conversations,
+        search=Search(settings, store, conversations, ownership, directory),
         topics=topics,
         poller=Poller(settings, store, inbound, gateway, clock),
         access=access,

@@ -1,4 +1,4 @@
-"""The desk's conversation endpoints: list, history, unrouted, claim, transfer, read marks, catch-up feed."""
+"""The desk's conversation endpoints: list and search, history, unrouted, claim, transfer, read marks, catch-up feed."""
 
 from __future__ import annotations
 
@@ -19,6 +19,9 @@ def _desk(req: func.HttpRequest) -> tuple[Runtime, str]:
 @adapter
 def list_conversations(req: func.HttpRequest) -> func.HttpResponse:
     rt, desk = _desk(req)
+    query = req.params.get("q", "")
+    if query.strip():  # a search: ranked, each with what matched
+        return json_response({"conversations": rt.search.conversations(desk, query)})
     return json_response({"conversations": rt.conversations.of_desk(desk)})
 
 

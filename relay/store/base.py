@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from relay.store.owners import OwnerStore
     from relay.store.reminders import ReminderStore
     from relay.store.scheduled import ScheduledStore
+    from relay.store.search import SearchStore
     from relay.store.staff import SessionStore
 
 
@@ -95,6 +96,7 @@ class Store(Protocol):
     reminders: ReminderStore
     contacts: ContactStore
     scheduled: ScheduledStore
+    search: SearchStore
 
     def save_message(self, message: MessageRecord, event: Event) -> Event | None:
         """Insert once per MessageSid (conditionally, never check-then-insert), with its pending event.
