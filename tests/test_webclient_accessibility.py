@@ -4,19 +4,18 @@ operator page and the sandbox's phone simulator; and on a 375 px phone the heade
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.support.devhost import DevhostProcess
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
-from playwright.sync_api import Browser, Page, expect  # noqa: E402
+from playwright.sync_api import Browser, expect  # noqa: E402
 
+from tests.support.accessibility import assert_accessible  # noqa: E402
 from tests.support.webclient import NARROW, VIEWPORT, Desk, patient_replies, signed_in  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
@@ -24,47 +23,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 expect.set_options(timeout=10_000)
 
 REPO = Path(__file__).resolve().parents[1]
-AXE = REPO / "node_modules" / "axe-core" / "axe.min.js"
 REMINDERS_VIEW = REPO / "webclient" / "reminders.js"
 PATIENT = "+14155550101"
-BLOCKING = ("serious", "critical")
-
-
-@pytest.fixture(scope="module")
-def axe_source() -> str:
-    if not AXE.exists():
-        pytest.fail(f"{AXE} is missing: run `make setup` (axe-core is pinned in package.json)")
-    return AXE.read_text()
-
-
-def axe_findings(page: Page, axe_source: str) -> list[dict[str, Any]]:
-    """axe's serious and critical violations on what the page shows now. The script goes in through the
-    DevTools protocol, like any Playwright evaluation, so the page keeps its own CSP (no inline script allowed)."""
-    if not page.evaluate("() => typeof window.axe === 'object'"):
-        page.evaluate(axe_source)
-    results: dict[str, Any] = page.evaluate(
-        "() => axe.run(document, {resultTypes: ['violations'], runOnly: {type: 'tag', values: "
-        "['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa', 'best-practice']}})"
-    )
-    return [v for v in results["violations"] if v["impact"] in BLOCKING]
-
-
-def readable(findings: list[dict[str, Any]]) -> str:
-    lines = []
-    for v in findings:
-        lines.append(f"[{v['impact']}] {v['id']}: {v['help']} ({v['helpUrl']})")
-        for node in v["nodes"][:5]:
-            lines.append(f"    at {' '.join(json.dumps(t) for t in node['target'])}")
-            lines.append(f"       {node['failureSummary'].replace(chr(10), chr(10) + '       ')}")
-    return "\n".join(lines)
-
-
-def assert_accessible(page: Page, axe_source: str, screen: str) -> None:
-    """No serious or critical axe finding, and exactly one main landmark and one h1 (axe rates those moderate)."""
-    findings = axe_findings(page, axe_source)
-    assert not findings, f"axe on {screen}: {len(findings)} serious or critical violation(s)\n{readable(findings)}"
-    expect(page.get_by_role("main"), f"one main landmark on {screen}").to_have_count(1)
-    expect(page.get_by_role("heading", level=1), f"one h1 on {screen}").to_have_count(1)
 
 
 @pytest.fixture(scope="module")
@@ -73,24 +33,22 @@ def maria(browser: Browser, devhost: DevhostProcess) -> Iterator[Desk]:
         yield desk
 
 
-def test_sign_in_has_no_serious_violations(browser: Browser, devhost: DevhostProcess, axe_source: str) -> None:
+def test_sign_in_has_no_serious_violations(browser: Browser, devhost: DevhostProcess) -> None:
     context = browser.new_context(viewport=VIEWPORT, locale="en-US")
     try:
         page = context.new_page()
         page.goto(f"{devhost.base_url}/")
         expect(page.get_by_label("Access code")).to_be_visible()
-        assert_accessible(page, axe_source, "sign-in")
+        assert_accessible(page, "sign-in")
     finally:
         context.close()
 
 
-def test_inbox_conversation_and_new_message_have_no_serious_violations(
-    maria: Desk, devhost: DevhostProcess, axe_source: str
-) -> None:
+def test_inbox_conversation_and_new_message_have_no_serious_violations(maria: Desk, devhost: DevhostProcess) -> None:
     page = maria.page
     patient_replies(devhost, "+14155550109", "Hi, is anyone there?")  # an unrouted row too
     expect(maria.unrouted("+14155550109")).to_be_visible()
-    assert_accessible(page, axe_source, "the inbox")
+    assert_accessible(page, "the inbox")
 
     maria.send_new("(415) 555-0101", PATIENT, "Your appointment is on Friday at 10:00.")
     patient_replies(devhost, PATIENT, "#R Thanks, see you then")
@@ -98,43 +56,41 @@ def test_inbox_conversation_and_new_message_have_no_serious_violations(
     # The thread stays a list to assistive technology, and new messages are announced.
     expect(page.get_by_role("list", name=re.compile("Messages"))).to_be_visible()
     expect(page.locator("#message-list li")).not_to_have_count(0)
-    assert_accessible(page, axe_source, "a conversation")
+    assert_accessible(page, "a conversation")
 
     page.click("#new-message-btn")
     expect(page.locator("#new-dialog")).to_be_visible()
-    assert_accessible(page, axe_source, "the New message dialog")
+    assert_accessible(page, "the New message dialog")
     page.click("#new-cancel")
     expect(page.locator("#new-dialog")).to_be_hidden()
 
 
-def test_reminders_view_has_no_serious_violations(maria: Desk, axe_source: str) -> None:
+def test_reminders_view_has_no_serious_violations(maria: Desk) -> None:
     """Hook for the reminders view (issue 12): it runs once webclient/reminders.js exists and the view opens
     from a control named "Reminders"."""
     if not REMINDERS_VIEW.exists():
         pytest.skip("no Reminders view in webclient/ yet (webclient/reminders.js): add it to the axe checks here")
     page = maria.page
     page.locator("button, a, [role=tab]").filter(has_text=re.compile("^Reminders")).first.click()
-    assert_accessible(page, axe_source, "the reminders view")
+    assert_accessible(page, "the reminders view")
 
 
-def test_operator_page_has_no_serious_violations(browser: Browser, devhost: DevhostProcess, axe_source: str) -> None:
+def test_operator_page_has_no_serious_violations(browser: Browser, devhost: DevhostProcess) -> None:
     context = browser.new_context(viewport=VIEWPORT, locale="en-US")
     try:
         page = context.new_page()
         page.goto(f"{devhost.base_url}/admin.html")
         expect(page.get_by_label("Operator code")).to_be_visible()
-        assert_accessible(page, axe_source, "the operator sign-in")
+        assert_accessible(page, "the operator sign-in")
         page.get_by_label("Operator code").fill(devhost.admin_code)
         page.keyboard.press("Enter")
         expect(page.locator("#admin")).to_be_visible()
-        assert_accessible(page, axe_source, "the operator page")
+        assert_accessible(page, "the operator page")
     finally:
         context.close()
 
 
-def test_phone_simulator_has_no_serious_violations(
-    browser: Browser, devhost: DevhostProcess, axe_source: str, maria: Desk
-) -> None:
+def test_phone_simulator_has_no_serious_violations(browser: Browser, devhost: DevhostProcess, maria: Desk) -> None:
     context = browser.new_context(viewport=NARROW, locale="en-US")
     try:
         patient_replies(devhost, PATIENT, "#R Running ten minutes late")  # a sent bubble and its timestamp
@@ -144,7 +100,7 @@ def test_phone_simulator_has_no_serious_violations(
         page.press("#number", "Enter")
         expect(page.locator("#thread .bubble").first).to_be_visible()
         expect(page.locator("#thread .meta").first).to_be_visible()
-        assert_accessible(page, axe_source, "the phone simulator")
+        assert_accessible(page, "the phone simulator")
     finally:
         context.close()
 

@@ -22,6 +22,7 @@ import json
 import re
 import unicodedata
 from collections.abc import Collection
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -37,6 +38,7 @@ MAX_WORDS = 8  # of a query; the rest are ignored
 MAX_WORD = 40  # characters of a word kept in the Table index (RowKeys stay short); longer words are cut
 INDEXED = 99  # distinct words of one message in the Table index: a batch holds 100 operations
 SCAN_LIMIT = 5000  # Table rows read per word and desk partition, newest first
+BODY_READERS = 8  # point reads of the hits' bodies at once
 TABLE = "searchwords"
 _SEP = "!"  # sorts below every character enc() produces, so a word's rows end before any longer word's
 _WORD = re.compile(r"\w+")
@@ -131,18 +133,20 @@ class TableSearch:
         self._db = db
 
     def index(self, message: MessageRecord) -> None:
-        """Idempotent (upserts), so a retried save reruns it; lines in the thread are not searched."""
-        if message.direction == "event":
-            return
-        pk, key = enc(message.web_app_id), _history_key(message)
-        fields = {"sid": message.sid, "phone": message.phone, "created_at": stamp(message.created_at)}
-        ops: list[tuple[str, dict[str, Any]]] = [
-            ("upsert", {"PartitionKey": pk, "RowKey": _row_key(w, key), **fields})
-            for w in words(message.body)[:INDEXED]
-        ]
+        """Idempotent (upserts), so a retried save reruns it."""
+        ops: list[tuple[str, dict[str, Any]]] = [("upsert", row) for row in self.rows(message)]
         if ops:
             with guard("index message words"):
                 self._db.table(TABLE).submit_transaction(ops)
+
+    @staticmethod
+    def rows(message: MessageRecord) -> list[dict[str, Any]]:
+        """The index rows of one message, all in its desk's partition; none for a line in the thread."""
+        if message.direction == "event":
+            return []
+        pk, key = enc(message.web_app_id), _history_key(message)
+        fields = {"sid": message.sid, "phone": message.phone, "created_at": stamp(message.created_at)}
+        return [{"PartitionKey": pk, "RowKey": _row_key(w, key), **fields} for w in words(message.body)[:INDEXED]]
 
     def forget(self, message: MessageRecord) -> None:
         """Purge's part: the rows `index` wrote; a concurrent purge may have deleted some already."""
@@ -176,15 +180,13 @@ class TableSearch:
             best.setdefault((phone, audience), sid)
             if len(best) >= limit:
                 break
-        hits = []
-        with guard("search bodies"):
-            for rank, sid in enumerate(best.values()):
-                message = self._db.get_message(sid)
-                if message is not None:
-                    hits.append(
-                        TextHit(sid, message.phone, message.web_app_id, message.body, message.created_at, float(rank))
-                    )
-        return hits
+        with guard("search bodies"), ThreadPoolExecutor(BODY_READERS) as pool:
+            messages = list(pool.map(self._db.get_message, best.values()))
+        return [
+            TextHit(m.sid, m.phone, m.web_app_id, m.body, m.created_at, float(rank))
+            for rank, m in enumerate(messages)
+            if m is not None
+        ]
 
     def _scan(self, pk: str, term: str, *, prefix: bool) -> dict[str, dict[str, Any]]:
         """A word's rows in one desk partition (every word that starts with it when `prefix`), by sid."""
