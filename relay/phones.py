@@ -66,3 +66,17 @@ def mask(value: str | None) -> str:
     if not value.startswith("+") or len(value) < 9:
         return value[:2] + "***" if value.startswith(("MG", "AC")) else "***"
     return f"{value[:5]}***{value[-4:]}"
+
+
+def as_typed(raw: str, regions: frozenset[str]) -> str | None:
+    """E.164 for a number however it is spelled (`415 555 0101`, `(415) 555-0101`, `+14155550101`): with a + as
+    it stands, without one in the first of `regions` where it is valid. None when it is no valid number."""
+    text = raw.strip()
+    for region in [None] if text.startswith("+") else sorted(regions):
+        try:
+            parsed = phonenumbers.parse(text, region)
+        except phonenumbers.NumberParseException:
+            continue
+        if phonenumbers.is_valid_number(parsed):
+            return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    return None

@@ -34,6 +34,7 @@ from relay.rabbitmq import Management, RabbitAccess
 from relay.reminders import HANDLER, Reminders
 from relay.routing import Router
 from relay.scheduler import Scheduler
+from relay.search import Search
 from relay.sessions import Sessions
 from relay.settings import Settings
 from relay.store import Store, open_store
@@ -65,6 +66,7 @@ class Runtime:
     delivery: Delivery
     outbound: Outbound
     conversations: Conversations
+    search: Search
     topics: Topics
     access: BrokerAccess
     poller: Poller
@@ -140,6 +142,9 @@ def build(settings: Settings, clock: Clock | None = None, store: Store | None = 
     scheduler = Scheduler(settings, store, outbound, gateway, reminders, directory, notices, batches, clock)
     templates = Templates(store, notices, clock)
     bulk = Bulk(settings, store, outbound, scheduler, reminders, contacts, templates, batches, directory, clock)
+    conversations = Conversations(
+        settings, store, outbox, gateway, clock, ownership, directory, reminders, contacts, notices
+    )
     runtime = Runtime(
         settings=settings,
         clock=clock,
@@ -153,9 +158,8 @@ def build(settings: Settings, clock: Clock | None = None, store: Store | None = 
         inbound=inbound,
         delivery=Delivery(store, outbox, validator, clock, reminders),
         outbound=outbound,
-        conversations=Conversations(
-            settings, store, outbox, gateway, clock, ownership, directory, reminders, contacts, notices
-        ),
+        conversations=conversations,
+        search=Search(settings, store, conversations, ownership, directory),
         topics=topics,
         poller=Poller(settings, store, inbound, gateway, clock),
         access=access,

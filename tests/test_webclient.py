@@ -811,7 +811,7 @@ def test_operator_page(browser: Browser, desk_a: Desk, devhost: Any) -> None:
         # End one browser's session: that browser goes back to the sign-in screen and stays there.
         victim = open_desk(browser, devhost, "Temp Worker")
         page.get_by_role("button", name="Refresh").click()
-        page.get_by_role("button", name="End Temp Worker's session at Reception").click()
+        page.get_by_role("button", name="End session of Temp Worker at Reception").click()
         expect(page.locator("#admin-notice")).to_have_text("Ended Temp Worker's session at Reception.")
         expect(page.locator("#session-rows")).not_to_contain_text("Temp Worker")
         expect(victim.page.locator("#signin")).to_be_visible(timeout=20_000)
@@ -825,7 +825,7 @@ def test_operator_page(browser: Browser, desk_a: Desk, devhost: Any) -> None:
         devhost.session("billing", staff="Temp Two")
         page.get_by_role("button", name="Refresh").click()
         expect(page.locator("#session-rows tr").filter(has_text="Temp Two")).to_have_count(2)
-        page.get_by_role("button", name="End all sessions of Temp Two").first.click()
+        page.get_by_role("button", name="End all sessions of this person: Temp Two").first.click()
         expect(page.locator("#admin-notice")).to_have_text("Ended 2 sessions of Temp Two.")
         expect(page.locator("#session-rows tr").filter(has_text="Temp Two")).to_have_count(0)
         expect(page.locator("#session-rows tr").filter(has_text="Maria")).not_to_have_count(0)

@@ -244,8 +244,8 @@ function renderSessions() {
       el("td", { text: when(s.expiresAt) }),
       el("td", { text: s.online ? "Yes" : "No" }),
       el("td", { class: "actions" },
-        el("button", { type: "button", class: "secondary", "data-role": "end", "aria-label": `End ${who}'s session at ${desk}`, text: "End session", onclick: () => endSession(s, who, desk) }),
-        el("button", { type: "button", class: "secondary", "data-role": "end-staff", "aria-label": `End all sessions of ${who}`, text: "End all sessions of this person", onclick: () => endStaff(s, who) }),
+        el("button", { type: "button", class: "secondary", "data-role": "end", "aria-label": `End session of ${who} at ${desk}`, text: "End session", onclick: () => endSession(s, who, desk) }),
+        el("button", { type: "button", class: "secondary", "data-role": "end-staff", "aria-label": `End all sessions of this person: ${who}`, text: "End all sessions of this person", onclick: () => endStaff(s, who) }),
       ),
     );
   });

@@ -115,7 +115,7 @@ export class ContactEditor {
     $("conv-note").hidden = !note;
     const btn = $("contact-edit-btn");
     btn.textContent = name ? "Edit name" : "Add name";
-    btn.setAttribute("aria-label", name ? `Edit name and note of ${formatPhone(phone)}` : `Add a name for ${formatPhone(phone)}`);
+    btn.setAttribute("aria-label", name ? `Edit name and note of ${formatPhone(phone)}` : `Add name for ${formatPhone(phone)}`);
     if (!this.store.contacts.has(phone)) this.book.ensure(phone);
   }
 

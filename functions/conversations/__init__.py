@@ -1,5 +1,5 @@
-"""The desk's conversation endpoints: list, history, unrouted, claim, transfer, done and reopen, internal notes,
-read marks, catch-up feed."""
+"""The desk's conversation endpoints: list and search, history, unrouted, claim, transfer, done and reopen,
+internal notes, read marks, catch-up feed."""
 
 from __future__ import annotations
 
@@ -20,6 +20,9 @@ def _desk(req: func.HttpRequest) -> tuple[Runtime, str]:
 @adapter
 def list_conversations(req: func.HttpRequest) -> func.HttpResponse:
     rt, desk = _desk(req)
+    query = req.params.get("q", "")
+    if query.strip():  # a search: ranked, each with what matched
+        return json_response({"conversations": rt.search.conversations(desk, query)})
     return json_response({"conversations": rt.conversations.of_desk(desk, req.params.get("status"))})
 
 

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from relay.store.owners import OwnerStore
     from relay.store.reminders import ReminderStore
     from relay.store.scheduled import ScheduledStore
+    from relay.store.search import SearchStore
     from relay.store.staff import SessionStore
     from relay.store.templates import TemplateStore
 
@@ -98,6 +99,7 @@ class Store(Protocol):
     contacts: ContactStore
     scheduled: ScheduledStore
     templates: TemplateStore
+    search: SearchStore
 
     def save_message(self, message: MessageRecord, event: Event) -> Event | None:
         """Insert once per MessageSid (conditionally, never check-then-insert), with its pending event.

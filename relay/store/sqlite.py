@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from relay.store import contacts, desks, owners, reminders, scheduled, staff, templates
+from relay.store import contacts, desks, owners, reminders, scheduled, search, staff, templates
 from relay.store.base import (
     UNROUTED,
     Conversation,
@@ -108,7 +108,9 @@ class SqliteStore:
         conn = self._conn()
         try:
             # executescript commits any open transaction first, so the script carries its own.
-            concepts = "".join(m.SCHEMA for m in (desks, owners, staff, reminders, contacts, scheduled, templates))
+            concepts = "".join(
+                m.SCHEMA for m in (desks, owners, staff, reminders, contacts, scheduled, templates, search)
+            )
             conn.executescript(f"BEGIN IMMEDIATE;{SCHEMA}{concepts}COMMIT;")
             _add_done_column(conn)
             reminders.upgrade(conn)
@@ -125,6 +127,7 @@ class SqliteStore:
         self.contacts: contacts.ContactStore = contacts.SqliteContacts(self)
         self.scheduled: scheduled.ScheduledStore = scheduled.SqliteScheduled(self)
         self.templates: templates.TemplateStore = templates.SqliteTemplates(self)
+        self.search: search.SearchStore = search.SqliteSearch(self)
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)

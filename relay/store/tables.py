@@ -25,7 +25,7 @@ from typing import Any
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
 
-from relay.store import contacts, desks, owners, reminders, scheduled, staff, templates
+from relay.store import contacts, desks, owners, reminders, scheduled, search, staff, templates
 from relay.store.base import (
     UNROUTED,
     Conversation,
@@ -126,6 +126,8 @@ class TableStore:
         self.contacts: contacts.ContactStore = contacts.TableContacts(self)
         self.scheduled: scheduled.ScheduledStore = scheduled.TableScheduled(self)
         self.templates: templates.TemplateStore = templates.TableTemplates(self)
+        self.words = search.TableSearch(self)  # written with each message, dropped by purge
+        self.search: search.SearchStore = self.words
 
     # -- plumbing
 
@@ -275,6 +277,7 @@ class TableStore:
         events = [self._stored_event(entity), *others]
         message = _message(entity)
         self._put_history(message)
+        self.words.index(message)
         for audience in dict.fromkeys([message.web_app_id, *(e.audience for e in others)]):
             self._bump_conversation(message, audience)
         return [self._append_event(event) for event in events]
@@ -665,6 +668,7 @@ class TableStore:
         with guard("purge"):
             for entity in self.query(MESSAGES, "created_at lt @before", cutoff):
                 message = _message(entity)
+                self.words.forget(message)
                 self.table(HISTORY).delete_entity(enc(message.phone), _history_key(message.created_at, message.sid))
                 self._delete_statuses(str(entity["PartitionKey"]))
                 self.table(MESSAGES).delete_entity(entity["PartitionKey"], entity["RowKey"])

@@ -1,0 +1,216 @@
+"""Finding messages by the words in them: SQLite's FTS5, and on Table Storage a token index per desk.
+
+Both backends see the same words: `words()` folds case and accents and splits on anything that is not a letter
+or a digit, as FTS5's unicode61 tokenizer with remove_diacritics does. Every word must match; the last one may be
+the start of a word, since people search as they type.
+
+SQLite: a contentless FTS5 table (the text stays only in `messages`) keyed by a small table of sids, whose own
+INTEGER PRIMARY KEY is the FTS rowid, so a VACUUM that renumbers `messages` cannot detach the index. Triggers on
+`messages` keep both in step on insert and purge; messages stored before this index existed are indexed when the
+store opens.
+
+Table Storage cannot search inside a string, so every message writes one row per distinct word to
+`searchwords`, partitioned by the desk it was stored for (one batch transaction per message, since a batch must
+stay in one partition); RowKey = word + "!" + the history key, so a word's rows are a RowKey range, newest first.
+A search reads, for each word and each desk partition asked for, that range, at most SCAN_LIMIT rows; then it
+intersects by sid and point-reads the bodies of what it returns. docs/scale.md gives the costs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections.abc import Collection
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from relay.store.base import MessageRecord
+from relay.store.tablekit import MAX_STAMP, STAMP_WIDTH, enc, guard, stamp
+
+if TYPE_CHECKING:
+    from relay.store.sqlite import SqliteStore
+    from relay.store.tables import TableStore
+
+MAX_WORDS = 8  # of a query; the rest are ignored
+MAX_WORD = 40  # characters of a word kept in the Table index (RowKeys stay short); longer words are cut
+INDEXED = 99  # distinct words of one message in the Table index: a batch holds 100 operations
+SCAN_LIMIT = 5000  # Table rows read per word and desk partition, newest first
+BODY_READERS = 8  # point reads of the hits' bodies at once
+TABLE = "searchwords"
+_SEP = "!"  # sorts below every character enc() produces, so a word's rows end before any longer word's
+_WORD = re.compile(r"\w+")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS message_search (rowid INTEGER PRIMARY KEY, sid TEXT NOT NULL UNIQUE);
+CREATE VIRTUAL TABLE IF NOT EXISTS message_fts USING fts5(
+    body, content='', tokenize='unicode61 remove_diacritics 2');
+CREATE TRIGGER IF NOT EXISTS message_search_add AFTER INSERT ON message_search BEGIN
+    INSERT INTO message_fts (rowid, body) SELECT new.rowid, body FROM messages WHERE sid = new.sid;
+END;
+CREATE TRIGGER IF NOT EXISTS messages_search_add AFTER INSERT ON messages WHEN new.direction != 'event' BEGIN
+    INSERT INTO message_search (sid) VALUES (new.sid);
+END;
+CREATE TRIGGER IF NOT EXISTS messages_search_drop AFTER DELETE ON messages BEGIN
+    INSERT INTO message_fts (message_fts, rowid, body)
+        SELECT 'delete', rowid, old.body FROM message_search WHERE sid = old.sid;
+    DELETE FROM message_search WHERE sid = old.sid;
+END;
+INSERT INTO message_search (sid)
+    SELECT sid FROM messages WHERE direction != 'event' AND sid NOT IN (SELECT sid FROM message_search);
+"""
+
+
+@dataclass(frozen=True)
+class TextHit:
+    """A message that has every word of the query; `rank` orders hits, lower first."""
+
+    sid: str
+    phone: str
+    web_app_id: str
+    body: str
+    created_at: datetime
+    rank: float
+
+
+class SearchStore(Protocol):
+    def find(self, query: str, audiences: Collection[str], phones: Collection[str], limit: int) -> list[TextHit]:
+        """Messages stored for one of `audiences` with one of `phones` that contain every word of `query` (the
+        last may be a word's start), best first: at most one per phone and audience, `limit` in all."""
+
+
+def fold(text: str) -> str:
+    """Lower case without accents, as the FTS5 tokenizer compares."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def words(text: str) -> list[str]:
+    """The distinct folded words of `text`, in order."""
+    return list(dict.fromkeys(_WORD.findall(fold(text))))
+
+
+class SqliteSearch:
+    def __init__(self, db: SqliteStore) -> None:
+        self._db = db
+
+    def find(self, query: str, audiences: Collection[str], phones: Collection[str], limit: int) -> list[TextHit]:
+        terms = words(query)[:MAX_WORDS]
+        if not terms or not phones or not audiences:
+            return []
+        match = " ".join(f'"{t}"' for t in terms) + "*"  # \w+ words hold no quote to escape
+        rows = self._db.read(
+            """WITH hits AS (
+                 SELECT m.sid, m.phone, m.web_app_id, m.body, m.created_at, bm25(message_fts) AS rank
+                 FROM message_fts JOIN message_search s ON s.rowid = message_fts.rowid
+                 JOIN messages m ON m.sid = s.sid
+                 WHERE message_fts MATCH ?
+                   AND m.phone IN (SELECT value FROM json_each(?))
+                   AND m.web_app_id IN (SELECT value FROM json_each(?))),
+               best AS (
+                 SELECT *, row_number() OVER (
+                   PARTITION BY phone, web_app_id ORDER BY rank, created_at DESC) AS n FROM hits)
+               SELECT * FROM best WHERE n = 1 ORDER BY rank, created_at DESC LIMIT ?""",
+            (match, json.dumps(list(phones)), json.dumps(list(audiences)), limit),
+        )
+        return [
+            TextHit(
+                r["sid"],
+                r["phone"],
+                r["web_app_id"],
+                r["body"],
+                datetime.fromtimestamp(r["created_at"], UTC),
+                float(r["rank"]),
+            )
+            for r in rows
+        ]
+
+
+class TableSearch:
+    def __init__(self, db: TableStore) -> None:
+        self._db = db
+
+    def index(self, message: MessageRecord) -> None:
+        """Idempotent (upserts), so a retried save reruns it."""
+        ops: list[tuple[str, dict[str, Any]]] = [("upsert", row) for row in self.rows(message)]
+        if ops:
+            with guard("index message words"):
+                self._db.table(TABLE).submit_transaction(ops)
+
+    @staticmethod
+    def rows(message: MessageRecord) -> list[dict[str, Any]]:
+        """The index rows of one message, all in its desk's partition; none for a line in the thread."""
+        if message.direction == "event":
+            return []
+        pk, key = enc(message.web_app_id), _history_key(message)
+        fields = {"sid": message.sid, "phone": message.phone, "created_at": stamp(message.created_at)}
+        return [{"PartitionKey": pk, "RowKey": _row_key(w, key), **fields} for w in words(message.body)[:INDEXED]]
+
+    def forget(self, message: MessageRecord) -> None:
+        """Purge's part: the rows `index` wrote; a concurrent purge may have deleted some already."""
+        if message.direction == "event":
+            return
+        pk, key = enc(message.web_app_id), _history_key(message)
+        with guard("forget message words"):
+            for w in words(message.body)[:INDEXED]:
+                self._db.table(TABLE).delete_entity(pk, _row_key(w, key))  # a missing row is no error
+
+    def find(self, query: str, audiences: Collection[str], phones: Collection[str], limit: int) -> list[TextHit]:
+        terms = words(query)[:MAX_WORDS]
+        wanted = set(phones)
+        if not terms or not wanted or not audiences:
+            return []
+        found: list[tuple[int, str, str, str]] = []  # (order, sid, phone, audience): newest first in each desk
+        with guard("search"):
+            for audience in dict.fromkeys(audiences):
+                rows: dict[str, dict[str, Any]] | None = None
+                for i, term in enumerate(terms):
+                    got = self._scan(enc(audience), term, prefix=i == len(terms) - 1)
+                    rows = got if rows is None else {sid: r for sid, r in rows.items() if sid in got}
+                    if not rows:
+                        break
+                for sid, r in (rows or {}).items():
+                    if r["phone"] in wanted:
+                        found.append((MAX_STAMP - int(r["created_at"]), sid, str(r["phone"]), audience))
+        found.sort()
+        best: dict[tuple[str, str], str] = {}
+        for _, sid, phone, audience in found:
+            best.setdefault((phone, audience), sid)
+            if len(best) >= limit:
+                break
+        with guard("search bodies"), ThreadPoolExecutor(BODY_READERS) as pool:
+            messages = list(pool.map(self._db.get_message, best.values()))
+        return [
+            TextHit(m.sid, m.phone, m.web_app_id, m.body, m.created_at, float(rank))
+            for rank, m in enumerate(messages)
+            if m is not None
+        ]
+
+    def _scan(self, pk: str, term: str, *, prefix: bool) -> dict[str, dict[str, Any]]:
+        """A word's rows in one desk partition (every word that starts with it when `prefix`), by sid."""
+        start = enc(term[:MAX_WORD])
+        low, high = (start, _next(start)) if prefix else (start + _SEP, start + chr(ord(_SEP) + 1))
+        rows = self._db.query(
+            TABLE,
+            "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high",
+            {"pk": pk, "low": low, "high": high},
+            limit=SCAN_LIMIT,
+            select=["sid", "phone", "created_at"],
+        )
+        return {str(r["sid"]): r for r in rows}
+
+
+def _history_key(message: MessageRecord) -> str:
+    """Newest first under a word; the sid makes it unique."""
+    return f"{MAX_STAMP - int(stamp(message.created_at)):0{STAMP_WIDTH}d}{enc(message.sid)}"
+
+
+def _row_key(word: str, history_key: str) -> str:
+    return f"{enc(word[:MAX_WORD])}{_SEP}{history_key}"
+
+
+def _next(key: str) -> str:
+    """The smallest string above every string that starts with `key`."""
+    return key[:-1] + chr(ord(key[-1]) + 1)
