@@ -145,3 +145,52 @@ def test_stop_shows_a_banner_and_closes_the_composer_until_start_live(maria: Des
     expect(banner).to_be_hidden()
     expect(page.locator("#compose-text")).to_be_enabled()
     maria.send_compose("Welcome back!")
+
+
+def test_a_deep_link_survives_a_reload_back_and_forward_work_and_another_desk_is_told(
+    maria: Desk, browser: Browser, devhost: DevhostProcess
+) -> None:
+    page, first, second = maria.page, "+14155550305", "+14155550306"
+    maria.send_new("(415) 555-0305", first, "First patient")
+    maria.send_new("(415) 555-0306", second, "Second patient")
+    page.goto(f"{devhost.base_url}/")  # a fresh start: the list, then two conversations opened from it
+    maria.expect_connected()
+    expect(page.locator("#pane-empty")).to_be_visible()
+    maria.open(first)
+    assert page.url.endswith(f"#/c/{first}")
+    maria.open(second)
+    assert page.url.endswith(f"#/c/{second}")
+    link = page.url
+
+    page.reload()
+    maria.expect_connected()
+    expect(page.locator("#conversation")).to_have_attribute("data-phone", second)
+    expect(maria.bubble("Second patient")).to_be_visible()
+
+    page.go_back()
+    expect(page.locator("#conversation")).to_have_attribute("data-phone", first)
+    expect(maria.bubble("First patient")).to_be_visible()
+    page.go_forward()
+    expect(page.locator("#conversation")).to_have_attribute("data-phone", second)
+    page.go_back()
+    expect(page.locator("#conversation")).to_have_attribute("data-phone", first)
+    page.go_back()  # before the first conversation: the list, nothing open
+    expect(page.locator("#conversation")).to_be_hidden()
+    expect(page.locator("#pane-empty")).to_be_visible()
+    page.go_forward()
+    expect(page.locator("#conversation")).to_have_attribute("data-phone", first)
+
+    # A colleague at the same desk opens the shared link; someone at Billing gets the list and is told why.
+    with signed_in(browser, devhost, "Ken") as ken:
+        ken.page.goto(link)
+        ken.expect_connected()
+        expect(ken.page.locator("#conversation")).to_have_attribute("data-phone", second)
+        expect(ken.bubble("Second patient")).to_be_visible()
+    with signed_in(browser, devhost, "Lee", "billing") as lee:
+        lee.page.goto(link)
+        lee.expect_connected()
+        expect(lee.page.locator("#list-notice")).to_have_text(
+            "That conversation is not on this desk (Billing). Ask the desk that has it, or switch desk."
+        )
+        expect(lee.page.locator("#conversation")).to_be_hidden()
+        assert "#/c/" not in lee.page.url

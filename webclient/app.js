@@ -8,6 +8,7 @@ import { ConversationPane } from "./conversation.js";
 import { Desks } from "./desks.js";
 import { ScheduledMessages } from "./scheduled.js";
 import { LiveEvents } from "./events.js";
+import { DeepLinks } from "./links.js";
 import { ConversationLists } from "./lists.js";
 import { updateTitle, wireNotifyButton } from "./notifications.js";
 import { $, refreshRelativeTimes } from "./render.js";
@@ -27,6 +28,8 @@ const lists = new ConversationLists({ api, store, book, onOpen: open });
 const scheduled = new ScheduledMessages({ api, store });
 const composer = new Composer({ api, store, onSent: revealSent, onScheduled: (item) => scheduled.upsert(item) });
 const pane = new ConversationPane({ api, store, lists, composer, contactEditor, scheduled });
+const links = new DeepLinks({ store, pane, lists });
+pane.onNavigate = (phone) => (phone ? links.opened(phone) : links.closed());
 const newMessage = new NewMessageForm({ api, store, book, onSent: revealSent, onOpen: open });
 const desks = new Desks({
   api,
@@ -52,9 +55,13 @@ const session = new Session({
   lists,
   events,
   desks,
-  onEnter: () => scheduled.load().catch(() => {}),
+  onEnter: () => {
+    scheduled.load().catch(() => {});
+    links.follow();
+  },
   onReset: () => {
     events.stop();
+    links.forget();
     for (const id of ["new-dialog", "transfer-dialog"]) if ($(id).open) $(id).close();
     store.clear();
     scheduled.render();
