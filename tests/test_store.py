@@ -633,3 +633,23 @@ def test_kv_many_reads_a_lists_worth_of_keys_and_skips_expired_ones(store: Store
     many = [f"+1555100{i:04d}" for i in range(30)] + [PHONE, PHONE]  # past the point reads: one partition read
     assert store.kv_many("optout", many, at(11)) == {PHONE: {"keyword": "STOP"}}
     assert store.kv_many("optout", [], at(0)) == {}
+
+
+def test_the_summary_keeps_the_display_body_and_the_picture_count(store: Store) -> None:
+    aliased = MessageRecord(
+        "SMa1", "inbound", PHONE, OUR, DESK, "#B about my bill", at(1), {"displayBody": "about my bill", "media": []}
+    )
+    save(store, aliased)
+    [conversation] = store.conversations(DESK)
+    assert (conversation.last_body, conversation.last_display, conversation.last_media) == (
+        "#B about my bill",
+        "about my bill",
+        0,
+    )
+    photo = MessageRecord(
+        "SMa2", "inbound", PHONE, OUR, UNROUTED, "", at(2), {"displayBody": "", "media": [{"url": "/m/0"}] * 2}
+    )
+    save(store, photo)
+    assert store.claim(PHONE, DESK, Event(DESK, "claimed", {"phone": PHONE}, at(3))) is not None
+    [conversation] = store.conversations(DESK)
+    assert (conversation.last_sid, conversation.last_display, conversation.last_media) == ("SMa2", "", 2)

@@ -194,3 +194,19 @@ def test_a_deep_link_survives_a_reload_back_and_forward_work_and_another_desk_is
         )
         expect(lee.page.locator("#conversation")).to_be_hidden()
         assert "#/c/" not in lee.page.url
+
+
+def test_after_a_reload_the_list_shows_a_photo_row_and_the_text_without_the_alias(
+    maria: Desk, devhost: DevhostProcess
+) -> None:
+    page, photo, aliased = maria.page, "+14155550307", "+14155550308"
+    maria.send_new("(415) 555-0307", photo, "Send us a photo of the form")
+    maria.send_new("(415) 555-0308", aliased, "Which desk do you need?")
+    patient_replies(devhost, photo, "", image=True)
+    patient_replies(devhost, aliased, "#R  about my appointment")
+    for reload in (False, True):
+        if reload:
+            page.reload()
+            maria.expect_connected()
+        expect(maria.conv(photo).locator(".conv-snippet")).to_have_text("📷 Photo")
+        expect(maria.conv(aliased).locator(".conv-snippet")).to_have_text("about my appointment")

@@ -80,6 +80,16 @@ class Conversation:
     last_at: datetime
     unread: int
     done: bool = False  # marked done by the desk; the patient's next reply reopens it
+    last_display: str | None = None  # the last body as the list shows it (no routing alias); None: stored before
+    last_media: int = 0  # how many pictures the last message carried
+
+
+def shown_in_list(message: MessageRecord) -> tuple[str, int]:
+    """What a conversation list shows of its last message: the body without the alias that routed it, and how
+    many attachments it had (an MMS with no text would otherwise be a blank row)."""
+    display = message.payload.get("displayBody")
+    media = message.payload.get("media")
+    return (display if isinstance(display, str) else message.body), (len(media) if isinstance(media, list) else 0)
 
 
 class StoreError(Exception):

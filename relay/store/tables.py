@@ -35,6 +35,7 @@ from relay.store.base import (
     MessageRecord,
     StatusRecord,
     StoreError,
+    shown_in_list,
 )
 from relay.store.tablekit import (
     IF_UNCHANGED,
@@ -294,6 +295,7 @@ class TableStore:
         pk, rk = enc(audience), enc(message.phone)
         at_stamp = stamp(message.created_at)
         inbound = message.direction == "inbound"
+        display, media = shown_in_list(message)
         table = self.table(CONVERSATIONS)
         for _ in range(RETRIES):
             current = self.entity(CONVERSATIONS, pk, rk)
@@ -309,6 +311,8 @@ class TableStore:
                 "last_at": at_stamp,
                 "unread": 1 if inbound else 0,
                 "done": False,
+                "last_display": display,
+                "last_media": media,
             }
             try:
                 if current is None:
@@ -757,6 +761,8 @@ def _conversation(r: dict[str, Any]) -> Conversation:
         from_stamp(r["last_at"]),
         int(r["unread"]),
         bool(r.get("done", False)),
+        r.get("last_display"),
+        int(r.get("last_media") or 0),
     )
 
 
