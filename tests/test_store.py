@@ -254,6 +254,17 @@ def test_an_sqlite_file_from_before_done_opens_with_every_conversation_open(tmp_
         store.close()
 
 
+def test_a_change_of_owner_reopens_it_for_the_desk_it_goes_to_only(store: Store) -> None:
+    save(store, message("SM1", at(1)))
+    save(store, message("SM2", at(2), desk=OTHER_DESK))
+    store.set_done(DESK, PHONE, True)
+    store.set_done(OTHER_DESK, PHONE, True)
+    line = MessageRecord("EV1", "event", PHONE, OUR, OTHER_DESK, "Now with B", at(3), {"Body": "Now with B"})
+    store.save_line(line, [Event(OTHER_DESK, "owner", line.payload, at(3)), Event(DESK, "owner", line.payload, at(3))])
+    assert [(c.last_sid, c.done) for c in store.conversations(DESK)] == [("EV1", True)]
+    assert [(c.last_sid, c.done) for c in store.conversations(OTHER_DESK)] == [("EV1", False)]
+
+
 def test_a_claim_into_a_done_conversation_reopens_it(store: Store) -> None:
     save(store, message("SM1", at(1)))
     store.set_done(DESK, PHONE, True)

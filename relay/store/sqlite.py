@@ -26,6 +26,7 @@ from relay.store.base import (
     MessageRecord,
     StatusRecord,
     StoreError,
+    reopens,
     shown_in_list,
 )
 
@@ -294,7 +295,7 @@ class SqliteStore:
     @staticmethod
     def _summarize(db: sqlite3.Connection, audience: str, message: MessageRecord) -> None:
         """The newer message becomes the summary; inbound adds an unread, outbound clears them, a line keeps them.
-        A reply from the patient reopens a done conversation; nothing else does."""
+        A reply from the patient, or a change of owner to this desk, reopens a done conversation (`reopens`)."""
         display, media = shown_in_list(message)
         db.execute(
             """INSERT INTO conversations (web_app_id, phone, our_side, last_sid, last_body, last_direction, last_at,
@@ -306,7 +307,7 @@ class SqliteStore:
                  last_display = excluded.last_display, last_media = excluded.last_media,
                  unread = CASE WHEN :unread IS NULL THEN conversations.unread WHEN :unread = 0 THEN 0
                           ELSE conversations.unread + 1 END,
-                 done = CASE WHEN :dir = 'inbound' THEN 0 ELSE conversations.done END
+                 done = CASE WHEN :reopen THEN 0 ELSE conversations.done END
                WHERE excluded.last_at >= conversations.last_at""",
             {
                 "desk": audience,
@@ -319,6 +320,7 @@ class SqliteStore:
                 "unread": {"inbound": 1, "outbound": 0}.get(message.direction),
                 "display": display,
                 "media": media,
+                "reopen": reopens(message, audience),
             },
         )
 

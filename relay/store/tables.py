@@ -35,6 +35,7 @@ from relay.store.base import (
     MessageRecord,
     StatusRecord,
     StoreError,
+    reopens,
     shown_in_list,
 )
 from relay.store.tablekit import (
@@ -322,7 +323,7 @@ class TableStore:
                     return
                 unread = int(current["unread"])
                 row["unread"] = unread + 1 if inbound else 0 if message.direction == "outbound" else unread
-                row["done"] = not inbound and bool(current.get("done", False))  # a patient's reply reopens it
+                row["done"] = not reopens(message, audience) and bool(current.get("done", False))
                 table.update_entity(row, mode=UpdateMode.REPLACE, etag=etag(current), match_condition=IF_UNCHANGED)
                 return
             except ResourceExistsError:
