@@ -116,6 +116,10 @@ def test_an_internal_note_is_styled_apart_live_to_a_colleague_and_never_texted(
         expect(page.locator("#compose-send")).to_have_text("Add note")
         page.get_by_role("button", name="Internal note").click()
         expect(page.locator("#compose-send")).to_have_text("Send")
+        ken.page.reload()  # from the history, as after a transfer: the same card, the same name
+        ken.expect_connected()
+        expect(ken.page.locator("#message-list li.msg.note .note-by")).to_have_text("Maria")
+        expect(ken.page.locator("#message-list li.msg.note .note-body")).to_have_text(f"Called twice, no answer {XSS}")
     assert httpx.get(f"{devhost.sandbox_url}/phones/{phone}/messages", timeout=5).json() == texts_before
 
 
