@@ -229,7 +229,6 @@ export class Store {
     if (conv.done === done) return;
     conv.done = done;
     this.onLists();
-    if (phone === this.current) this.onOwner(phone);
   }
 
   /** Zero a conversation's unread count; false if there is no such conversation. */
