@@ -334,3 +334,16 @@ def test_through_the_host_three_seconds_ahead_once_and_not_before(host: DevhostP
         assert r.json()["error"]["code"] == code, (body, r.text)
     r = api(host, maria, "PATCH", f"scheduled/{item['id']}", json={"body": "x"})
     assert (r.status_code, r.json()["error"]["code"]) == (409, "already_sent")
+
+
+def test_a_scheduled_reminder_carries_its_id_in_history_so_staff_can_set_its_state(host: DevhostProcess) -> None:
+    maria, [phone] = host.session("reception", "Maria"), numbers(1)
+    at = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
+    body = {"to": phone, "body": "Your visit is tomorrow; reply C", "sendAt": at, "confirm": True}
+    item = api(host, maria, "POST", "send_sms", json=body).json()
+    assert texts(host.sandbox_url, phone, 1) == ["Your visit is tomorrow; reply C"]
+    path = f"conversations/{phone.replace('+', '%2B')}/messages"
+    sent = [m for m in api(host, maria, "GET", path).json()["messages"] if m["direction"] == "outbound"]
+    assert [(m["reminder"], m["reminderId"]) for m in sent] == [("sent", item["id"])]  # not the message's sid
+    r = api(host, maria, "PATCH", f"reminders/{sent[0]['reminderId']}", json={"state": "confirmed", "note": "phoned"})
+    assert (r.status_code, r.json()["state"]) == (200, "confirmed"), r.text

@@ -254,6 +254,17 @@ def test_an_sqlite_file_from_before_done_opens_with_every_conversation_open(tmp_
         store.close()
 
 
+def test_a_change_of_owner_reopens_it_for_the_desk_it_goes_to_only(store: Store) -> None:
+    save(store, message("SM1", at(1)))
+    save(store, message("SM2", at(2), desk=OTHER_DESK))
+    store.set_done(DESK, PHONE, True)
+    store.set_done(OTHER_DESK, PHONE, True)
+    line = MessageRecord("EV1", "event", PHONE, OUR, OTHER_DESK, "Now with B", at(3), {"Body": "Now with B"})
+    store.save_line(line, [Event(OTHER_DESK, "owner", line.payload, at(3)), Event(DESK, "owner", line.payload, at(3))])
+    assert [(c.last_sid, c.done) for c in store.conversations(DESK)] == [("EV1", True)]
+    assert [(c.last_sid, c.done) for c in store.conversations(OTHER_DESK)] == [("EV1", False)]
+
+
 def test_a_claim_into_a_done_conversation_reopens_it(store: Store) -> None:
     save(store, message("SM1", at(1)))
     store.set_done(DESK, PHONE, True)
@@ -633,3 +644,23 @@ def test_kv_many_reads_a_lists_worth_of_keys_and_skips_expired_ones(store: Store
     many = [f"+1555100{i:04d}" for i in range(30)] + [PHONE, PHONE]  # past the point reads: one partition read
     assert store.kv_many("optout", many, at(11)) == {PHONE: {"keyword": "STOP"}}
     assert store.kv_many("optout", [], at(0)) == {}
+
+
+def test_the_summary_keeps_the_display_body_and_the_picture_count(store: Store) -> None:
+    aliased = MessageRecord(
+        "SMa1", "inbound", PHONE, OUR, DESK, "#B about my bill", at(1), {"displayBody": "about my bill", "media": []}
+    )
+    save(store, aliased)
+    [conversation] = store.conversations(DESK)
+    assert (conversation.last_body, conversation.last_display, conversation.last_media) == (
+        "#B about my bill",
+        "about my bill",
+        0,
+    )
+    photo = MessageRecord(
+        "SMa2", "inbound", PHONE, OUR, UNROUTED, "", at(2), {"displayBody": "", "media": [{"url": "/m/0"}] * 2}
+    )
+    save(store, photo)
+    assert store.claim(PHONE, DESK, Event(DESK, "claimed", {"phone": PHONE}, at(3))) is not None
+    [conversation] = store.conversations(DESK)
+    assert (conversation.last_sid, conversation.last_display, conversation.last_media) == ("SMa2", "", 2)

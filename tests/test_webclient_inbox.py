@@ -116,6 +116,10 @@ def test_an_internal_note_is_styled_apart_live_to_a_colleague_and_never_texted(
         expect(page.locator("#compose-send")).to_have_text("Add note")
         page.get_by_role("button", name="Internal note").click()
         expect(page.locator("#compose-send")).to_have_text("Send")
+        ken.page.reload()  # from the history, as after a transfer: the same card, the same name
+        ken.expect_connected()
+        expect(ken.page.locator("#message-list li.msg.note .note-by")).to_have_text("Maria")
+        expect(ken.page.locator("#message-list li.msg.note .note-body")).to_have_text(f"Called twice, no answer {XSS}")
     assert httpx.get(f"{devhost.sandbox_url}/phones/{phone}/messages", timeout=5).json() == texts_before
 
 
@@ -145,3 +149,68 @@ def test_stop_shows_a_banner_and_closes_the_composer_until_start_live(maria: Des
     expect(banner).to_be_hidden()
     expect(page.locator("#compose-text")).to_be_enabled()
     maria.send_compose("Welcome back!")
+
+
+def test_a_deep_link_survives_a_reload_back_and_forward_work_and_another_desk_is_told(
+    maria: Desk, browser: Browser, devhost: DevhostProcess
+) -> None:
+    page, first, second = maria.page, "+14155550305", "+14155550306"
+    maria.send_new("(415) 555-0305", first, "First patient")
+    maria.send_new("(415) 555-0306", second, "Second patient")
+    page.goto(f"{devhost.base_url}/")  # a fresh start: the list, then two conversations opened from it
+    maria.expect_connected()
+    expect(page.locator("#pane-empty")).to_be_visible()
+    maria.open(first)
+    assert page.url.endswith(f"#/c/{first}")
+    maria.open(second)
+    assert page.url.endswith(f"#/c/{second}")
+    link = page.url
+
+    page.reload()
+    maria.expect_connected()
+    expect(page.locator("#conversation")).to_have_attribute("data-phone", second)
+    expect(maria.bubble("Second patient")).to_be_visible()
+
+    page.go_back()
+    expect(page.locator("#conversation")).to_have_attribute("data-phone", first)
+    expect(maria.bubble("First patient")).to_be_visible()
+    page.go_forward()
+    expect(page.locator("#conversation")).to_have_attribute("data-phone", second)
+    page.go_back()
+    expect(page.locator("#conversation")).to_have_attribute("data-phone", first)
+    page.go_back()  # before the first conversation: the list, nothing open
+    expect(page.locator("#conversation")).to_be_hidden()
+    expect(page.locator("#pane-empty")).to_be_visible()
+    page.go_forward()
+    expect(page.locator("#conversation")).to_have_attribute("data-phone", first)
+
+    # A colleague at the same desk opens the shared link; someone at Billing gets the list and is told why.
+    with signed_in(browser, devhost, "Ken") as ken:
+        ken.page.goto(link)
+        ken.expect_connected()
+        expect(ken.page.locator("#conversation")).to_have_attribute("data-phone", second)
+        expect(ken.bubble("Second patient")).to_be_visible()
+    with signed_in(browser, devhost, "Lee", "billing") as lee:
+        lee.page.goto(link)
+        lee.expect_connected()
+        expect(lee.page.locator("#list-notice")).to_have_text(
+            "That conversation is not on this desk (Billing). Ask the desk that has it, or switch desk."
+        )
+        expect(lee.page.locator("#conversation")).to_be_hidden()
+        assert "#/c/" not in lee.page.url
+
+
+def test_after_a_reload_the_list_shows_a_photo_row_and_the_text_without_the_alias(
+    maria: Desk, devhost: DevhostProcess
+) -> None:
+    page, photo, aliased = maria.page, "+14155550307", "+14155550308"
+    maria.send_new("(415) 555-0307", photo, "Send us a photo of the form")
+    maria.send_new("(415) 555-0308", aliased, "Which desk do you need?")
+    patient_replies(devhost, photo, "", image=True)
+    patient_replies(devhost, aliased, "#R  about my appointment")
+    for reload in (False, True):
+        if reload:
+            page.reload()
+            maria.expect_connected()
+        expect(maria.conv(photo).locator(".conv-snippet")).to_have_text("📷 Photo")
+        expect(maria.conv(aliased).locator(".conv-snippet")).to_have_text("about my appointment")

@@ -10,6 +10,7 @@ import { RemindersView } from "./reminders.js";
 import { ScheduledMessages } from "./scheduled.js";
 import { ConversationSearch } from "./search.js";
 import { LiveEvents } from "./events.js";
+import { DeepLinks } from "./links.js";
 import { ConversationLists } from "./lists.js";
 import { updateTitle, wireNotifyButton } from "./notifications.js";
 import { $, refreshRelativeTimes } from "./render.js";
@@ -36,6 +37,8 @@ const composer = new Composer({ api, store, onSent: revealSent, onScheduled: (it
 const pane = new ConversationPane({ api, store, lists, composer, contactEditor, scheduled });
 const reminders = new RemindersView({ api, store, onOpen: open });
 const templates = new SavedTemplates({ api, store });
+const links = new DeepLinks({ store, pane, lists });
+pane.onNavigate = (phone) => (phone ? links.opened(phone) : links.closed());
 const newMessage = new NewMessageForm({ api, store, book, onSent: revealSent, onOpen: open });
 const desks = new Desks({
   api,
@@ -67,9 +70,11 @@ const session = new Session({
   onEnter: () => {
     scheduled.load().catch(() => {});
     templates.load().catch(() => {});
+    links.follow();
   },
   onReset: () => {
     events.stop();
+    links.forget();
     for (const id of ["new-dialog", "transfer-dialog"]) if ($(id).open) $(id).close();
     store.clear();
     search.reset();

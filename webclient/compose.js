@@ -13,7 +13,7 @@ const NOT_TAKEN = "Not sent. The conversation stays with the other desk.";
 const KEY_COUNTRY = "smsrelay.country";
 
 /** An internal note's limit, in characters as the server counts them (code points). */
-export const MAX_NOTE = 2000;
+const MAX_NOTE = 2000;
 const SMS_PLACEHOLDER = "Type a message. Enter sends, Shift+Enter adds a line.";
 const NOTE_PLACEHOLDER = "Internal note for this desk. Never sent to the patient. Enter adds it.";
 

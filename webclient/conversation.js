@@ -9,6 +9,9 @@ import { ts } from "./state.js";
 
 const PAGE = 30;
 
+/** The time of a page's oldest message (ms), or null for an empty page. */
+const oldestOf = (page) => (page.length ? Math.min(...page.map((m) => ts(m.at))) : null);
+
 /** A reminder's id: a scheduled one keeps its item's id, any other is its message's sid. */
 const reminderIdOf = (msg) => msg.reminderInfo?.id ?? msg.reminderId ?? msg.sid;
 
@@ -27,6 +30,8 @@ export class ConversationPane {
       onSetState: (msg, state, note) => this.setReminderState(msg, state, note),
       loadReminder: (msg) => this.loadReminder(msg),
     });
+    /** Staff opened a conversation (phone) or went back to the list (null); the address follows. */
+    this.onNavigate = () => {};
     this.mediaCache = new Map(); // url -> Promise<blob URL>
     this.readTimers = new Map(); // phone -> debounce timer for the server's read mark
 
@@ -104,9 +109,10 @@ export class ConversationPane {
     return this.store.current === phone && !document.hidden && $("layout").dataset.view === "conversation";
   }
 
-  /** quiet: loading it again in place (keep the focus where it is). */
-  async open(phone, { quiet = false } = {}) {
+  /** quiet: loading it again in place (keep the focus where it is); fromLink: the address asked for it. */
+  async open(phone, { quiet = false, fromLink = false } = {}) {
     const store = this.store;
+    if (!quiet && !fromLink) this.onNavigate(phone);
     if (store.current !== phone) {
       this.composer.saveDraft();
       store.current = phone;
@@ -138,6 +144,7 @@ export class ConversationPane {
           store.setOwner(phone, res.owner, latest);
         }
         t.next = res?.next ?? null;
+        t.floor = t.next ? oldestOf(res.messages ?? []) : null;
         if (t.next) this.dropOlderThanPage(t, res.messages ?? []);
         t.loaded = true;
       } catch (err) {
@@ -180,6 +187,7 @@ export class ConversationPane {
     if (!t.loaded) return;
     t.loaded = false;
     t.next = null;
+    t.floor = null;
     if (this.store.current === phone) this.open(phone, { quiet: true });
   }
 
@@ -235,6 +243,7 @@ export class ConversationPane {
 
   close() {
     this.composer.saveDraft();
+    this.onNavigate(null);
     $("layout").dataset.view = "list";
     const phone = this.store.current;
     if (!phone) {
@@ -245,6 +254,19 @@ export class ConversationPane {
     // On a narrow screen "back" just shows the list; the pane keeps its state.
     const item = $("conv-list").querySelector(`[data-phone="${CSS.escape(phone)}"] button`);
     item?.focus();
+  }
+
+  /** Back to the list with no conversation open (Back past the first conversation, or a link for another desk). */
+  showList() {
+    this.composer.saveDraft();
+    this.store.current = null;
+    this.view.clear();
+    $("layout").dataset.view = "list";
+    $("conversation").hidden = true;
+    delete $("conversation").dataset.phone;
+    $("pane-empty").hidden = false;
+    $("optout-banner").hidden = true;
+    this.lists.render();
   }
 
   /** Drop the shown messages and the fetched images (the store was cleared). */
@@ -299,6 +321,7 @@ export class ConversationPane {
       const res = await this.api.messages(phone, { before: t.next, limit: PAGE });
       if (store.current !== phone) return;
       const before = s.scrollHeight - s.scrollTop;
+      t.floor = res?.next ? oldestOf(res.messages ?? []) : null;
       for (const m of res?.messages ?? []) store.addMessage(phone, m);
       s.scrollTop = s.scrollHeight - before;
       t.next = res?.next ?? null;

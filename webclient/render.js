@@ -66,7 +66,8 @@ function snippetOf(conv) {
   const m = conv.lastMessage;
   if (!m) return "";
   const text = (m.displayBody ?? m.body ?? "").replace(/\s+/g, " ").trim();
-  const shown = text || (m.media && m.media.length ? "[image]" : "");
+  const pictures = m.media?.length || m.mediaCount || 0; // live: the media; from the server's list: a count
+  const shown = text || (pictures > 1 ? `📷 ${pictures} photos` : pictures ? "📷 Photo" : "");
   if (m.direction === "note") return `Note from ${m.sentBy?.name ?? "staff"}: ${shown}`;
   if (m.direction !== "outbound") return shown; // inbound, or an event line ("Now with Billing (Maria)")
   return `${m.sentBy?.name ?? "You"}: ${shown}`;

@@ -40,7 +40,7 @@ export class Store {
     this.session = null;
     this.convs = new Map(); // phone -> {phone, lastMessage, unread, lastAt, done}
     this.unrouted = new Map(); // phone -> {phone, lastMessage, unread, lastAt}
-    this.threads = new Map(); // phone -> {sids: Set, next, loaded, loading}
+    this.threads = new Map(); // phone -> {sids: Set, next, loaded, loading, floor}
     this.bySid = new Map(); // sid -> Message
     this.pendingStatus = new Map(); // sid -> status update that arrived before its message
     this.pendingReminder = new Map();
@@ -108,7 +108,8 @@ export class Store {
   thread(phone) {
     let t = this.threads.get(phone);
     if (!t) {
-      t = { sids: new Set(), next: null, loaded: false, loading: false };
+      // floor: the oldest time shown while older pages remain; anything older comes back by paging, in order.
+      t = { sids: new Set(), next: null, loaded: false, loading: false, floor: null };
       this.threads.set(phone, t);
     }
     return t;
@@ -130,6 +131,7 @@ export class Store {
     }
     this.bySid.set(msg.sid, merged);
     const t = this.thread(phone);
+    if (t.loaded && t.floor != null && ts(merged.at) < t.floor) return merged;
     if (t.loaded || t.loading) t.sids.add(msg.sid);
     if (this.current === phone && t.loaded) this.onShow(merged);
     return merged;
@@ -227,7 +229,6 @@ export class Store {
     if (conv.done === done) return;
     conv.done = done;
     this.onLists();
-    if (phone === this.current) this.onOwner(phone);
   }
 
   /** Zero a conversation's unread count; false if there is no such conversation. */

@@ -82,6 +82,22 @@ class Conversation:
     last_at: datetime
     unread: int
     done: bool = False  # marked done by the desk; the patient's next reply reopens it
+    last_display: str | None = None  # the last body as the list shows it (no routing alias); None: stored before
+    last_media: int = 0  # how many pictures the last message carried
+
+
+def reopens(message: MessageRecord, audience: str) -> bool:
+    """A done conversation opens again for a reply from the patient, and for the desk a change of owner hands it
+    to (its line is stored for that desk): each is something the desk has not seen to."""
+    return message.direction == "inbound" or (message.direction == "event" and audience == message.web_app_id)
+
+
+def shown_in_list(message: MessageRecord) -> tuple[str, int]:
+    """What a conversation list shows of its last message: the body without the alias that routed it, and how
+    many attachments it had (an MMS with no text would otherwise be a blank row)."""
+    display = message.payload.get("displayBody")
+    media = message.payload.get("media")
+    return (display if isinstance(display, str) else message.body), (len(media) if isinstance(media, list) else 0)
 
 
 class StoreError(Exception):
@@ -134,7 +150,8 @@ class Store(Protocol):
 
     def set_done(self, web_app_id: str, phone: str, done: bool) -> bool | None:
         """Mark a desk's conversation done or open again: None when the desk has no such conversation, else
-        whether that changed anything. An inbound message on the summary reopens it, in the same write."""
+        whether that changed anything. An inbound message, or a change of owner to the desk, reopens it in the
+        write that updates the summary."""
 
     def claim(self, phone: str, web_app_id: str, event: Event) -> Event | None:
         """Move an unrouted conversation's summary to a desk; None when it was not unrouted (already claimed)."""

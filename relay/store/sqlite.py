@@ -26,6 +26,8 @@ from relay.store.base import (
     MessageRecord,
     StatusRecord,
     StoreError,
+    reopens,
+    shown_in_list,
 )
 
 log = logging.getLogger("relay.store")
@@ -54,7 +56,8 @@ CREATE INDEX IF NOT EXISTS events_pending ON events (published, created_at);
 CREATE TABLE IF NOT EXISTS conversations (
     web_app_id TEXT NOT NULL, phone TEXT NOT NULL, our_side TEXT NOT NULL, last_sid TEXT NOT NULL,
     last_body TEXT NOT NULL, last_direction TEXT NOT NULL, last_at REAL NOT NULL, unread INTEGER NOT NULL,
-    done INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (web_app_id, phone));
+    done INTEGER NOT NULL DEFAULT 0, last_display TEXT, last_media INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (web_app_id, phone));
 CREATE TABLE IF NOT EXISTS kv (
     namespace TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, expires_at REAL,
     PRIMARY KEY (namespace, key));
@@ -112,7 +115,7 @@ class SqliteStore:
                 m.SCHEMA for m in (desks, owners, staff, reminders, contacts, scheduled, templates, search)
             )
             conn.executescript(f"BEGIN IMMEDIATE;{SCHEMA}{concepts}COMMIT;")
-            _add_done_column(conn)
+            _add_summary_columns(conn)
             reminders.upgrade(conn)
         except sqlite3.Error as exc:
             if conn.in_transaction:
@@ -297,17 +300,19 @@ class SqliteStore:
     @staticmethod
     def _summarize(db: sqlite3.Connection, audience: str, message: MessageRecord) -> None:
         """The newer message becomes the summary; inbound adds an unread, outbound clears them, a line keeps them.
-        A reply from the patient reopens a done conversation; nothing else does."""
+        A reply from the patient, or a change of owner to this desk, reopens a done conversation (`reopens`)."""
+        display, media = shown_in_list(message)
         db.execute(
-            """INSERT INTO conversations
-                 (web_app_id, phone, our_side, last_sid, last_body, last_direction, last_at, unread, done)
-               VALUES (:desk, :phone, :ours, :sid, :body, :dir, :at, coalesce(:unread, 0), 0)
+            """INSERT INTO conversations (web_app_id, phone, our_side, last_sid, last_body, last_direction, last_at,
+                                          unread, done, last_display, last_media)
+               VALUES (:desk, :phone, :ours, :sid, :body, :dir, :at, coalesce(:unread, 0), 0, :display, :media)
                ON CONFLICT (web_app_id, phone) DO UPDATE SET
                  our_side = excluded.our_side, last_sid = excluded.last_sid, last_body = excluded.last_body,
                  last_direction = excluded.last_direction, last_at = excluded.last_at,
+                 last_display = excluded.last_display, last_media = excluded.last_media,
                  unread = CASE WHEN :unread IS NULL THEN conversations.unread WHEN :unread = 0 THEN 0
                           ELSE conversations.unread + 1 END,
-                 done = CASE WHEN :dir = 'inbound' THEN 0 ELSE conversations.done END
+                 done = CASE WHEN :reopen THEN 0 ELSE conversations.done END
                WHERE excluded.last_at >= conversations.last_at""",
             {
                 "desk": audience,
@@ -318,6 +323,9 @@ class SqliteStore:
                 "dir": message.direction,
                 "at": _ts(message.created_at),
                 "unread": {"inbound": 1, "outbound": 0}.get(message.direction),
+                "display": display,
+                "media": media,
+                "reopen": reopens(message, audience),
             },
         )
 
@@ -385,6 +393,8 @@ class SqliteStore:
                 _dt(r["last_at"]),
                 r["unread"],
                 bool(r["done"]),
+                r["last_display"],
+                r["last_media"],
             )
             for r in rows
         ]
@@ -423,12 +433,13 @@ class SqliteStore:
             )
             db.execute("DELETE FROM conversations WHERE web_app_id = ? AND phone = ?", (UNROUTED, phone))
             db.execute(
-                """INSERT INTO conversations
-                     (web_app_id, phone, our_side, last_sid, last_body, last_direction, last_at, unread)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                """INSERT INTO conversations (web_app_id, phone, our_side, last_sid, last_body, last_direction,
+                                              last_at, unread, last_display, last_media)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                    ON CONFLICT (web_app_id, phone) DO UPDATE SET
                      last_sid = excluded.last_sid, last_body = excluded.last_body,
                      last_direction = excluded.last_direction, last_at = excluded.last_at,
+                     last_display = excluded.last_display, last_media = excluded.last_media,
                      unread = conversations.unread + excluded.unread, done = 0
                    WHERE excluded.last_at >= conversations.last_at""",
                 (
@@ -440,6 +451,8 @@ class SqliteStore:
                     row["last_direction"],
                     row["last_at"],
                     row["unread"],
+                    row["last_display"],
+                    row["last_media"],
                 ),
             )
             return self._insert_event(db, event)
@@ -583,11 +596,21 @@ class SqliteStore:
         self._local = threading.local()
 
 
-def _add_done_column(conn: sqlite3.Connection) -> None:
-    """A file made before conversations could be marked done gets the column (all open), by one process."""
+SUMMARY_COLUMNS = {
+    "done": "INTEGER NOT NULL DEFAULT 0",
+    "last_display": "TEXT",
+    "last_media": "INTEGER NOT NULL DEFAULT 0",
+}
+
+
+def _add_summary_columns(conn: sqlite3.Connection) -> None:
+    """A file made before conversations could be done, or lists showed the display body, gets those columns
+    (all open, display unknown), by one process."""
     conn.execute("BEGIN IMMEDIATE")
-    if "done" not in {r["name"] for r in conn.execute("PRAGMA table_info(conversations)")}:
-        conn.execute("ALTER TABLE conversations ADD COLUMN done INTEGER NOT NULL DEFAULT 0")
+    have = {r["name"] for r in conn.execute("PRAGMA table_info(conversations)")}
+    for name, kind in SUMMARY_COLUMNS.items():
+        if name not in have:
+            conn.execute(f"ALTER TABLE conversations ADD COLUMN {name} {kind}")
     conn.execute("COMMIT")
 
 

@@ -35,6 +35,8 @@ from relay.store.base import (
     MessageRecord,
     StatusRecord,
     StoreError,
+    reopens,
+    shown_in_list,
 )
 from relay.store.tablekit import (
     IF_UNCHANGED,
@@ -298,6 +300,7 @@ class TableStore:
         pk, rk = enc(audience), enc(message.phone)
         at_stamp = stamp(message.created_at)
         inbound = message.direction == "inbound"
+        display, media = shown_in_list(message)
         table = self.table(CONVERSATIONS)
         for _ in range(RETRIES):
             current = self.entity(CONVERSATIONS, pk, rk)
@@ -313,6 +316,8 @@ class TableStore:
                 "last_at": at_stamp,
                 "unread": 1 if inbound else 0,
                 "done": False,
+                "last_display": display,
+                "last_media": media,
             }
             try:
                 if current is None:
@@ -322,7 +327,7 @@ class TableStore:
                     return
                 unread = int(current["unread"])
                 row["unread"] = unread + 1 if inbound else 0 if message.direction == "outbound" else unread
-                row["done"] = not inbound and bool(current.get("done", False))  # a patient's reply reopens it
+                row["done"] = not reopens(message, audience) and bool(current.get("done", False))
                 table.update_entity(row, mode=UpdateMode.REPLACE, etag=etag(current), match_condition=IF_UNCHANGED)
                 return
             except ResourceExistsError:
@@ -762,6 +767,8 @@ def _conversation(r: dict[str, Any]) -> Conversation:
         from_stamp(r["last_at"]),
         int(r["unread"]),
         bool(r.get("done", False)),
+        r.get("last_display"),
+        int(r.get("last_media") or 0),
     )
 
 
