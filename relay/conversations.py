@@ -59,10 +59,14 @@ class Conversations:
         self._directory = directory
         self._topics = Topics(settings.mqtt_topic_prefix)
 
-    def of_desk(self, web_app_id: str, status: str | None = None) -> list[dict[str, Any]]:
+    @staticmethod
+    def check_status(status: str | None) -> None:
         """`status` open, done or all (the default, so a client that never heard of done still sees everything)."""
         if status not in (None, "", *STATUSES):
             raise BadRequest("'status' must be open, done or all.", code="invalid_status")
+
+    def of_desk(self, web_app_id: str, status: str | None = None) -> list[dict[str, Any]]:
+        self.check_status(status)
         found = [
             c
             for c in self._store.conversations(web_app_id)

@@ -20,10 +20,11 @@ def _desk(req: func.HttpRequest) -> tuple[Runtime, str]:
 @adapter
 def list_conversations(req: func.HttpRequest) -> func.HttpResponse:
     rt, desk = _desk(req)
-    query = req.params.get("q", "")
+    query, status = req.params.get("q", ""), req.params.get("status")
+    rt.conversations.check_status(status)  # a search ignores it, but a wrong one is still wrong
     if query.strip():  # a search: ranked, each with what matched
         return json_response({"conversations": rt.search.conversations(desk, query)})
-    return json_response({"conversations": rt.conversations.of_desk(desk, req.params.get("status"))})
+    return json_response({"conversations": rt.conversations.of_desk(desk, status)})
 
 
 @bp.route(route="conversations/{phone}/messages", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
