@@ -39,6 +39,7 @@ class Run:
     cold: ColdStart | None = None
     profile: ThroughputResult | None = None
     cluster: ClusterResult | None = None
+    search: str | None = None  # bench.search's section, rendered
     errors: list[str] = field(default_factory=list)
 
 

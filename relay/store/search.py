@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 MAX_WORDS = 8  # of a query; the rest are ignored
 MAX_WORD = 40  # characters of a word kept in the Table index (RowKeys stay short); longer words are cut
 INDEXED = 99  # distinct words of one message in the Table index: a batch holds 100 operations
-SCAN_LIMIT = 5000  # Table rows read per word and desk partition, newest first
+SCAN_LIMIT = 2000  # Table rows read per word and desk partition, newest first (two pages)
 BODY_READERS = 8  # point reads of the hits' bodies at once
 TABLE = "searchwords"
 _SEP = "!"  # sorts below every character enc() produces, so a word's rows end before any longer word's
