@@ -51,6 +51,21 @@ def test_every_word_must_match_and_the_last_may_be_a_start(store: Store) -> None
     assert sids(store, "!!! ...", everyone) == []  # no word at all
 
 
+def test_the_body_is_what_the_desk_reads_without_the_alias(store: Store) -> None:
+    record = MessageRecord(
+        "SM9",
+        "inbound",
+        ANA,
+        OUR,
+        "reception",
+        "#R need a refill",
+        T0,
+        {"Body": "#R need a refill", "displayBody": "need a refill"},
+    )
+    store.save_message(record, Event("reception", "inbound", {"sid": "SM9"}, T0))
+    assert [h.body for h in store.search.find("refill", ["reception"], [ANA], 5)] == ["need a refill"]
+
+
 def test_one_hit_per_conversation_best_first_with_the_body(store: Store) -> None:
     save(store, "SM1", ANA, "refill please", 1)
     save(store, "SM2", ANA, "about the refill again", 5)

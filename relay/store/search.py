@@ -65,7 +65,8 @@ INSERT INTO message_search (sid)
 
 @dataclass(frozen=True)
 class TextHit:
-    """A message that has every word of the query; `rank` orders hits, lower first."""
+    """A message that has every word of the query; `rank` orders hits, lower first. `body` is what the desk
+    reads, without the desk alias a patient may have started with (`displayBody`)."""
 
     sid: str
     phone: str
@@ -103,7 +104,8 @@ class SqliteSearch:
         match = " ".join(f'"{t}"' for t in terms) + "*"  # \w+ words hold no quote to escape
         rows = self._db.read(
             """WITH hits AS (
-                 SELECT m.sid, m.phone, m.web_app_id, m.body, m.created_at, bm25(message_fts) AS rank
+                 SELECT m.sid, m.phone, m.web_app_id, m.created_at, bm25(message_fts) AS rank,
+                        coalesce(json_extract(m.payload, '$.displayBody'), m.body) AS body
                  FROM message_fts JOIN message_search s ON s.rowid = message_fts.rowid
                  JOIN messages m ON m.sid = s.sid
                  WHERE message_fts MATCH ?
@@ -183,7 +185,7 @@ class TableSearch:
         with guard("search bodies"), ThreadPoolExecutor(BODY_READERS) as pool:
             messages = list(pool.map(self._db.get_message, best.values()))
         return [
-            TextHit(m.sid, m.phone, m.web_app_id, m.body, m.created_at, float(rank))
+            TextHit(m.sid, m.phone, m.web_app_id, str(m.payload.get("displayBody", m.body)), m.created_at, float(rank))
             for rank, m in enumerate(messages)
             if m is not None
         ]
