@@ -126,3 +126,12 @@ def test_a_bad_or_empty_query(devhost: DevhostProcess, desks: dict[str, Any]) ->
     assert search(devhost, desks["reception"], "zebra") == []
     no_session = httpx.get(f"{devhost.base_url}/api/conversations", params={"q": "refill"}, timeout=10)
     assert no_session.status_code == 401
+
+
+def test_a_long_message_is_cut_around_the_match(devhost: DevhostProcess, desks: dict[str, Any]) -> None:
+    long = "word " * 60 + "needle " + "https://example.test/" + "x" * 300
+    r = api(devhost, desks["reception"], "POST", "send_sms", json={"to": "+14155550303", "body": long})
+    assert r.status_code == 201, r.text
+    match = search(devhost, desks["reception"], "needle")[0]["match"]
+    assert match["text"].startswith("…word ") and match["text"].endswith("…")
+    assert len(match["text"]) <= 122 and marked(match) == ["needle"]
