@@ -83,8 +83,9 @@ class SearchStore(Protocol):
 
 
 def fold(text: str) -> str:
-    """Lower case without accents, as the FTS5 tokenizer compares."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    """Lower case without accents, as the FTS5 tokenizer compares: simple lower case, not casefold(), which
+    would turn ß into ss where FTS5 keeps ß."""
+    decomposed = unicodedata.normalize("NFKD", text.lower())
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
