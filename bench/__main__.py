@@ -22,6 +22,10 @@ from bench.fanout import run_fanout
 from bench.latency import run_inbound
 from bench.procs import REPO, Broker, make_certificate, start_amqtt, start_mosquitto
 from bench.report import SOAK_TITLE, Run, render, section, with_section
+from bench.search import TITLE as SEARCH_TITLE
+from bench.search import parse_args as search_args
+from bench.search import render as render_search
+from bench.search import run as run_search
 from bench.tables import run_tables
 from bench.throughput import ThroughputResult, run_throughput
 from tests.support.rabbitmq import available as rabbitmq_available
@@ -40,7 +44,18 @@ QUICK = {
     "batch_reminders": 200,
 }
 STARTERS: dict[str, Callable[[Path, Path, Path, str], Broker]] = {"amqtt": start_amqtt, "mosquitto": start_mosquitto}
-SCENARIOS = ("latency", "throughput", "fanout", "profile", "cold", "cluster", "tables", "batch")
+SCENARIOS = ("latency", "throughput", "fanout", "profile", "cold", "cluster", "tables", "batch", "search")
+# --quick: search on a smaller desk
+QUICK_SEARCH = [
+    "--conversations",
+    "1000",
+    "--messages",
+    "20000",
+    "--table-conversations",
+    "200",
+    "--table-messages",
+    "4000",
+]
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -94,8 +109,10 @@ def main(argv: list[str] | None = None) -> int:
         execute(run, args, workdir, brokers, scenarios)
     finally:
         run.seconds = time.monotonic() - begin
-        kept = section(args.output.read_text(encoding="utf-8"), SOAK_TITLE) if args.output.exists() else None
-        args.output.write_text(with_section(render(run, args), SOAK_TITLE, kept), encoding="utf-8")  # make soak's
+        old = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
+        text = with_section(render(run, args), SOAK_TITLE, section(old, SOAK_TITLE))  # make soak's
+        text = with_section(text, SEARCH_TITLE, run.search or section(old, SEARCH_TITLE))  # or this run's
+        args.output.write_text(text, encoding="utf-8")
         print(f"bench: wrote {args.output} after {run.seconds:.0f} s", flush=True)
         if args.keep:
             print(f"bench: work directory kept at {workdir}")
@@ -130,6 +147,8 @@ def execute(run: Run, args: argparse.Namespace, workdir: Path, brokers: list[str
             broker.stop()
     if "cluster" in scenarios:
         step(run, "rabbitmq cluster", _cluster, run, args, signing_key)
+    if "search" in scenarios:
+        step(run, "search", _search, run, args)
 
 
 def step(run: Run, name: str, body: Callable[..., None], *params: object) -> None:
@@ -228,6 +247,12 @@ def _batch(run: Run, args: argparse.Namespace, workdir: Path, broker: Broker) ->
             f"reminder batch: {run.batch.wrong_states} wrong states, {run.batch.texts_sent} texts for "
             f"{run.batch.reminders} reminders"
         )
+
+
+def _search(run: Run, args: argparse.Namespace) -> None:
+    """bench.search's desk of 10,000 conversations and 200,000 messages (fewer on Azurite), on both backends."""
+    options = search_args(QUICK_SEARCH if args.quick else [])
+    run.search = render_search(run_search(options), options.rounds)
 
 
 def _cold(run: Run, args: argparse.Namespace, workdir: Path, broker: Broker) -> None:

@@ -46,6 +46,7 @@ class Run:
     cluster: ClusterResult | None = None
     tables: TablesResult | None = None
     batch: BatchResult | None = None
+    search: str | None = None  # bench.search's section, rendered
     errors: list[str] = field(default_factory=list)
 
 

@@ -159,7 +159,8 @@ def _marks(text: str, terms: list[str], *, anywhere: bool = False) -> list[list[
 def _snippet(body: str, terms: list[str]) -> tuple[str, list[list[int]]]:
     """Up to SNIPPET characters of `body` around its first match, with "…" where it was cut."""
     first = next((m.start() for m in _WORD.finditer(body) if _marks(m.group(), terms)), 0)
-    start = 0 if first <= LEAD else body.rfind(" ", 0, first - LEAD) + 1 or first - LEAD
+    space = body.rfind(" ", max(0, first - 2 * LEAD), first - LEAD) + 1  # start at a word when one is near
+    start = 0 if first <= LEAD else space or first - LEAD
     end = min(len(body), start + SNIPPET)
     text = ("…" if start else "") + body[start:end] + ("…" if end < len(body) else "")
     return text, _marks(text, terms)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from relay.errors import Forbidden, SettingsError
-from relay.phones import DEFAULT_NUMBER_TYPES, number_type, require_allowed_type
+from relay.phones import DEFAULT_NUMBER_TYPES, as_typed, number_type, require_allowed_type
 from relay.settings import Settings
 
 
@@ -48,3 +48,19 @@ def test_allowed_number_types_is_a_list_of_phonenumbers_names() -> None:
     with pytest.raises(SettingsError) as failed:
         Settings.from_mapping({**base, "ALLOWED_NUMBER_TYPES": "MOBILE,PREMIUM"})
     assert failed.value.name == "ALLOWED_NUMBER_TYPES"
+
+
+@pytest.mark.parametrize(
+    ("typed", "regions", "e164"),
+    [
+        ("+14155550101", frozenset({"GB"}), "+14155550101"),  # a + needs no region
+        ("(415) 555-0101", frozenset({"US"}), "+14155550101"),
+        ("415 555 0101", frozenset({"US"}), "+14155550101"),
+        ("415.555.0101", frozenset({"GB", "US"}), "+14155550101"),  # not valid in GB, valid in US
+        ("07911 123456", frozenset({"GB", "US"}), "+447911123456"),
+        ("555 01", frozenset({"US"}), None),  # part of a number is no number
+        ("hello", frozenset({"US"}), None),
+    ],
+)
+def test_a_number_as_people_type_it(typed: str, regions: frozenset[str], e164: str | None) -> None:
+    assert as_typed(typed, regions) == e164

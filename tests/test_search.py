@@ -48,7 +48,7 @@ def desks(devhost: DevhostProcess) -> dict[str, dict[str, Any]]:
     for to, body in [(ANA, "Your appointment is on Friday at 10:00"), (BEN, f"Parking map 🅿️ attached {XSS}")]:
         r = api(devhost, reception, "POST", "send_sms", json={"to": to, "body": body})
         assert r.status_code == 201, r.text
-    reply(devhost, ANA, "Can I bring my daughter? 😊 She needs a refill too")
+    reply(devhost, ANA, "#R Can I bring my daughter? 😊 She needs a refill too")
     reply(devhost, STRANGER, "Hello, I need a refill")  # no desk code: unrouted
     return {"reception": reception, "billing": billing}
 
@@ -80,7 +80,7 @@ def test_a_word_of_a_message_with_the_message_and_its_marks(devhost: DevhostProc
     assert [c["phone"] for c in found] == [ANA]
     match = found[0]["match"]
     assert match["in"] == "message" and match["sid"].startswith("SM")
-    assert match["text"] == "Can I bring my daughter? 😊 She needs a refill too"
+    assert match["text"] == "Can I bring my daughter? 😊 She needs a refill too"  # without the desk's alias
     assert marked(match) == ["daughter"]
     # The emoji before "refill" counts two UTF-16 units, as the browser counts.
     assert marked(search(devhost, desks["reception"], "refill")[0]["match"]) == ["refill"]
@@ -126,3 +126,12 @@ def test_a_bad_or_empty_query(devhost: DevhostProcess, desks: dict[str, Any]) ->
     assert search(devhost, desks["reception"], "zebra") == []
     no_session = httpx.get(f"{devhost.base_url}/api/conversations", params={"q": "refill"}, timeout=10)
     assert no_session.status_code == 401
+
+
+def test_a_long_message_is_cut_around_the_match(devhost: DevhostProcess, desks: dict[str, Any]) -> None:
+    long = "word " * 60 + "needle " + "https://example.test/" + "x" * 300
+    r = api(devhost, desks["reception"], "POST", "send_sms", json={"to": "+14155550303", "body": long})
+    assert r.status_code == 201, r.text
+    match = search(devhost, desks["reception"], "needle")[0]["match"]
+    assert match["text"].startswith("…word ") and match["text"].endswith("…")
+    assert len(match["text"]) <= 122 and marked(match) == ["needle"]

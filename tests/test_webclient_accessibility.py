@@ -1,6 +1,7 @@
 """Accessibility of every screen, in real headless Chromium against the local devhost: axe-core (from npm, not a
-CDN) finds no serious or critical violation on sign-in, the inbox, a conversation, the New message dialog, the
-operator page and the sandbox's phone simulator; and on a 375 px phone the header leaves the conversation room."""
+CDN) finds no serious or critical violation on sign-in, the inbox, a conversation, the New message and Transfer
+dialogs, the desk menu, the operator page and the sandbox's phone simulator; and on a 375 px phone the header
+leaves the conversation room."""
 
 from __future__ import annotations
 
@@ -63,6 +64,17 @@ def test_inbox_conversation_and_new_message_have_no_serious_violations(maria: De
     assert_accessible(page, "the New message dialog")
     page.click("#new-cancel")
     expect(page.locator("#new-dialog")).to_be_hidden()
+
+    page.click("#transfer-btn")
+    expect(page.locator("#transfer-dialog")).to_be_visible()
+    assert_accessible(page, "the Transfer dialog")
+    page.click("#transfer-cancel")
+    expect(page.locator("#transfer-dialog")).to_be_hidden()
+
+    maria.open_desk_menu()
+    assert_accessible(page, "the desk menu")
+    page.keyboard.press("Escape")
+    expect(page.locator("#desk-menu")).to_be_hidden()
 
 
 def test_reminders_view_has_no_serious_violations(maria: Desk) -> None:

@@ -67,6 +67,10 @@ def test_slash_focuses_the_search_and_a_word_finds_the_message_marked(maria: Des
 
     row.get_by_role("button").click()
     expect(page.locator("#conversation")).to_have_attribute("data-phone", ANA)
+    page.locator("#compose-text").focus()  # "/" while typing a message is a slash
+    page.keyboard.press("/")
+    expect(page.locator("#compose-text")).to_have_value("/")
+    page.locator("#compose-text").fill("")
 
     # Typing "/" in the search box is just a character; Escape brings the lists back.
     page.get_by_role("searchbox").focus()

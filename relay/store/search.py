@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 MAX_WORDS = 8  # of a query; the rest are ignored
 MAX_WORD = 40  # characters of a word kept in the Table index (RowKeys stay short); longer words are cut
 INDEXED = 99  # distinct words of one message in the Table index: a batch holds 100 operations
-SCAN_LIMIT = 5000  # Table rows read per word and desk partition, newest first
+SCAN_LIMIT = 2000  # Table rows read per word and desk partition, newest first (two pages)
 BODY_READERS = 8  # point reads of the hits' bodies at once
 TABLE = "searchwords"
 _SEP = "!"  # sorts below every character enc() produces, so a word's rows end before any longer word's
@@ -65,7 +65,8 @@ INSERT INTO message_search (sid)
 
 @dataclass(frozen=True)
 class TextHit:
-    """A message that has every word of the query; `rank` orders hits, lower first."""
+    """A message that has every word of the query; `rank` orders hits, lower first. `body` is what the desk
+    reads, without the desk alias a patient may have started with (`displayBody`)."""
 
     sid: str
     phone: str
@@ -82,8 +83,9 @@ class SearchStore(Protocol):
 
 
 def fold(text: str) -> str:
-    """Lower case without accents, as the FTS5 tokenizer compares."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    """Lower case without accents, as the FTS5 tokenizer compares: simple lower case, not casefold(), which
+    would turn ß into ss where FTS5 keeps ß."""
+    decomposed = unicodedata.normalize("NFKD", text.lower())
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
@@ -103,7 +105,8 @@ class SqliteSearch:
         match = " ".join(f'"{t}"' for t in terms) + "*"  # \w+ words hold no quote to escape
         rows = self._db.read(
             """WITH hits AS (
-                 SELECT m.sid, m.phone, m.web_app_id, m.body, m.created_at, bm25(message_fts) AS rank
+                 SELECT m.sid, m.phone, m.web_app_id, m.created_at, bm25(message_fts) AS rank,
+                        coalesce(json_extract(m.payload, '$.displayBody'), m.body) AS body
                  FROM message_fts JOIN message_search s ON s.rowid = message_fts.rowid
                  JOIN messages m ON m.sid = s.sid
                  WHERE message_fts MATCH ?
@@ -183,7 +186,7 @@ class TableSearch:
         with guard("search bodies"), ThreadPoolExecutor(BODY_READERS) as pool:
             messages = list(pool.map(self._db.get_message, best.values()))
         return [
-            TextHit(m.sid, m.phone, m.web_app_id, m.body, m.created_at, float(rank))
+            TextHit(m.sid, m.phone, m.web_app_id, str(m.payload.get("displayBody", m.body)), m.created_at, float(rank))
             for rank, m in enumerate(messages)
             if m is not None
         ]
