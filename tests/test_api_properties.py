@@ -295,7 +295,11 @@ def scenario_failures(event: events.ScenarioFinished) -> list[str]:
                 interaction = event.recorder.interactions.get(case_id)
                 status = interaction.response.status_code if interaction and interaction.response else None
                 failure = check.failure_info.failure
-                found.append(f"{event.label} -> {status}: {check.name}: {failure.title}: {failure.message[:300]}")
+                body = interaction.response.content[:200] if interaction and interaction.response else b""
+                found.append(
+                    f"{event.label} -> {status}: {check.name}: {failure.title}: {failure.message[:300]}\n"
+                    f"  answered {body!r}\n  {check.failure_info.code_sample[:600]}"  # to reproduce it
+                )
     return found
 
 
