@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -23,7 +22,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 
 expect.set_options(timeout=10_000)
 
-REPO = Path(__file__).resolve().parents[1]
 PATIENT = "+14155550101"
 
 
