@@ -145,7 +145,7 @@ def test_a_file_that_is_not_a_small_picture_is_refused_and_nothing_is_sent(
     expect(page.locator("#compose-send")).to_be_disabled()
 
 
-def test_a_picture_stays_with_its_conversation(maria: Desk) -> None:
+def test_a_picture_stays_with_its_conversation_and_its_desk(maria: Desk) -> None:
     page = maria.page
     maria.send_new("(415) 555-0503", CARL, "Hello Carl")
     attach_picture(page, "for-carl.png", tiny_png(30))
@@ -154,7 +154,11 @@ def test_a_picture_stays_with_its_conversation(maria: Desk) -> None:
     expect(page.locator("#compose-attachment")).to_be_hidden()
     maria.open(CARL)
     expect(page.locator("#compose-attachment-text")).to_contain_text("for-carl.png · ")
-    page.get_by_role("button", name="Remove picture").click()
+    # Another desk's browser session keeps nothing of this one: its uploads are not that desk's to send.
+    maria.switch_desk("billing")
+    maria.switch_desk("reception")
+    maria.open(CARL)
+    expect(page.locator("#compose-attachment")).to_be_hidden()
 
 
 def options(page: Page) -> Any:
@@ -203,6 +207,10 @@ def test_ctrl_slash_inserts_a_quick_reply_with_the_contact_filled_in(maria: Desk
     # The button opens it too; typing narrows the list; Escape goes back to the text, which is unchanged.
     page.get_by_role("button", name="Quick replies").click()
     expect(page.get_by_role("combobox", name="Find a quick reply")).to_be_focused()
+    ken = host.session(staff="Ken")
+    saved = api(host, ken, "PUT", "templates/parking", json={"name": "Parking", "body": "Parking is free."})
+    assert saved.status_code == 201, saved.text
+    expect(options(page)).to_have_count(3)  # a colleague's new text shows up live
     page.keyboard.type("pine")
     expect(options(page)).to_have_count(1)
     page.keyboard.type("zzz")

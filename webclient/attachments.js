@@ -90,6 +90,13 @@ export class PictureAttachment {
     if (render) this.render();
   }
 
+  /** Every conversation's picture goes (signed out, or another desk, whose uploads these are not). */
+  reset() {
+    for (const entry of this.byPhone.values()) URL.revokeObjectURL(entry.preview);
+    this.byPhone.clear();
+    this.render();
+  }
+
   refuse(text) {
     this.render();
     this.showError(text);

@@ -70,7 +70,8 @@ export class Composer {
     this.sending = false;
     this.noteMode = false;
     this.blocked = null; // why texts cannot go to this number now (it opted out), or null
-    this.picture = new PictureAttachment({ api, store, onChange: () => this.update() });
+    // A different picture is a different message: a retry must not reuse the key of the last one.
+    this.picture = new PictureAttachment({ api, store, onChange: () => { this.key = null; this.update(); } });
     this.quick = new QuickReplies({ store });
 
     const box = $("compose-text");
@@ -169,6 +170,12 @@ export class Composer {
 
   focus() {
     $("compose-text").focus({ preventScroll: true });
+  }
+
+  /** Signed out or at another desk: no picture or picker of the last desk stays behind. */
+  reset() {
+    this.quick.close(false);
+    this.picture.reset();
   }
 
   update() {
