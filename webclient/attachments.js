@@ -4,7 +4,7 @@
 // meant for one patient never follows staff to another. The server decides
 // what a picture is, from its bytes; its words explain a refusal.
 import { ApiError, explainApiError } from "./api.js";
-import { $ } from "./render.js";
+import { $, el } from "./render.js";
 
 /** The server's limit (5 MB as it counts them): a larger file is refused here, before any upload. */
 export const MAX_PICTURE = 5 * 1024 * 1024;
@@ -116,13 +116,18 @@ export class PictureAttachment {
     const entry = this.current;
     const box = $("compose-attachment");
     box.hidden = !entry || hidden;
+    const shown = $("compose-thumb");
     if (entry) {
-      const thumb = $("compose-thumb");
-      if (thumb.getAttribute("src") !== entry.preview) thumb.src = entry.preview;
+      // Made only for a picture: with none, the compose box holds no <img> at all.
+      if (shown?.getAttribute("src") !== entry.preview) {
+        const thumb = el("img", { id: "compose-thumb", class: "compose-thumb", alt: "The picture to send", src: entry.preview });
+        if (shown) shown.replaceWith(thumb);
+        else box.prepend(thumb);
+      }
       const state = entry.upload ? "ready to send" : "uploading…";
       $("compose-attachment-text").textContent = `${entry.file.name} · ${sizeText(entry.file.size)} · ${state}`;
     } else {
-      $("compose-thumb").removeAttribute("src");
+      shown?.remove();
       $("compose-attachment-text").textContent = "";
     }
     this.onChange();
