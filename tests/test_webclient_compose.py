@@ -13,9 +13,11 @@ from typing import Any
 
 import pytest
 
+from devhost.blobs import blob_connection_string
 from devhost.sandbox.media import tiny_png
 from tests.support.broker import BrokerProcess
 from tests.support.devhost import DevhostProcess
+from tests.support.ports import free_port
 from tests.test_conversations_api import api, until
 from tests.test_uploads import calls_now, creates, on_the_phone, picture_bytes
 
@@ -244,3 +246,26 @@ def test_a_number_without_a_name_keeps_name_for_staff_to_fill(maria: Desk) -> No
 
 def test_the_session_names_the_clinic(host: DevhostProcess) -> None:
     assert host.session()["clinic"] == "Lakeside Clinic"
+
+
+def test_when_blob_storage_is_down_the_server_says_so_under_the_box(
+    browser: Browser, broker: BrokerProcess, signing_key: str, tmp_path: Path
+) -> None:
+    closed = free_port()  # nothing listens here: every upload fails to be stored
+    env = {"MEDIA_STORAGE": blob_connection_string(closed)}
+    with (
+        DevhostProcess(
+            broker, tmp_path, access_code=secrets.token_urlsafe(12), signing_key=signing_key, extra_env=env
+        ) as down,
+        signed_in(browser, down, "Maria") as desk,
+    ):
+        page = desk.page
+        desk.send_new("(415) 555-0504", "+14155550504", "Hello")
+        attach_picture(page, "map.png", tiny_png())
+        expect(page.locator("#compose-attachment-text")).to_contain_text("uploading…")
+        expect(page.locator("#compose-send")).to_be_disabled()
+        # The blob client gives up after its retries (about 16 s on a refused port), then the server's 503 words.
+        expect(page.locator("#compose-error")).to_have_text(
+            "“map.png” was not attached. The picture could not be stored; try again.", timeout=40_000
+        )
+        expect(page.locator("#compose-attachment")).to_be_hidden()
