@@ -1,22 +1,25 @@
 """Accessibility of every screen, in real headless Chromium against the local devhost: axe-core (from npm, not a
 CDN) finds no serious or critical violation on sign-in, the inbox, a conversation, the New message and Transfer
-dialogs, the desk menu, the operator page and the sandbox's phone simulator; and on a 375 px phone the header
-leaves the conversation room."""
+dialogs, the desk menu, the reminders view, the operator page and the sandbox's phone simulator, and in the
+compose box with the quick replies open or a picture attached; and on a 375 px phone the header leaves the
+conversation room."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
+from devhost.sandbox.media import tiny_png
 from tests.support.devhost import DevhostProcess
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import Browser, expect  # noqa: E402
 
 from tests.support.accessibility import assert_accessible  # noqa: E402
-from tests.support.webclient import NARROW, VIEWPORT, Desk, patient_replies, signed_in  # noqa: E402
+from tests.support.webclient import NARROW, VIEWPORT, Desk, attach_picture, patient_replies, signed_in  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 
@@ -72,6 +75,35 @@ def test_inbox_conversation_and_new_message_have_no_serious_violations(maria: De
     assert_accessible(page, "the desk menu")
     page.keyboard.press("Escape")
     expect(page.locator("#desk-menu")).to_be_hidden()
+
+
+def test_quick_replies_and_an_attached_picture_have_no_serious_violations(maria: Desk, devhost: DevhostProcess) -> None:
+    ken = devhost.session(staff="Ken")
+    saved = httpx.put(
+        f"{devhost.base_url}/api/templates/late",
+        json={"name": "Running late", "body": "Hi {name}, we are running 10 minutes late at {desk}."},
+        headers={"Authorization": f"Bearer {ken['token']}"},
+        timeout=10,
+    )
+    assert saved.status_code in (200, 201), saved.text
+    page = maria.page
+    maria.open(PATIENT)
+    page.locator("#compose-text").press("Control+/")
+    expect(page.get_by_role("listbox", name="Saved texts").get_by_role("option")).to_have_count(1)  # live
+    assert_accessible(page, "the quick replies picker")
+    page.keyboard.press("Escape")
+    expect(page.locator("#quick-replies")).to_be_hidden()
+
+    page.emulate_media(reduced_motion="reduce")  # Send turns blue at once: axe must not judge a colour mid-fade
+    try:
+        attach_picture(page, "map.png", tiny_png(32))
+        expect(page.locator("#compose-attachment-text")).to_contain_text("ready to send")
+        expect(page.locator("#compose-send")).to_be_enabled()
+        assert_accessible(page, "a picture attached")
+        page.get_by_role("button", name="Remove picture").click()
+        expect(page.locator("#compose-attachment")).to_be_hidden()
+    finally:
+        page.emulate_media(reduced_motion="no-preference")
 
 
 def test_reminders_view_has_no_serious_violations(maria: Desk) -> None:

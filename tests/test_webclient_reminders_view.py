@@ -109,7 +109,9 @@ def test_upload_preview_schedule_and_the_board(maria: Desk, devhost: DevhostProc
     page.get_by_role("button", name="Open the conversation with Ben Okafor").click()
     expect(page.locator("#conversation")).to_have_attribute("data-phone", ben)
     expect(page.locator("#reminders-view")).to_be_hidden()
-    page.get_by_label("Insert a saved template").select_option(label="Tomorrow")
+    page.locator("#compose-text").press("Control+/")
+    page.keyboard.type("Tomorrow")
+    page.keyboard.press("Enter")
     expect(page.locator("#compose-text")).to_have_value(
         "Hi Ben Okafor, see you on {date} at {time} at Reception. Reply C to confirm."
     )

@@ -80,9 +80,11 @@ export class Api {
 
   // --- messages --------------------------------------------------------
   /** sendAt (an ISO time with offset): schedule it instead (202, a Scheduled item). */
-  sendSms({ to, body, confirm = false, mediaUrl = [], takeOver = false, sendAt = null }, idempotencyKey) {
+  /** mediaIds: pictures from uploadMedia (the body may then be empty). */
+  sendSms({ to, body, confirm = false, mediaUrl = [], mediaIds = [], takeOver = false, sendAt = null }, idempotencyKey) {
     const headers = idempotencyKey ? { "Idempotency-Key": idempotencyKey } : {};
     const payload = { to, body, confirm, mediaUrl, takeOver };
+    if (mediaIds.length) payload.mediaIds = mediaIds;
     if (sendAt) payload.sendAt = sendAt;
     return this.request("POST", "/send_sms", { body: payload, headers });
   }
@@ -178,6 +180,11 @@ export class Api {
   }
   deleteTemplate(id) {
     return this.request("DELETE", `/templates/${encodeURIComponent(id)}`);
+  }
+
+  /** A picture to send: its bytes as the body; the server reads the type from them (201 {id, url, contentType, size}). */
+  uploadMedia(file) {
+    return this.request("POST", "/media", { form: file, headers: { "Content-Type": file.type || "application/octet-stream" } });
   }
 
   async media(url) {

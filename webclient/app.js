@@ -78,6 +78,7 @@ const session = new Session({
     for (const id of ["new-dialog", "transfer-dialog"]) if ($(id).open) $(id).close();
     store.clear();
     search.reset();
+    composer.reset();
     scheduled.render();
     reminders.reset();
     templates.render();
@@ -102,6 +103,7 @@ store.onOptOut = (phone) => {
 };
 store.onTemplates = () => {
   templates.render();
+  composer.quick.render();
   reminders.renderTemplates();
 };
 store.onOwner = (phone) => {

@@ -1,9 +1,12 @@
 // Writing texts: the compose box under the open conversation (with a draft
-// per conversation, and an internal-note mode that never texts anyone) and the
+// per conversation, a picture to attach, quick replies, and an internal-note
+// mode that never texts anyone) and the
 // "New message" dialog with its appointment reminder; both ask before taking
 // a patient over from another desk.
 import { ApiError, explainApiError, firstSentence } from "./api.js";
+import { PictureAttachment } from "./attachments.js";
 import { COUNTRIES, formatPhone, normalizePhone } from "./phone.js";
+import { QuickReplies } from "./quickreplies.js";
 import { $ } from "./render.js";
 import { countSegments, describeSegments, MAX_CHARS } from "./segments.js";
 import { cancelTakeOver, sendOrTakeOver } from "./takeover.js";
@@ -28,8 +31,8 @@ function describeLimit(text) {
   return c.tooLong ? `Too long: ${c.chars} characters. The limit is ${MAX_CHARS}; shorten the message to send it.` : "";
 }
 
-/** Put a message the API accepted into the store; returns the phone it went to. */
-function recordSent(store, phone, res, text) {
+/** Put a message the API accepted into the store (media: the pictures it carried); returns the phone it went to. */
+function recordSent(store, phone, res, text, media = []) {
   const msg = {
     sid: res.sid,
     direction: "outbound",
@@ -41,7 +44,7 @@ function recordSent(store, phone, res, text) {
     status: res.status ?? "queued",
     errorCode: null,
     errorMessage: null,
-    media: [],
+    media,
     reminder: res.reminder ?? null,
     sentBy: res.sentBy ?? store.session?.staff ?? null,
   };
@@ -67,6 +70,9 @@ export class Composer {
     this.sending = false;
     this.noteMode = false;
     this.blocked = null; // why texts cannot go to this number now (it opted out), or null
+    // A different picture is a different message: a retry must not reuse the key of the last one.
+    this.picture = new PictureAttachment({ api, store, onChange: () => { this.key = null; this.update(); } });
+    this.quick = new QuickReplies({ store });
 
     const box = $("compose-text");
     box.addEventListener("input", () => {
@@ -112,10 +118,11 @@ export class Composer {
     $("compose").classList.toggle("note-mode", on);
     $("compose-note").setAttribute("aria-pressed", String(on));
     $("compose-later").hidden = on;
+    $("compose-attach").hidden = on;
     $("compose-text").placeholder = on ? NOTE_PLACEHOLDER : SMS_PLACEHOLDER;
     $("compose-text").setAttribute("aria-label", on ? "Internal note" : "Message");
     this.key = null;
-    this.update();
+    this.picture.render();
     $("compose-text").focus({ preventScroll: true });
   }
 
@@ -154,13 +161,21 @@ export class Composer {
     if (!$("compose-later-row").hidden) this.toggleLater(false);
     if (this.noteMode) this.setNoteMode(false);
     this.key = null;
+    this.quick.close(false);
     $("compose-text").value = this.store.drafts.get(phone) ?? "";
     $("compose-error").textContent = "";
-    this.update();
+    $("compose-error").dataset.kind = "";
+    this.picture.render();
   }
 
   focus() {
     $("compose-text").focus({ preventScroll: true });
+  }
+
+  /** Signed out or at another desk: no picture or picker of the last desk stays behind. */
+  reset() {
+    this.quick.close(false);
+    this.picture.reset();
   }
 
   update() {
@@ -172,15 +187,20 @@ export class Composer {
     const blocked = !!this.blocked;
     box.disabled = blocked;
     $("compose-later").disabled = blocked;
+    $("compose-attach").disabled = blocked;
+    $("compose-quick").disabled = blocked;
     box.placeholder = blocked ? `${this.blocked}. You can still add an internal note.` : SMS_PLACEHOLDER;
     box.setAttribute("aria-describedby", blocked ? "optout-banner compose-counter compose-error" : "compose-counter compose-error");
     const text = box.value;
     const c = countSegments(text);
+    const picture = this.picture.mediaIds.length > 0;
     const counter = $("compose-counter");
-    counter.textContent = describeSegments(text);
+    counter.textContent = picture ? `${describeSegments(text)} · 1 picture (MMS)` : describeSegments(text);
     counter.classList.toggle("over", c.tooLong);
     const later = this.sendAt();
-    $("compose-send").disabled = blocked || this.sending || c.tooLong || text.trim() === "" || later === undefined;
+    const empty = text.trim() === "" && !picture;
+    $("compose-send").disabled =
+      blocked || this.sending || c.tooLong || empty || this.picture.uploading || later === undefined;
     if (!this.sending) $("compose-send").textContent = later ? "Schedule" : "Send";
     showLimit($("compose-error"), text);
     $("compose-text").setAttribute("aria-invalid", c.tooLong ? "true" : "false");
@@ -189,6 +209,7 @@ export class Composer {
   updateNote() {
     $("compose-text").disabled = false;
     $("compose-later").disabled = false;
+    $("compose-quick").disabled = false;
     const text = $("compose-text").value;
     const n = [...text].length;
     const over = n > MAX_NOTE;
@@ -250,7 +271,11 @@ export class Composer {
     const text = box.value;
     const c = countSegments(text);
     const sendAt = this.sendAt();
-    if (!phone || this.blocked || this.sending || c.tooLong || text.trim() === "" || sendAt === undefined) return;
+    const mediaIds = this.picture.mediaIds;
+    const media = this.picture.media;
+    const empty = text.trim() === "" && !mediaIds.length;
+    if (!phone || this.blocked || this.sending || c.tooLong || empty || this.picture.uploading || sendAt === undefined) return;
+    const body = text.trim() === "" ? "" : text; // a picture may go without a caption
     this.sending = true;
     this.key = this.key ?? uuid();
     const err = $("compose-error");
@@ -264,7 +289,7 @@ export class Composer {
         (takeOver) => {
           if (takeOver) this.key = uuid(); // the refused attempt sent nothing
           button.textContent = "Sending…";
-          return this.api.sendSms({ to: phone, body: text, takeOver, sendAt }, this.key);
+          return this.api.sendSms({ to: phone, body, mediaIds, takeOver, sendAt }, this.key);
         },
         { promptId: "compose-takeover", deskName: store.session?.desk?.name, returnFocus: box },
       ).finally(() => { button.textContent = "Send"; });
@@ -279,8 +304,9 @@ export class Composer {
         this.onScheduled(res);
         if (store.current === phone) this.toggleLater(false);
       } else {
-        this.onSent(recordSent(store, phone, res, text), res.sid);
+        this.onSent(recordSent(store, phone, res, body, media), res.sid);
       }
+      this.picture.clear(phone);
       if (box.value === text && store.current === phone) box.value = "";
       store.drafts.delete(phone);
     } catch (e) {

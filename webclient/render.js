@@ -321,7 +321,8 @@ export class MessageView {
   }
 
   _image(m, msg) {
-    const img = el("img", { alt: `Image from ${formatPhone(msg.from)}`, class: "mms", loading: "lazy" });
+    const alt = msg.direction === "outbound" ? "Picture sent" : `Image from ${formatPhone(msg.from)}`;
+    const img = el("img", { alt, class: "mms", loading: "lazy" });
     const frame = el("figure", { class: "mms-frame" }, img);
     this.loadMedia(m.url)
       .then((src) => { img.src = src; })

@@ -25,6 +25,7 @@ def grant_json(rt: Runtime, grant: SessionGrant) -> dict[str, Any]:
         "desk": grant.desk.to_json(),
         "staff": grant.staff.to_json(),
         "alias": f"#{grant.desk.alias}",
+        "clinic": rt.settings.clinic_name,
         "token": grant.token,
         "expiresAt": iso(grant.expires_at),
         "mqtt": {

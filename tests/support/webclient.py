@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from playwright.sync_api import Browser, Page, ViewportSize, expect, sync_playwright
+from playwright.sync_api import Browser, FilePayload, Page, ViewportSize, expect, sync_playwright
 
 from tests.support.tools import require_tool
 
@@ -100,6 +100,14 @@ class Desk:
     def desk_item(self, desk: str):
         """A desk in the open "Switch desk" menu."""
         return self.page.locator(f'#desk-list button[data-desk="{desk}"]')
+
+
+def attach_picture(page: Page, name: str, content: bytes, kind: str = "image/png") -> None:
+    """Through the compose box's real button: it opens the file chooser, where staff pick the file."""
+    with page.expect_file_chooser() as chooser:
+        page.get_by_role("button", name="Attach picture").click()
+    assert chooser.value.element.get_attribute("accept") == "image/jpeg,image/png,image/gif"
+    chooser.value.set_files(FilePayload(name=name, mimeType=kind, buffer=content))
 
 
 def patient_replies(devhost: Any, phone: str, body: str, image: bool = False) -> None:
