@@ -27,9 +27,11 @@ class StoredBlob:
 class MediaBlobs:
     """The blob service behind uploads; signs read-only URLs with the account key of its connection string."""
 
-    def __init__(self, connection_string: str, timeout: float = 5.0) -> None:
+    def __init__(self, connection_string: str, timeout: float = 3.0) -> None:
+        # One try within a bounded time: the desk is waiting, and a retry is its own click (the SDK's default
+        # retries with backoff kept an upload to a dead service waiting ~16 s for its 503).
         self._service = BlobServiceClient.from_connection_string(
-            connection_string, connection_timeout=timeout, read_timeout=timeout, retry_total=1
+            connection_string, connection_timeout=timeout, read_timeout=timeout, retry_total=0
         )
         self._container = self._service.get_container_client(CONTAINER)
         self._ready = False
