@@ -89,12 +89,25 @@ def broker(
 
 @pytest.fixture(scope="module")
 def devhost(
-    broker: BrokerProcess, signing_key: str, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, broker: BrokerProcess, signing_key: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[DevhostProcess]:
-    """`python -m devhost` with its sandbox, publishing to the module's broker."""
+    """`python -m devhost` with its sandbox, publishing to the module's broker, with the module's `DEVHOST_ENV`
+    settings when it has some."""
     data_dir: Path = tmp_path_factory.mktemp("devhost")
-    with DevhostProcess(broker, data_dir, access_code=secrets.token_urlsafe(12), signing_key=signing_key) as host:
+    env = getattr(request.module, "DEVHOST_ENV", None)
+    code = secrets.token_urlsafe(12)
+    with DevhostProcess(broker, data_dir, access_code=code, signing_key=signing_key, extra_env=env) as host:
         yield host
+
+
+@pytest.fixture(scope="module")
+def maria(browser: Any, devhost: DevhostProcess) -> Iterator[Any]:
+    """Maria signed in at Reception in a browser; no page of hers ever opened an alert (a hostile name's onerror)."""
+    from tests.support.webclient import signed_in
+
+    with signed_in(browser, devhost, "Maria") as desk:
+        yield desk
+        assert not desk.dialogs, desk.dialogs
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,9 @@ from tests.support.devhost import DevhostProcess
 from tests.support.mqtt import Subscriber
 from tests.support.runtime import inbound_params
 
+# With the PUBACK wait at its old default, 5 s: what bounds a webhook's wait must be its deadline.
+DEVHOST_ENV = {"MQTT_PUBLISH_TIMEOUT_SECONDS": "5"}
+
 pytestmark = pytest.mark.slow
 
 PATIENT = "+14155550161"
@@ -103,18 +106,6 @@ def stalled(pid: int, at: float, seconds: float) -> Iterator[None]:
         yield
     finally:
         thread.join()
-
-
-@pytest.fixture(scope="module")
-def devhost(
-    broker: BrokerProcess, signing_key: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[DevhostProcess]:
-    """With the PUBACK wait at its old default, 5 s: what bounds a webhook's wait must be its deadline."""
-    data_dir = tmp_path_factory.mktemp("devhost")
-    env = {"MQTT_PUBLISH_TIMEOUT_SECONDS": "5"}
-    code = secrets.token_urlsafe(12)
-    with DevhostProcess(broker, data_dir, access_code=code, signing_key=signing_key, extra_env=env) as host:
-        yield host
 
 
 def route_to_desk(host: DevhostProcess, phone: str) -> dict[str, Any]:

@@ -37,22 +37,13 @@ from tests.support.webclient import (  # noqa: E402
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(90)]
 
 ADMIN_CODE = secrets.token_urlsafe(18)
+# An operator code for the admin page, and reminders that C confirms.
+DEVHOST_ENV = {"RELAY_ADMIN_CODE": ADMIN_CODE, "KEYWORD_HANDLERS": "confirm"}
 
 expect.set_options(timeout=10_000)
 
 
 # ---- fixtures --------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def devhost(broker: Any, signing_key: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevhostProcess]:
-    """The shared fixture's devhost, with an operator code for the admin page and reminders that C confirms."""
-    data_dir = tmp_path_factory.mktemp("devhost")
-    env = {"RELAY_ADMIN_CODE": ADMIN_CODE, "KEYWORD_HANDLERS": "confirm"}
-    with DevhostProcess(
-        broker, data_dir, access_code=secrets.token_urlsafe(12), signing_key=signing_key, extra_env=env
-    ) as host:
-        yield host
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ conversation room."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -19,19 +18,13 @@ playwright_sync = pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import Browser, expect  # noqa: E402
 
 from tests.support.accessibility import assert_accessible  # noqa: E402
-from tests.support.webclient import NARROW, VIEWPORT, Desk, attach_picture, patient_replies, signed_in  # noqa: E402
+from tests.support.webclient import NARROW, VIEWPORT, Desk, attach_picture, patient_replies  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 
 expect.set_options(timeout=10_000)
 
 PATIENT = "+14155550101"
-
-
-@pytest.fixture(scope="module")
-def maria(browser: Browser, devhost: DevhostProcess) -> Iterator[Desk]:
-    with signed_in(browser, devhost, "Maria") as desk:
-        yield desk
 
 
 def test_sign_in_has_no_serious_violations(browser: Browser, devhost: DevhostProcess) -> None:

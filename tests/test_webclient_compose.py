@@ -35,28 +35,21 @@ VISIT = "Hi {name}, this is {desk} at {clinic}. Your visit is on {date} at {time
 FAKE_PNG = b"<!doctype html><script>alert(1)</script>"
 
 
-@pytest.fixture(scope="module")
-def host(broker: BrokerProcess, signing_key: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevhostProcess]:
-    data_dir: Path = tmp_path_factory.mktemp("compose")
-    env = {"CLINIC_NAME": "Lakeside Clinic"}
-    with DevhostProcess(
-        broker, data_dir, access_code=secrets.token_urlsafe(12), signing_key=signing_key, extra_env=env
-    ) as process:
-        yield process
+DEVHOST_ENV = {"CLINIC_NAME": "Lakeside Clinic"}
 
 
 @pytest.fixture(scope="module")
-def maria(browser: Browser, host: DevhostProcess) -> Iterator[Desk]:
-    ken = host.session(staff="Ken")
+def maria(browser: Browser, devhost: DevhostProcess) -> Iterator[Desk]:
+    ken = devhost.session(staff="Ken")
     for template_id, name, body in [
         ("visit", "Visit", VISIT),
         ("directions", f"Directions {XSS}", "The entrance is on Pine Street, {name}."),
     ]:
-        r = api(host, ken, "PUT", f"templates/{template_id}", json={"name": name, "body": body})
+        r = api(devhost, ken, "PUT", f"templates/{template_id}", json={"name": name, "body": body})
         assert r.status_code in (200, 201), r.text
-    r = api(host, ken, "PUT", f"contacts/{ANA.replace('+', '%2B')}", json={"name": "Ana Núñez"})
+    r = api(devhost, ken, "PUT", f"contacts/{ANA.replace('+', '%2B')}", json={"name": "Ana Núñez"})
     assert r.status_code in (200, 201), r.text
-    with signed_in(browser, host, "Maria") as desk:
+    with signed_in(browser, devhost, "Maria") as desk:
         yield desk
         assert not desk.dialogs, desk.dialogs
 
@@ -69,7 +62,7 @@ def loaded(page: Page, selector: str) -> None:
 
 
 def test_a_picture_from_the_desk_reaches_the_phone_byte_for_byte(
-    maria: Desk, host: DevhostProcess, browser: Browser
+    maria: Desk, devhost: DevhostProcess, browser: Browser
 ) -> None:
     page, png = maria.page, tiny_png(48)
     maria.send_new("(415) 555-0502", BEN, "Here is the parking map")
@@ -87,10 +80,10 @@ def test_a_picture_from_the_desk_reaches_the_phone_byte_for_byte(
     expect(sent.get_by_role("img", name="Picture sent")).to_be_visible()
     loaded(page, "#message-list li.msg.outbound img.mms")
 
-    got = until(lambda: [m for m in on_the_phone(host, BEN) if m["media"]])
-    assert got, on_the_phone(host, BEN)
+    got = until(lambda: [m for m in on_the_phone(devhost, BEN) if m["media"]])
+    assert got, on_the_phone(devhost, BEN)
     assert got[-1]["media"][0]["url"].startswith("/sandbox/")
-    assert picture_bytes(host, got[-1]["media"][0]) == png
+    assert picture_bytes(devhost, got[-1]["media"][0]) == png
 
     page.reload()
     maria.expect_connected()
@@ -101,7 +94,7 @@ def test_a_picture_from_the_desk_reaches_the_phone_byte_for_byte(
     context = browser.new_context(viewport=NARROW, locale="en-US")
     try:
         phone = context.new_page()
-        phone.goto(f"{host.sandbox_url}/phone")
+        phone.goto(f"{devhost.sandbox_url}/phone")
         phone.fill("#number", BEN)
         phone.press("#number", "Enter")
         loaded(phone, "#thread img")
@@ -122,11 +115,11 @@ def test_a_picture_from_the_desk_reaches_the_phone_byte_for_byte(
     ids=["html-named-png", "over-5-MB"],
 )
 def test_a_file_that_is_not_a_small_picture_is_refused_and_nothing_is_sent(
-    maria: Desk, host: DevhostProcess, name: str, content: bytes, words: str
+    maria: Desk, devhost: DevhostProcess, name: str, content: bytes, words: str
 ) -> None:
     page = maria.page
     maria.open(BEN)
-    before = calls_now(host)
+    before = calls_now(devhost)
     attach_picture(page, name, content)
     expect(page.locator("#compose-error")).to_contain_text(words)
     expect(page.locator("#compose-attachment")).to_be_hidden()
@@ -134,7 +127,7 @@ def test_a_file_that_is_not_a_small_picture_is_refused_and_nothing_is_sent(
     expect(page.locator("#compose-send")).to_be_disabled()
     page.press("#compose-text", "Enter")
     page.wait_for_timeout(500)
-    assert creates(host, before) == []
+    assert creates(devhost, before) == []
     assert page.locator("#message-list img.mms").count() == 1  # only the picture sent before
 
     # Picking a real picture clears the refusal; Remove takes it off again.
@@ -167,7 +160,7 @@ def options(page: Page) -> Any:
     return page.get_by_role("listbox", name="Saved texts").get_by_role("option")
 
 
-def test_ctrl_slash_inserts_a_quick_reply_with_the_contact_filled_in(maria: Desk, host: DevhostProcess) -> None:
+def test_ctrl_slash_inserts_a_quick_reply_with_the_contact_filled_in(maria: Desk, devhost: DevhostProcess) -> None:
     page = maria.page
     maria.send_new("(415) 555-0501", ANA, "Good morning")
     box = page.locator("#compose-text")
@@ -209,8 +202,8 @@ def test_ctrl_slash_inserts_a_quick_reply_with_the_contact_filled_in(maria: Desk
     # The button opens it too; typing narrows the list; Escape goes back to the text, which is unchanged.
     page.get_by_role("button", name="Quick replies").click()
     expect(page.get_by_role("combobox", name="Find a quick reply")).to_be_focused()
-    ken = host.session(staff="Ken")
-    saved = api(host, ken, "PUT", "templates/parking", json={"name": "Parking", "body": "Parking is free."})
+    ken = devhost.session(staff="Ken")
+    saved = api(devhost, ken, "PUT", "templates/parking", json={"name": "Parking", "body": "Parking is free."})
     assert saved.status_code == 201, saved.text
     expect(options(page)).to_have_count(3)  # a colleague's new text shows up live
     page.keyboard.type("pine")
@@ -244,8 +237,8 @@ def test_a_number_without_a_name_keeps_name_for_staff_to_fill(maria: Desk) -> No
     expect(maria.bubble("The entrance is on Pine Street, Ben.")).to_be_visible()
 
 
-def test_the_session_names_the_clinic(host: DevhostProcess) -> None:
-    assert host.session()["clinic"] == "Lakeside Clinic"
+def test_the_session_names_the_clinic(devhost: DevhostProcess) -> None:
+    assert devhost.session()["clinic"] == "Lakeside Clinic"
 
 
 def test_when_blob_storage_is_down_the_server_says_so_under_the_box(

@@ -4,7 +4,6 @@ seen live by another tab; a hostile name is only ever text."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -13,20 +12,13 @@ import pytest
 from tests.support.devhost import DevhostProcess
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
-from playwright.sync_api import Browser, expect  # noqa: E402
+from playwright.sync_api import expect  # noqa: E402
 
-from tests.support.webclient import XSS, Desk, patient_replies, signed_in  # noqa: E402
+from tests.support.webclient import XSS, Desk, patient_replies  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(90)]
 
 expect.set_options(timeout=10_000)
-
-
-@pytest.fixture(scope="module")
-def maria(browser: Browser, devhost: DevhostProcess) -> Iterator[Desk]:
-    with signed_in(browser, devhost, "Maria") as desk:
-        yield desk
-        assert not desk.dialogs, desk.dialogs  # a name's onerror=alert(…) never ran
 
 
 def import_contacts(devhost: DevhostProcess, csv: str) -> dict[str, Any]:

@@ -4,7 +4,6 @@ opt-out banner, deep links to a conversation, and what the list shows after a re
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -19,12 +18,6 @@ from tests.support.webclient import XSS, Desk, patient_replies, phone_received, 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(90)]
 
 expect.set_options(timeout=10_000)
-
-
-@pytest.fixture(scope="module")
-def maria(browser: Browser, devhost: DevhostProcess) -> Iterator[Desk]:
-    with signed_in(browser, devhost, "Maria") as desk:
-        yield desk
 
 
 def filter_button(desk: Desk, name: str):

@@ -5,10 +5,7 @@ with Edit and Cancel, reminder states with staff setting one by hand."""
 from __future__ import annotations
 
 import re
-import secrets
 import time
-from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
@@ -16,30 +13,15 @@ import pytest
 from tests.support.devhost import DevhostProcess
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
-from playwright.sync_api import Browser, Page, expect  # noqa: E402
+from playwright.sync_api import Page, expect  # noqa: E402
 
-from tests.support.webclient import Desk, patient_replies, signed_in  # noqa: E402
+from tests.support.webclient import Desk, patient_replies  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 
 expect.set_options(timeout=10_000)
 
-FAST_SCHEDULE = {"SCHEDULE_MIN_LEAD_SECONDS": "0", "SCHEDULE_POLL_SECONDS": "1"}
-
-
-@pytest.fixture(scope="module")
-def devhost(broker: Any, signing_key: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevhostProcess]:
-    data_dir = tmp_path_factory.mktemp("devhost")
-    with DevhostProcess(
-        broker, data_dir, access_code=secrets.token_urlsafe(12), signing_key=signing_key, extra_env=FAST_SCHEDULE
-    ) as host:
-        yield host
-
-
-@pytest.fixture(scope="module")
-def maria(browser: Browser, devhost: DevhostProcess) -> Iterator[Desk]:
-    with signed_in(browser, devhost, "Maria") as desk:
-        yield desk
+DEVHOST_ENV = {"SCHEDULE_MIN_LEAD_SECONDS": "0", "SCHEDULE_POLL_SECONDS": "1"}
 
 
 def texts_to(devhost: DevhostProcess, phone: str, body: str) -> int:

@@ -5,43 +5,24 @@ Screenshots go to docs/img/."""
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.support.devhost import DevhostProcess
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
-from playwright.sync_api import Browser, expect  # noqa: E402
+from playwright.sync_api import expect  # noqa: E402
 
-from tests.support.webclient import IMG_DIR, XSS, Desk, patient_replies, phone_received, signed_in  # noqa: E402
+from tests.support.webclient import IMG_DIR, XSS, Desk, patient_replies, phone_received  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 
 expect.set_options(timeout=10_000)
 
-FAST = {"SCHEDULE_MIN_LEAD_SECONDS": "0", "SCHEDULE_POLL_SECONDS": "1", "SEND_RATE_PER_SECOND": "20"}
+DEVHOST_ENV = {"SCHEDULE_MIN_LEAD_SECONDS": "0", "SCHEDULE_POLL_SECONDS": "1", "SEND_RATE_PER_SECOND": "20"}
 TEXT = "Hi {name}, see you on {date} at {time} at {desk}. Reply C to confirm."
-
-
-@pytest.fixture(scope="module")
-def devhost(broker: Any, signing_key: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevhostProcess]:
-    data_dir = tmp_path_factory.mktemp("devhost")
-    with DevhostProcess(
-        broker, data_dir, access_code=secrets.token_urlsafe(12), signing_key=signing_key, extra_env=FAST
-    ) as host:
-        yield host
-
-
-@pytest.fixture(scope="module")
-def maria(browser: Browser, devhost: DevhostProcess) -> Iterator[Desk]:
-    with signed_in(browser, devhost, "Maria") as desk:
-        yield desk
-        assert not desk.dialogs, desk.dialogs  # a name's onerror=alert(…) never ran
 
 
 def test_upload_preview_schedule_and_the_board(maria: Desk, devhost: DevhostProcess, tmp_path: Path) -> None:
