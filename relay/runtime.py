@@ -37,7 +37,7 @@ from relay.scheduler import Scheduler
 from relay.search import Search
 from relay.sessions import Sessions
 from relay.settings import Settings
-from relay.store import Store, is_table_connection_string, open_store
+from relay.store import Store, open_store
 from relay.templates import Templates
 from relay.tokens import RABBITMQ_AUDIENCE, SERVICE_USER, TokenIssuer
 from relay.topics import Topics
@@ -49,7 +49,6 @@ if TYPE_CHECKING:
     from relay.store.media import MediaBlobs
 
 OUTBOX_TIMER_MIN_AGE = timedelta(seconds=15)
-ACK_WINDOW_SECONDS = 1.0  # well under OUTBOX_TIMER_MIN_AGE, so no other instance republishes meanwhile
 
 
 @dataclass
@@ -119,9 +118,7 @@ def build(settings: Settings, clock: Clock | None = None, store: Store | None = 
         timeout_seconds=settings.mqtt_publish_timeout_seconds,
         on_connected=lambda: _drain(holder["outbox"]),
     )
-    on_tables = is_table_connection_string(settings.relay_store)
-    # On Table Storage each mark is a billed round trip: gather a second's acknowledgements into one per desk.
-    outbox = Outbox(store, publisher, topics, clock, ack_window=ACK_WINDOW_SECONDS if on_tables else 0.0)
+    outbox = Outbox(store, publisher, topics, clock, ack_window=store.mark_window)
     holder["outbox"] = outbox
     gateway = TwilioGateway(settings)
     validator = WebhookValidator(settings)

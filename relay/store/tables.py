@@ -103,6 +103,8 @@ class _Keys:
 
 
 class TableStore:
+    mark_window = 1.0  # a second's published marks in one transaction per desk; the outbox timer waits 15 s
+
     def __init__(self, connection_string: str, *, table_prefix: str = "relay", timeout_seconds: float = 5.0) -> None:
         if not _PREFIX.fullmatch(table_prefix):
             raise ValueError("table_prefix must be a letter followed by up to 40 letters or digits")
