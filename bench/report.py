@@ -412,6 +412,10 @@ def _tables(run: Run) -> list[str]:
             f"\nA routed reply reached the desk's subscriber (3 staff connected) in p50 {ms(a.p50)} / p99 {ms(a.p99)}."
         )
     out.append(f"At rest before the run the timers made {t.idle_per_second:.2f} round trips a second.")
+    out.append(
+        f"Before the HTTP answer, a routed reply made {t.per_answer('inbound'):.2f} round trips; the rest follow it"
+        " (the outbox's published marks, gathered for a second) or are its share of a cache refill (the desk list)."
+    )
     for action in ACTIONS:
         calls = t.trips.get(action, Counter())
         each = t.messages * (2 if action == "status" else 1)

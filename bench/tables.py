@@ -36,6 +36,7 @@ SETTLE_SECONDS = 2.0  # after the last request: the outbox marks what it acknowl
 class TablesResult:
     messages: int
     trips: dict[str, Counter[str]] = field(default_factory=dict)  # action -> "METHOD table" -> count
+    before_answer: dict[str, int] = field(default_factory=dict)  # action -> round trips before the HTTP answer
     latency: dict[str, Summary] = field(default_factory=dict)  # action -> request time, ms
     idle_per_second: float = 0.0
     routed_arrival: Summary | None = None  # webhook to the desk's subscriber, ms
@@ -43,6 +44,9 @@ class TablesResult:
 
     def per_action(self, action: str) -> float:
         return sum(self.trips.get(action, Counter()).values()) / self.messages
+
+    def per_answer(self, action: str) -> float:
+        return self.before_answer.get(action, 0) / self.messages
 
 
 def run_tables(workdir: Path, broker: Broker, *, messages: int) -> TablesResult:
@@ -139,6 +143,7 @@ def _measure(result: TablesResult, proxy: CountingProxy, dev: Devhost, broker: B
         counted.update(f"{t.method} {t.table}" for t in proxy.between(start, until) if t.at < until)
     for action in ACTIONS:
         result.trips.setdefault(action, Counter())
+        result.before_answer[action] = sum(len(proxy.between(start, end)) for start, end in windows[action])
         result.latency[action] = Summary.of(timings[action])
     result.routed_arrival = Summary.of(arrivals, n - len(arrivals))
 

@@ -72,6 +72,8 @@ _CURSOR = re.compile(r"[0-9]{1,18}(-[0-9]{1,18})*")
 _PAGE = 1000  # the service's largest page
 KV_POINT_READS = 20
 SUMMARIES_KEPT = 10_000  # summaries this process wrote last, with their etags (a write then needs no read)
+SENT_KEPT = 10_000  # outbound messages this process stored, for their status callbacks without a read
+SENT_SECONDS = 600.0  # Twilio calls back within minutes; far inside the shortest retention (a day)
 
 
 def _descending(sid: str) -> str:
@@ -117,7 +119,9 @@ class TableStore:
         self._tables: dict[str, TableClient] = {}
         # What this process last wrote of a summary and the etag it got: a stale entry costs a 412 and a read.
         self._summaries: OrderedDict[tuple[str, str], tuple[str, dict[str, Any]]] = OrderedDict()
-        self._summaries_lock = threading.Lock()
+        self._copies_lock = threading.Lock()
+        # An outbound message's row never changes once stored (only unrouted inbound ones move on a claim).
+        self._sent: OrderedDict[str, tuple[float, MessageRecord]] = OrderedDict()
         attempt = timeout_seconds / 2  # two attempts at most, so a dead store fails within about timeout_seconds
         try:
             self._service = TableServiceClient.from_connection_string(
@@ -300,7 +304,15 @@ class TableStore:
                 if stored is not None:
                     self._finish_message(stored)
                 return None
+            if message.direction == "outbound":
+                self._keep_sent(_message(entity))
             return self._finish_message(entity)
+
+    def _keep_sent(self, message: MessageRecord) -> None:
+        with self._copies_lock:
+            self._sent[message.sid] = (time.monotonic(), message)
+            while len(self._sent) > SENT_KEPT:
+                self._sent.popitem(last=False)
 
     def _finish_message(self, entity: dict[str, Any]) -> list[Event]:
         """The idempotent tail of save_message, rerun by duplicates: history row, then each event in one
@@ -363,7 +375,7 @@ class TableStore:
         a line keeps them; last_sid makes it idempotent. Conditional on the etag of this process's last write of
         the row when it has one (no read), else of a fresh read: a changed row fails the transaction (412)."""
         pk, rk = enc(audience), conversation_key(message.phone)
-        with self._summaries_lock:
+        with self._copies_lock:
             known = None if fresh else self._summaries.get((pk, rk))
         current: dict[str, Any] | None
         if known is not None:
@@ -400,7 +412,7 @@ class TableStore:
         return ("update", row, {"mode": UpdateMode.REPLACE, "etag": version, "match_condition": IF_UNCHANGED})
 
     def _remember(self, row: dict[str, Any], version: str) -> None:
-        with self._summaries_lock:
+        with self._copies_lock:
             key = (str(row["PartitionKey"]), str(row["RowKey"]))
             self._summaries[key] = (version, dict(row))
             self._summaries.move_to_end(key)
@@ -409,10 +421,14 @@ class TableStore:
 
     def _forget_summary(self, pk: str, rk: str) -> None:
         """Before this process changes a summary by other means (its etag changes)."""
-        with self._summaries_lock:
+        with self._copies_lock:
             self._summaries.pop((pk, rk), None)
 
     def get_message(self, sid: str) -> MessageRecord | None:
+        with self._copies_lock:
+            kept = self._sent.get(sid)
+        if kept is not None and time.monotonic() - kept[0] < SENT_SECONDS:
+            return kept[1]
         with guard("get_message"):
             entity = self.entity(MESSAGES, enc(sid), "m")
         return _message(entity) if entity is not None else None
@@ -783,8 +799,9 @@ class TableStore:
             for event in self.query(EVENTS, old_events, {**cutoff, "receipts": _RECEIPT}):
                 self.table(EVENTS).delete_entity(event["PartitionKey"], event["RowKey"])
             self._delete_unchanged(CONVERSATIONS, "last_at lt @before", cutoff)
-            with self._summaries_lock:
+            with self._copies_lock:
                 self._summaries.clear()
+                self._sent.clear()
             self._delete_unchanged(KV, "expires_at lt @before", cutoff)
             for hit in self.query(HITS, "RowKey lt @before", cutoff, select=["PartitionKey", "RowKey"]):
                 self.table(HITS).delete_entity(hit["PartitionKey"], hit["RowKey"])
