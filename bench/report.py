@@ -412,7 +412,11 @@ def _tables(run: Run) -> list[str]:
         out.append(
             f"\nA routed reply reached the desk's subscriber (3 staff connected) in p50 {ms(a.p50)} / p99 {ms(a.p99)}."
         )
-    out.append(f"Between requests the timers made {t.idle_per_second:.2f} round trips a second (not counted above).")
+    out.append(f"At rest before the run the timers made {t.idle_per_second:.2f} round trips a second.")
+    out.append(
+        f"Before the HTTP answer, a routed reply made {t.per_answer('inbound'):.2f} round trips; the rest follow it"
+        " (the outbox's published marks, gathered for a second) or are its share of a cache refill (the desk list)."
+    )
     for action in ACTIONS:
         calls = t.trips.get(action, Counter())
         each = t.messages * (2 if action == "status" else 1)
@@ -589,8 +593,9 @@ METHOD = """
 - 7 Table Storage: devhost on Azurite's Table service through a counting proxy (`bench/tables.py`), one desk
   with 3 staff subscribed; {a.tables_messages:,} sends to new numbers, then a reply from each (routed to the
   desk), then each text's `sent` and `delivered` callbacks, one request at a time with a 0.35 s pause. Round
-  trips are booked to the request whose window they fall in; the sandbox's own callbacks are held back for the
-  run. The first requests also create the tables, which is counted.
+  trips are booked to the request they follow (from its start to the next request's, and 2 s after the last),
+  so the published marks the outbox writes after the answer count; the sandbox's own callbacks are held back for
+  the run. The first requests also create the tables, which is counted.
 - 8 Reminder batch: devhost with three desks and `SEND_RATE_PER_SECOND={a.batch_rate:g}`; one import of
   {a.batch_reminders:,} rows for tomorrow across the desks, sent at once; 20 staff subscribed over TCP (7, 7 and
   6 a desk); one patient in ten answers C (through the sandbox's phone) as soon as the text is on the phone. The

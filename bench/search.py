@@ -32,7 +32,7 @@ from relay.store.base import MessageRecord
 from relay.store.search import TABLE as WORDS
 from relay.store.sqlite import SqliteStore
 from relay.store.tablekit import enc, stamp
-from relay.store.tables import CONVERSATIONS, MESSAGES, TableStore, _message_fields
+from relay.store.tables import CONVERSATIONS, MESSAGES, TableStore, _message_fields, conversation_key
 from tests.support.azurite import start_azurite
 from tests.support.devhost import DevhostProcess
 
@@ -173,7 +173,7 @@ def seed_tables(connection: str, conversations: int, messages: int) -> float:
     summaries = [
         {
             "PartitionKey": enc(DESK),
-            "RowKey": enc(m.phone),
+            "RowKey": conversation_key(m.phone),
             "web_app_id": DESK,
             "phone": m.phone,
             "our_side": OUR,

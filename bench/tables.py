@@ -4,17 +4,15 @@ Each Table call is a network round trip and, on Azure, a billed transaction, so 
 figure that carries from this machine to production. The proxy reads each HTTP request's line and headers (the
 Azure SDK sends every body with a Content-Length), records the method and table, and pipes the bytes through.
 
-Requests are made one at a time with a pause after each: a round trip is booked to the request whose window it
-falls in, so the sandbox's status callbacks and the timers (scheduled sends, outbox, sweeps) that run meanwhile
-are left out, and the idle rate between windows is reported beside them.
+Requests are made one at a time with a pause after each: a round trip is booked to the request it follows, from
+the request's start to the next one's, so what the relay writes after answering (the outbox's published marks,
+gathered for a second) counts too; the sandbox's status callbacks are held back, and the timers' idle rate is
+measured before the run and reported beside them. A batch transaction is named by the table it writes.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import re
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -27,23 +25,18 @@ from bench.mqttc import SubscriberProcess, clock, desk_login
 from bench.procs import ACCOUNT_SID, Broker, Devhost, start_devhost
 from bench.stats import Summary
 from tests.support.azurite import azurite_process, connection_string
+from tests.support.tableproxy import CountingProxy
 
 ACTIONS = ("send", "inbound", "status")
 PAUSE_SECONDS = 0.35  # after each request: the sandbox's callbacks for a send come within ~0.15 s
-_TABLE = re.compile(r"^/[^/]+/([A-Za-z0-9$]+)")
-
-
-@dataclass(frozen=True)
-class Trip:
-    at: float
-    method: str
-    table: str
+SETTLE_SECONDS = 2.0  # after the last request: the outbox marks what it acknowledged within a second
 
 
 @dataclass
 class TablesResult:
     messages: int
     trips: dict[str, Counter[str]] = field(default_factory=dict)  # action -> "METHOD table" -> count
+    before_answer: dict[str, int] = field(default_factory=dict)  # action -> round trips before the HTTP answer
     latency: dict[str, Summary] = field(default_factory=dict)  # action -> request time, ms
     idle_per_second: float = 0.0
     routed_arrival: Summary | None = None  # webhook to the desk's subscriber, ms
@@ -52,68 +45,8 @@ class TablesResult:
     def per_action(self, action: str) -> float:
         return sum(self.trips.get(action, Counter()).values()) / self.messages
 
-
-class CountingProxy:
-    """A loopback TCP proxy in front of Azurite that notes each HTTP request passing through."""
-
-    def __init__(self, upstream_port: int) -> None:
-        self.upstream_port = upstream_port
-        self.trips: list[Trip] = []
-        self._lock = threading.Lock()
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self.port = 0
-        self._thread = threading.Thread(target=self._run, name="table-proxy", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("the counting proxy did not start")
-
-    def between(self, start: float, end: float) -> list[Trip]:
-        with self._lock:
-            return [t for t in self.trips if start <= t.at <= end]
-
-    def stop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        server = self._loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", 0))
-        self.port = server.sockets[0].getsockname()[1]
-        self._ready.set()
-        self._loop.run_forever()
-        server.close()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
-        back = asyncio.create_task(_pipe(up_reader, writer))
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                method, path = head.split(b" ", 2)[:2]
-                length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
-                body = await reader.readexactly(int(length.group(1))) if length else b""
-                found = _TABLE.match(path.decode("latin-1"))
-                table = found.group(1) if found else "?"
-                with self._lock:
-                    self.trips.append(Trip(clock(), method.decode(), table.split("(")[0]))
-                up_writer.write(head + body)
-                await up_writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            back.cancel()
-            up_writer.close()
-            writer.close()
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    with contextlib.suppress(ConnectionError, asyncio.CancelledError):
-        while chunk := await reader.read(65536):
-            writer.write(chunk)
-            await writer.drain()
+    def per_answer(self, action: str) -> float:
+        return self.before_answer.get(action, 0) / self.messages
 
 
 def run_tables(workdir: Path, broker: Broker, *, messages: int) -> TablesResult:
@@ -202,11 +135,15 @@ def _measure(result: TablesResult, proxy: CountingProxy, dev: Devhost, broker: B
         for sub in subscribers:
             sub.stop()
         http.close()
+    time.sleep(SETTLE_SECONDS)
+    starts = sorted((start, action) for action in ACTIONS for start, _ in windows[action])
+    for i, (start, action) in enumerate(starts):
+        until = starts[i + 1][0] if i + 1 < len(starts) else clock()
+        counted = result.trips.setdefault(action, Counter())
+        counted.update(f"{t.method} {t.table}" for t in proxy.between(start, until) if t.at < until)
     for action in ACTIONS:
-        counted: Counter[str] = Counter()
-        for start, end in windows[action]:
-            counted.update(f"{t.method} {t.table}" for t in proxy.between(start, end))
-        result.trips[action] = counted
+        result.trips.setdefault(action, Counter())
+        result.before_answer[action] = sum(len(proxy.between(start, end)) for start, end in windows[action])
         result.latency[action] = Summary.of(timings[action])
     result.routed_arrival = Summary.of(arrivals, n - len(arrivals))
 

@@ -14,12 +14,13 @@ from urllib.parse import urlsplit
 from relay.clock import Clock, iso
 from relay.errors import BadRequest, Conflict, OwnedElsewhere, RelayError, TooManyRequests
 from relay.outbox import Outbox
-from relay.ownership import JUST_BEFORE, Ownership
+from relay.ownership import JUST_BEFORE, UNREAD, Ownership, Unread
 from relay.phones import mask, normalise, require_allowed_region, require_allowed_type
 from relay.quiet import QuietHours, zone
 from relay.reminders import Reminders
 from relay.settings import Settings
 from relay.store import Event, MessageRecord, Store, StoreError
+from relay.store.owners import Owner
 from relay.tokens import Staff
 from relay.twilio_gateway import SentMessage, TwilioGateway
 from relay.uploads import Upload, Uploads
@@ -158,7 +159,8 @@ class Outbound:
         now = self._clock.now()
         to, body, media, uploads = self.check(request, now)
         self._quiet.check_now(now, request.ignore_quiet_hours is True)
-        owner = self._ownership.live_owner(self._ownership.current(to, [self._settings.our_side]))
+        row = self._ownership.current(to, [self._settings.our_side])
+        owner = self._ownership.live_owner(row)
         if owner is not None and owner != request.web_app_id and not request.take_over:
             desk = self._ownership.desk_json(owner)
             raise OwnedElsewhere(
@@ -188,7 +190,7 @@ class Outbound:
                 request.on_accepted(sent)
             except Exception:  # Twilio has accepted it: recording it below must still happen
                 log.exception("after-accept step failed: sid=%s", sent.sid)
-        return self.record(request, sent, now, idem_key, owner, uploads)
+        return self.record(request, sent, now, idem_key, owner, uploads, seen=row)
 
     def record(
         self,
@@ -198,6 +200,8 @@ class Outbound:
         idem_key: str | None = None,
         owner: str | None = None,
         uploads: list[Upload] | None = None,
+        *,
+        seen: Owner | Unread | None = UNREAD,
     ) -> SendResult:
         """What follows Twilio's acceptance; also for a message found in Twilio's list after a crash."""
         result = SendResult(sent.sid, sent.status, sent.to, sent.from_)
@@ -206,7 +210,7 @@ class Outbound:
             uploads = self._uploads.resolve(request.web_app_id, request.media_ids)
         body = validate_body(request.body, with_media=bool(media or uploads))
         entries = [{"url": url, "contentType": ""} for url in media] + [u.to_json() for u in uploads]
-        self._after_send(request, result, sent.messaging_service_sid, body, entries, now, idem_key, owner)
+        self._after_send(request, result, sent.messaging_service_sid, body, entries, now, idem_key, owner, seen)
         return result
 
     def _claim_idempotency(self, idem_key: str, now: datetime) -> SendResult | None:
@@ -258,6 +262,7 @@ class Outbound:
         now: datetime,
         idem_key: str | None,
         owner: str | None,
+        seen: Owner | Unread | None,
     ) -> None:
         """Twilio has accepted the message: from here on nothing may turn into an error for the caller."""
         our_side = service_sid or result.from_ or self._settings.our_side
@@ -277,7 +282,7 @@ class Outbound:
         }
         message = MessageRecord(result.sid, "outbound", result.to, our_side, request.web_app_id, body, now, payload)
         try:
-            self._own(request, self._settings.our_side, owner, now)
+            self._own(request, self._settings.our_side, owner, now, seen)
             event = self._store.save_message(message, Event(request.web_app_id, "outbound", payload, now))
             if request.confirm:
                 reminder = request.reminder_id or result.sid
@@ -290,7 +295,9 @@ class Outbound:
         if event is not None:
             self._outbox.publish(event)
 
-    def _own(self, request: SendRequest, our_side: str, owner: str | None, now: datetime) -> None:
+    def _own(
+        self, request: SendRequest, our_side: str, owner: str | None, now: datetime, seen: Owner | Unread | None
+    ) -> None:
         """The sender's desk owns the conversation from now on; taking it from another desk says so in both threads."""
         desk = request.web_app_id
         if owner is not None and owner != desk:
@@ -299,7 +306,7 @@ class Outbound:
             )
             return
         try:
-            self._ownership.take(normalise(request.to), our_side, desk, now)
+            self._ownership.take(normalise(request.to), our_side, desk, now, seen=seen)
         except RelayError as exc:
             log.warning("ownership not recorded after a send: %s", exc.message)
 

@@ -6,6 +6,7 @@ import json
 import logging
 import queue
 import threading
+import time
 from datetime import timedelta
 
 from relay.clock import Clock
@@ -22,8 +23,11 @@ def encode(event: Event) -> bytes:
 
 
 class Outbox:
-    def __init__(self, store: Store, publisher: Publisher, topics: Topics, clock: Clock) -> None:
+    def __init__(
+        self, store: Store, publisher: Publisher, topics: Topics, clock: Clock, *, ack_window: float = 0.0
+    ) -> None:
         self._store = store
+        self._ack_window = ack_window  # how long to gather acknowledgements before one write marks them all
         self._publisher = publisher
         self._topics = topics
         self._clock = clock
@@ -60,10 +64,13 @@ class Outbox:
         while not stopping:
             batch: list[Event] = []
             item = self._acks.get()
-            while item is not None and len(batch) < 500:
+            deadline = time.monotonic() + self._ack_window
+            while item is not None:
                 batch.append(item)
+                if len(batch) >= 500:
+                    break
                 try:
-                    item = self._acks.get_nowait()
+                    item = self._acks.get(timeout=max(0.0, deadline - time.monotonic()))
                 except queue.Empty:
                     break
             stopping = item is None

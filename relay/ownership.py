@@ -10,6 +10,7 @@ import logging
 import secrets
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from enum import Enum, auto
 from typing import Any
 
 from relay.clock import Clock, iso
@@ -26,6 +27,15 @@ ATTEMPTS = 20
 # A hand-over is dated just before the message that caused it, so the desk that let go keeps the line that says
 # so, and not the message after it.
 JUST_BEFORE = timedelta(microseconds=1)
+
+
+class Unread(Enum):
+    """Not read yet in this request (None would mean: read, and there is no row)."""
+
+    UNREAD = auto()
+
+
+UNREAD = Unread.UNREAD
 
 
 @dataclass(frozen=True)
@@ -80,15 +90,27 @@ class Ownership:
         seen = self.visibility(desk, message.phone)
         return seen.allowed and (seen.until is None or message.created_at <= seen.until)
 
-    def take(self, phone: str, our_side: str, desk: str | None, at: datetime, *, expect: str | None = None) -> Owner:
+    def take(
+        self,
+        phone: str,
+        our_side: str,
+        desk: str | None,
+        at: datetime,
+        *,
+        expect: str | None = None,
+        seen: Owner | Unread | None = UNREAD,
+    ) -> Owner:
         """Move ownership to `desk` (None: nobody) by compare-and-set; with `expect`, only away from that desk
-        (409 not_owner otherwise, which is what the loser of two simultaneous transfers gets)."""
+        (409 not_owner otherwise, which is what the loser of two simultaneous transfers gets). `seen` is the row
+        as the caller read it in this request (None: there was none), tried first instead of a second read: the
+        compare-and-set says if it changed since. A row that would not change is not written."""
         for _ in range(ATTEMPTS):
-            current = self.current(phone, [our_side])
+            current = self.current(phone, [our_side]) if isinstance(seen, Unread) else seen
+            seen = UNREAD
             if expect is not None and (current is None or self.live_owner(current) != expect):
                 raise Conflict("This conversation is not with your desk any more.", code="not_owner")
             new = current.moved_to(desk, at) if current else first_owner(phone, our_side, desk or UNROUTED, at)
-            if current is None and desk is None:
+            if (current is None and desk is None) or new == current:
                 return new
             stored = self._store.owners.put(new, current)
             if stored is not None:

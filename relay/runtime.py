@@ -118,7 +118,7 @@ def build(settings: Settings, clock: Clock | None = None, store: Store | None = 
         timeout_seconds=settings.mqtt_publish_timeout_seconds,
         on_connected=lambda: _drain(holder["outbox"]),
     )
-    outbox = Outbox(store, publisher, topics, clock)
+    outbox = Outbox(store, publisher, topics, clock, ack_window=store.mark_window)
     holder["outbox"] = outbox
     gateway = TwilioGateway(settings)
     validator = WebhookValidator(settings)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -18,9 +20,11 @@ from relay.sessions import SessionGrant
 from relay.store import UNROUTED, Store
 from relay.store.sqlite import SqliteStore
 from relay.store.tables import TableStore
+from tests.support.azurite import connection_string
 from tests.support.broker import BrokerProcess
 from tests.support.mqtt import Subscriber
 from tests.support.runtime import as_session, clock, desk, inbound_params, make_runtime
+from tests.support.tableproxy import CountingProxy
 
 
 @pytest.fixture(params=["sqlite", "tables"])
@@ -251,6 +255,41 @@ def test_closing_the_outbox_records_every_acknowledgement_first(runtime: Runtime
     runtime.outbox.close()
     pending = runtime.store.pending_events(clock(runtime).now(), 500)
     assert [e for e in pending if e.payload.get("MessageSid") in sids] == []
+
+
+def test_a_routed_reply_costs_four_table_round_trips(
+    azurite: str, broker: BrokerProcess, signing_key: str, sandbox_url: str
+) -> None:
+    """Each round trip is a billed Table transaction, all serial on the webhook's path (docs/scale.md): the
+    owner's row, the MessageSid arbiter, the phone's history row, and one transaction in the desk's partition
+    (event, receipt, head, conversation summary, search words). The published mark follows within a second, in
+    one transaction with its neighbours'."""
+    port = re.search(r"TableEndpoint=http://127\.0\.0\.1:(\d+)/", azurite)
+    assert port is not None
+    proxy = CountingProxy(int(port.group(1)))
+    proxy.start()
+    store = TableStore(connection_string(proxy.port), table_prefix="r" + uuid.uuid4().hex[:10])
+    rt = make_runtime(store, broker.mqtt_port, signing_key, sandbox_url)
+    try:
+        a, phone = desk(rt), fresh_phone()
+        text(rt, a, phone)
+        phone_says(rt, phone, "warm: the desk's first reply from this phone")
+        time.sleep(1.5)  # the marks of both are written
+        start = time.clock_gettime(time.CLOCK_MONOTONIC)
+        params = phone_says(rt, phone, "Running 5 minutes late, sorry!")
+        answered = time.clock_gettime(time.CLOCK_MONOTONIC)
+        time.sleep(1.5)
+        during, after = (
+            proxy.counted(start, answered),
+            proxy.counted(answered, time.clock_gettime(time.CLOCK_MONOTONIC)),
+        )
+        assert audience_of(rt, params["MessageSid"]) == a.web_app_id
+        assert sum(during.values()) <= 4, during
+        assert sum(after.values()) <= 1 and set(after) <= {"POST $batch " + store.table("events").table_name}, after
+        assert rt.store.pending_events(clock(rt).now() + timedelta(seconds=1), 10) == []
+    finally:
+        rt.close()
+        proxy.stop()
 
 
 def test_archiving_a_desk_sends_its_conversations_to_unrouted_where_another_desk_claims_them(

@@ -19,7 +19,8 @@ from azure.data.tables import TableServiceClient
 
 from relay.store.base import UNROUTED, Event, EventPage, MessageRecord, StatusRecord, Store, StoreError
 from relay.store.sqlite import SqliteStore
-from relay.store.tables import CONVERSATIONS, EVENTS, HISTORY, TableStore
+from relay.store.tablekit import enc
+from relay.store.tables import CONVERSATIONS, EVENTS, HISTORY, TableStore, conversation_key
 from tests.support.azurite import connection_string
 from tests.support.ports import free_port
 
@@ -380,6 +381,20 @@ def test_pending_events_and_mark_published(store: Store) -> None:
     assert [e.published for e in store.events_after([DESK], None, 10).events] == [True, False]
 
 
+def test_mark_published_marks_many_desks_at_once_and_skips_a_purged_event(store: Store) -> None:
+    """The outbox marks a window's acknowledgements in one call: past a batch's hundred, over two desks, with an
+    event purged since it was acknowledged, and with one acknowledged twice."""
+    events = [save(store, message(f"SMb{i}", at(10 + i), desk=(DESK, OTHER_DESK)[i % 3 == 0])) for i in range(130)]
+    purged = save(store, message("SMbold", at(0), phone="+15550002222"))
+    store.mark_published(purged)
+    assert store.purge(at(5)) == 1
+    store.mark_published(events[1], events[2], purged, *events[:120], events[1])
+    pending = store.pending_events(at(1000), 100)
+    assert [e.key for e in pending] == [e.key for e in events[120:]]
+    store.mark_published(*events)
+    assert store.pending_events(at(1000), 100) == []
+
+
 # -- key/value and hits
 
 
@@ -623,6 +638,41 @@ def test_table_duplicate_repairs_what_a_crash_left_undone(azurite: str) -> None:
     assert store.conversations(DESK)[0].unread == 1
     assert store.events_after([DESK], None, 10).events == repaired
     store.close()
+
+
+def test_table_summaries_stay_right_when_two_instances_write_them(azurite: str) -> None:
+    """Each instance writes a summary from its copy of its own last write, without a read: another instance's
+    writes (replies, a read mark, done, purge behind its back) must still count, never be overwritten."""
+    prefix = f"t{uuid.uuid4().hex[:16]}"
+    one, two = TableStore(azurite, table_prefix=prefix), TableStore(azurite, table_prefix=prefix)
+    save(one, message("SMo1", at(0), direction="outbound"))
+    save(one, message("SMi1", at(1)))
+    save(two, message("SMi2", at(2)))
+    save(one, message("SMi3", at(3)))  # its copy is stale: two wrote since
+    [conversation] = two.conversations(DESK)
+    assert (conversation.last_sid, conversation.unread) == ("SMi3", 3)
+
+    assert two.set_done(DESK, PHONE, True) is True
+    two.mark_read(DESK, PHONE)
+    save(one, message("SMo2", at(4), direction="outbound"))
+    [conversation] = one.conversations(DESK)
+    assert (conversation.last_sid, conversation.unread, conversation.done) == ("SMo2", 0, True)
+    save(one, message("SMi4", at(5)))
+    [conversation] = two.conversations(DESK)
+    assert (conversation.last_sid, conversation.unread, conversation.done) == ("SMi4", 1, False)
+
+    race(8, lambda i: save((one, two)[i % 2], message(f"SMr{i}", at(10))))  # at once: none is older, all count
+    [conversation] = one.conversations(DESK)
+    assert conversation.unread == 9
+    assert len(one.events_after([DESK], None, 100).events) == 14
+
+    with TableServiceClient.from_connection_string(azurite) as service:  # gone behind one's back
+        service.get_table_client(prefix + CONVERSATIONS).delete_entity(enc(DESK), conversation_key(PHONE))
+    save(one, message("SMi5", at(30)))
+    [conversation] = two.conversations(DESK)
+    assert (conversation.last_sid, conversation.unread) == ("SMi5", 1)
+    one.close()
+    two.close()
 
 
 def test_kv_expired_lists_only_lapsed_entries_of_the_namespace(store: Store) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -18,7 +18,7 @@ from relay.clock import Clock
 from relay.errors import SettingsError
 from relay.outbox import Outbox
 from relay.settings import Settings
-from relay.store import Store
+from relay.store import Store, StoreError
 
 log = logging.getLogger("relay.keywords")
 
@@ -87,6 +87,29 @@ class Decision:
     state: Mapping[str, Any]
 
 
+class _StoredState(Mapping[str, Any]):
+    """A conversation's state, read from the store only when a handler looks at it: most texts are no keyword,
+    and on Table Storage every read is a billed round trip on the webhook's path."""
+
+    def __init__(self, store: Store, key: str, at: datetime) -> None:
+        self._store, self._key, self._at = store, key, at
+        self._value: dict[str, Any] | None = None
+
+    def _loaded(self) -> dict[str, Any]:
+        if self._value is None:
+            self._value = self._store.kv_get(STATE_NAMESPACE, self._key, self._at) or {}
+        return self._value
+
+    def __getitem__(self, name: str) -> Any:
+        return self._loaded()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._loaded())
+
+    def __len__(self) -> int:
+        return len(self._loaded())
+
+
 class Keywords:
     """The enabled handlers in precedence order, with per-conversation state in the store's KV."""
 
@@ -106,9 +129,11 @@ class Keywords:
         pair = f"{message.params.get('To', message.our_side)}|{message.phone}"
         for name, handler in self._handlers:
             key = f"{name}|{pair}"
-            state = self._store.kv_get(STATE_NAMESPACE, key, message.at) or {}
+            state = _StoredState(self._store, key, message.at)
             try:
                 outcome = handler(message, state)
+            except StoreError:
+                raise  # the store, not the handler: the webhook answers 503 and Twilio retries, as before
             except Exception:
                 log.exception("keyword handler %s failed; passing the message on", name)
                 continue

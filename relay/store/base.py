@@ -116,6 +116,9 @@ class Store(Protocol):
     scheduled: ScheduledStore
     templates: TemplateStore
     search: SearchStore
+    # Seconds the outbox may gather acknowledgements before marking them published in one call: 0 where a write
+    # is cheap; on Table Storage, where each is a billed round trip, well under the outbox timer's minimum age.
+    mark_window: float
 
     def save_message(self, message: MessageRecord, event: Event) -> Event | None:
         """Insert once per MessageSid (conditionally, never check-then-insert), with its pending event.

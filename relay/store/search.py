@@ -9,9 +9,10 @@ INTEGER PRIMARY KEY is the FTS rowid, so a VACUUM that renumbers `messages` cann
 `messages` keep both in step on insert and purge; messages stored before this index existed are indexed when the
 store opens.
 
-Table Storage cannot search inside a string, so every message writes one row per distinct word to
-`searchwords`, partitioned by the desk it was stored for (one batch transaction per message, since a batch must
-stay in one partition); RowKey = word + "!" + the history key, so a word's rows are a RowKey range, newest first.
+Table Storage cannot search inside a string, so every message writes one row per distinct word, partitioned by
+the desk it was stored for, in the events table beside that desk's events: they go in the message's event
+transaction (relay/store/tables.py), so indexing costs no round trip of its own. RowKey = "w" + word + "!" + the
+history key, so a word's rows are a RowKey range, newest first.
 A search reads, for each word and each desk partition asked for, that range, at most SCAN_LIMIT rows; then it
 intersects by sid and point-reads the bodies of what it returns. docs/scale.md gives the costs.
 """
@@ -36,10 +37,11 @@ if TYPE_CHECKING:
 
 MAX_WORDS = 8  # of a query; the rest are ignored
 MAX_WORD = 40  # characters of a word kept in the Table index (RowKeys stay short); longer words are cut
-INDEXED = 99  # distinct words of one message in the Table index: a batch holds 100 operations
+INDEXED = 96  # distinct words of one message in the Table index: a batch holds 100, the event's take 4
 SCAN_LIMIT = 2000  # Table rows read per word and desk partition, newest first (two pages)
 BODY_READERS = 8  # point reads of the hits' bodies at once
-TABLE = "searchwords"
+TABLE = "events"  # the audience partitions of relay/store/tables.py, under RowKeys of their own
+_PREFIX = "w"
 _SEP = "!"  # sorts below every character enc() produces, so a word's rows end before any longer word's
 _WORD = re.compile(r"\w+")
 
@@ -135,16 +137,10 @@ class TableSearch:
     def __init__(self, db: TableStore) -> None:
         self._db = db
 
-    def index(self, message: MessageRecord) -> None:
-        """Idempotent (upserts), so a retried save reruns it."""
-        ops: list[tuple[str, dict[str, Any]]] = [("upsert", row) for row in self.rows(message)]
-        if ops:
-            with guard("index message words"):
-                self._db.table(TABLE).submit_transaction(ops)
-
     @staticmethod
     def rows(message: MessageRecord) -> list[dict[str, Any]]:
-        """The index rows of one message, all in its desk's partition; none for a line in the thread."""
+        """The index rows of one message, all in its desk's partition (upserts, so a retried save may rewrite
+        them); none for a line in the thread."""
         if message.direction == "event":
             return []
         pk, key = enc(message.web_app_id), _history_key(message)
@@ -193,7 +189,7 @@ class TableSearch:
 
     def _scan(self, pk: str, term: str, *, prefix: bool) -> dict[str, dict[str, Any]]:
         """A word's rows in one desk partition (every word that starts with it when `prefix`), by sid."""
-        start = enc(term[:MAX_WORD])
+        start = _PREFIX + enc(term[:MAX_WORD])
         low, high = (start, _next(start)) if prefix else (start + _SEP, start + chr(ord(_SEP) + 1))
         rows = self._db.query(
             TABLE,
@@ -211,7 +207,7 @@ def _history_key(message: MessageRecord) -> str:
 
 
 def _row_key(word: str, history_key: str) -> str:
-    return f"{enc(word[:MAX_WORD])}{_SEP}{history_key}"
+    return f"{_PREFIX}{enc(word[:MAX_WORD])}{_SEP}{history_key}"
 
 
 def _next(key: str) -> str:

@@ -89,6 +89,8 @@ def _dt(ts: float) -> datetime:
 
 
 class SqliteStore:
+    mark_window = 0.0  # a mark is a local write: at once, as acknowledged
+
     def __init__(self, path: str, *, timeout_seconds: float = 5.0) -> None:
         self._path = path
         self._timeout = timeout_seconds

@@ -15,6 +15,7 @@ import re
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import suppress
 from dataclasses import replace
@@ -55,8 +56,8 @@ from relay.store.tablekit import (
 MESSAGES = "messages"  # one entity per sid: the dedupe arbiter, carrying its pending event's recipe
 HISTORY = "phonehistory"  # the same messages again, partitioned by phone, newest first
 STATUSES = "statuses"  # partitioned by sid, one row per status
-EVENTS = "events"  # partitioned by audience: the events by sequence number, their receipts and the head
-CONVERSATIONS = "conversations"
+EVENTS = "events"  # partitioned by audience: events, receipts and head; summaries and word index beside them
+CONVERSATIONS = EVENTS  # in the audience's partition, so a message's summary moves in its event's transaction
 KV = "kv"
 HITS = "hits"  # one row per hit, RowKey = time + random
 
@@ -65,15 +66,23 @@ _PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9]{0,40}")
 _HEAD = "h"  # the last sequence number given out, written in the same transaction as that event
 _SEQ = "s"  # + 20 digits: the events in the order a reader must see them
 _RECEIPT = "x"  # + an event's id: the sequence number it got, so a retry never stores it twice
+_SUMMARY = "c"  # + the phone: the audience's conversation summaries (search.py's word index is under "w")
 _SEQ_WIDTH = 20
 _CURSOR = re.compile(r"[0-9]{1,18}(-[0-9]{1,18})*")
 _PAGE = 1000  # the service's largest page
 KV_POINT_READS = 20
+SUMMARIES_KEPT = 10_000  # summaries this process wrote last, with their etags (a write then needs no read)
+SENT_KEPT = 10_000  # outbound messages this process stored, for their status callbacks without a read
+SENT_SECONDS = 600.0  # Twilio calls back within minutes; far inside the shortest retention (a day)
 
 
 def _descending(sid: str) -> str:
     """Sorts in descending byte order of sid, as SQLite's ORDER BY sid DESC (the service returns RowKeys ascending)."""
     return "".join(f"{255 - b:02x}" for b in sid.encode()) + "gg"
+
+
+def conversation_key(phone: str) -> str:
+    return _SUMMARY + enc(phone)
 
 
 def _history_key(created_at: datetime, sid: str) -> str:
@@ -96,6 +105,8 @@ class _Keys:
 
 
 class TableStore:
+    mark_window = 1.0  # a second's published marks in one transaction per desk; the outbox timer waits 15 s
+
     def __init__(self, connection_string: str, *, table_prefix: str = "relay", timeout_seconds: float = 5.0) -> None:
         if not _PREFIX.fullmatch(table_prefix):
             raise ValueError("table_prefix must be a letter followed by up to 40 letters or digits")
@@ -106,6 +117,11 @@ class TableStore:
         self._timeout = timeout_seconds
         self._lock = threading.Lock()
         self._tables: dict[str, TableClient] = {}
+        # What this process last wrote of a summary and the etag it got: a stale entry costs a 412 and a read.
+        self._summaries: OrderedDict[tuple[str, str], tuple[str, dict[str, Any]]] = OrderedDict()
+        self._copies_lock = threading.Lock()
+        # An outbound message's row never changes once stored (only unrouted inbound ones move on a claim).
+        self._sent: OrderedDict[str, tuple[float, MessageRecord]] = OrderedDict()
         attempt = timeout_seconds / 2  # two attempts at most, so a dead store fails within about timeout_seconds
         try:
             self._service = TableServiceClient.from_connection_string(
@@ -172,12 +188,14 @@ class TableStore:
         )
         return list(rows if limit is None else islice(rows, max(0, limit)))
 
-    def _append_event(self, event: Event) -> Event:
+    def _append_event(self, event: Event, message: MessageRecord | None = None) -> Event:
         """Store the event under the next sequence number of its audience; `event.key` is its id, fixed before the
         first attempt. One transaction in the audience's partition inserts the event row, inserts its receipt
         and moves the head, so number n is only ever tried after n - 1 was seen committed, and a reader that has
-        seen n can never be passed by an event below it. A conflict means the number was taken (try the next)
-        or the receipt exists (a retry: the event is already stored)."""
+        seen n can never be passed by an event below it. With `message`, the same transaction updates that
+        audience's conversation summary and (for the desk it was stored for) writes its words to the search index,
+        so neither can be done twice or left undone. A conflict means the number was taken (try the next), the
+        receipt exists (a retry: everything is already stored) or the summary changed (read it again)."""
         pk = enc(event.audience)
         with self._lock:
             turn = self._appenders.setdefault(pk, threading.Lock())
@@ -185,15 +203,17 @@ class TableStore:
         if not turn.acquire(timeout=self._timeout):
             raise StoreError("Table Storage event append timed out waiting its turn")
         try:
-            return self._append_in_turn(pk, event)
+            return self._append_in_turn(pk, event, message)
         finally:
             turn.release()
 
-    def _append_in_turn(self, pk: str, event: Event) -> Event:
+    def _append_in_turn(self, pk: str, event: Event, message: MessageRecord | None) -> Event:
         event_id, table = event.key, self.table(EVENTS)
+        words = self._words_of(message, event.audience)
         seq = self._heads.get(pk)
         if seq is None:
             seq = self._head(pk)
+        fresh = False  # read the summary, not this process's copy
         for _ in range(RETRIES):
             seq += 1
             row = {
@@ -208,18 +228,31 @@ class TableStore:
             }
             receipt = {"PartitionKey": pk, "RowKey": _RECEIPT + event_id, "seq": seq, "created_at": row["created_at"]}
             head = {"PartitionKey": pk, "RowKey": _HEAD, "seq": seq}
+            summary = self._summary_op(message, event.audience, fresh=fresh) if message is not None else None
+            ops: list[Any] = [("create", receipt), ("create", row), ("upsert", head)]
+            ops += [summary] if summary else []
             try:
-                table.submit_transaction([("create", receipt), ("create", row), ("upsert", head)])
+                results = table.submit_transaction([*ops, *words])
                 self._heads[pk] = seq
+                if summary:
+                    self._remember(summary[1], str(results[3]["etag"]))
                 return replace(event, key=_event_key(seq, event_id))
             except TableTransactionError as exc:
-                if not status_of(exc, 409):
+                if not status_of(exc, 404, 409, 412):
                     raise
-                taken = exc.index == 1  # the service names the failed operation; 0 is also its "unknown"
+                failed = exc.index  # the service names the failed operation; 0 is also its "unknown"
+            if summary:
+                self._forget_summary(summary[1]["PartitionKey"], summary[1]["RowKey"])
+            fresh = True
+            if summary and failed == 3:  # only the summary had changed: the same number again, after a read
+                seq -= 1
+                continue
+            taken = failed == 1
             stored = None if taken else self.entity(EVENTS, pk, _RECEIPT + event_id)
             if stored is not None:
                 return replace(event, key=_event_key(int(stored["seq"]), event_id))
-            seq = max(seq, self._head(pk))
+            # Never a number above one not seen committed: the next is above the head, or this one again.
+            seq = max(seq if taken else seq - 1, self._head(pk))
         raise StoreError("Table Storage event sequence kept conflicting")
 
     def _head(self, pk: str) -> int:
@@ -271,18 +304,33 @@ class TableStore:
                 if stored is not None:
                     self._finish_message(stored)
                 return None
+            if message.direction == "outbound":
+                self._keep_sent(_message(entity))
             return self._finish_message(entity)
 
+    def _keep_sent(self, message: MessageRecord) -> None:
+        with self._copies_lock:
+            self._sent[message.sid] = (time.monotonic(), message)
+            while len(self._sent) > SENT_KEPT:
+                self._sent.popitem(last=False)
+
     def _finish_message(self, entity: dict[str, Any]) -> list[Event]:
-        """The idempotent tail of save_message, rerun by duplicates: events, history row, conversation summaries."""
+        """The idempotent tail of save_message, rerun by duplicates: history row, then each event in one
+        transaction with its audience's summary (and the stored-for desk's word index)."""
         others = [self._stored_event(fields) for fields in json.loads(entity.get("also_events") or "[]")]
         events = [self._stored_event(entity), *others]
         message = _message(entity)
         self._put_history(message)
-        self.words.index(message)
-        for audience in dict.fromkeys([message.web_app_id, *(e.audience for e in others)]):
+        unsummarised = list(dict.fromkeys([message.web_app_id, *(e.audience for e in others)]))
+        stored = []
+        for event in events:
+            summarise = event.audience in unsummarised
+            if summarise:
+                unsummarised.remove(event.audience)
+            stored.append(self._append_event(event, message if summarise else None))
+        for audience in unsummarised:  # a desk whose summary changes with no event of its own
             self._bump_conversation(message, audience)
-        return [self._append_event(event) for event in events]
+        return stored
 
     def _put_history(self, message: MessageRecord) -> None:
         self.table(HISTORY).upsert_entity(
@@ -294,51 +342,93 @@ class TableStore:
             mode=UpdateMode.REPLACE,
         )
 
+    def _words_of(self, message: MessageRecord | None, audience: str) -> list[Any]:
+        if message is None or message.web_app_id != audience:
+            return []
+        return [("upsert", row) for row in self.words.rows(message)]
+
     def _bump_conversation(self, message: MessageRecord, audience: str) -> None:
-        """A newer message replaces the summary; inbound adds an unread, outbound resets, a line keeps them;
-        last_sid makes it idempotent."""
-        pk, rk = enc(audience), enc(message.phone)
-        at_stamp = stamp(message.created_at)
-        inbound = message.direction == "inbound"
-        display, media = shown_in_list(message)
-        table = self.table(CONVERSATIONS)
+        """The summary (and word index) write of `_append_event`, for an audience without an event."""
+        words = self._words_of(message, audience)
+        fresh = False
         for _ in range(RETRIES):
-            current = self.entity(CONVERSATIONS, pk, rk)
-            row: dict[str, Any] = {
-                "PartitionKey": pk,
-                "RowKey": rk,
-                "web_app_id": audience,
-                "phone": message.phone,
-                "our_side": message.our_side,
-                "last_sid": message.sid,
-                "last_body": message.body,
-                "last_direction": message.direction,
-                "last_at": at_stamp,
-                "unread": 1 if inbound else 0,
-                "done": False,
-                "last_display": display,
-                "last_media": media,
-            }
-            try:
-                if current is None:
-                    table.create_entity(row)
-                    return
-                if current["last_sid"] == message.sid or at_stamp < current["last_at"]:
-                    return
-                unread = int(current["unread"])
-                row["unread"] = unread + 1 if inbound else 0 if message.direction == "outbound" else unread
-                row["done"] = not reopens(message, audience) and bool(current.get("done", False))
-                table.update_entity(row, mode=UpdateMode.REPLACE, etag=etag(current), match_condition=IF_UNCHANGED)
+            summary = self._summary_op(message, audience, fresh=fresh)
+            if summary is None and not words:
                 return
-            except ResourceExistsError:
-                pass
-            except HttpResponseError as exc:
-                if not status_of(exc, 404, 412):
+            try:
+                results = self.table(CONVERSATIONS).submit_transaction(([summary] if summary else []) + words)
+                if summary:
+                    self._remember(summary[1], str(results[0]["etag"]))
+                return
+            except TableTransactionError as exc:
+                if not status_of(exc, 404, 409, 412):
                     raise
+            if summary:
+                self._forget_summary(summary[1]["PartitionKey"], summary[1]["RowKey"])
+            fresh = True
             backoff()
         raise StoreError("Table Storage conversation update kept conflicting")
 
+    def _summary_op(self, message: MessageRecord, audience: str, *, fresh: bool) -> Any:
+        """The transaction operation that brings the audience's summary up to `message`, or None when it is
+        already there or newer. A newer message replaces the summary; inbound adds an unread, outbound resets,
+        a line keeps them; last_sid makes it idempotent. Conditional on the etag of this process's last write of
+        the row when it has one (no read), else of a fresh read: a changed row fails the transaction (412)."""
+        pk, rk = enc(audience), conversation_key(message.phone)
+        with self._copies_lock:
+            known = None if fresh else self._summaries.get((pk, rk))
+        current: dict[str, Any] | None
+        if known is not None:
+            version, current = known
+        else:
+            current = self.entity(CONVERSATIONS, pk, rk)
+            version = etag(current) if current is not None else ""
+        at_stamp = stamp(message.created_at)
+        inbound = message.direction == "inbound"
+        display, media = shown_in_list(message)
+        row: dict[str, Any] = {
+            "PartitionKey": pk,
+            "RowKey": rk,
+            "web_app_id": audience,
+            "phone": message.phone,
+            "our_side": message.our_side,
+            "last_sid": message.sid,
+            "last_body": message.body,
+            "last_direction": message.direction,
+            "last_at": at_stamp,
+            "unread": 1 if inbound else 0,
+            "done": False,
+            "last_display": display,
+            "last_media": media,
+        }
+        if current is None:
+            return ("create", row)
+        if current["last_sid"] == message.sid or at_stamp < current["last_at"]:
+            # Nothing to write, so no etag would catch a stale copy: only a read may say so.
+            return None if known is None else self._summary_op(message, audience, fresh=True)
+        unread = int(current["unread"])
+        row["unread"] = unread + 1 if inbound else 0 if message.direction == "outbound" else unread
+        row["done"] = not reopens(message, audience) and bool(current.get("done", False))
+        return ("update", row, {"mode": UpdateMode.REPLACE, "etag": version, "match_condition": IF_UNCHANGED})
+
+    def _remember(self, row: dict[str, Any], version: str) -> None:
+        with self._copies_lock:
+            key = (str(row["PartitionKey"]), str(row["RowKey"]))
+            self._summaries[key] = (version, dict(row))
+            self._summaries.move_to_end(key)
+            while len(self._summaries) > SUMMARIES_KEPT:
+                self._summaries.popitem(last=False)
+
+    def _forget_summary(self, pk: str, rk: str) -> None:
+        """Before this process changes a summary by other means (its etag changes)."""
+        with self._copies_lock:
+            self._summaries.pop((pk, rk), None)
+
     def get_message(self, sid: str) -> MessageRecord | None:
+        with self._copies_lock:
+            kept = self._sent.get(sid)
+        if kept is not None and time.monotonic() - kept[0] < SENT_SECONDS:
+            return kept[1]
         with guard("get_message"):
             entity = self.entity(MESSAGES, enc(sid), "m")
         return _message(entity) if entity is not None else None
@@ -414,18 +504,25 @@ class TableStore:
 
     def conversations(self, web_app_id: str) -> list[Conversation]:
         with guard("conversations"):
-            rows = self.query(CONVERSATIONS, "PartitionKey eq @pk", {"pk": enc(web_app_id)})
+            rows = self.query(
+                CONVERSATIONS,
+                "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high",
+                {"pk": enc(web_app_id), "low": _SUMMARY, "high": chr(ord(_SUMMARY) + 1)},
+            )
         rows.sort(key=lambda r: str(r["last_at"]), reverse=True)
         return [_conversation(r) for r in rows]
 
     def mark_read(self, web_app_id: str, phone: str) -> None:
+        pk, rk = enc(web_app_id), conversation_key(phone)
+        self._forget_summary(pk, rk)
         with guard("mark_read"), suppress(ResourceNotFoundError):
             self.table(CONVERSATIONS).update_entity(
-                {"PartitionKey": enc(web_app_id), "RowKey": enc(phone), "unread": 0}, mode=UpdateMode.MERGE
+                {"PartitionKey": pk, "RowKey": rk, "unread": 0}, mode=UpdateMode.MERGE
             )
 
     def set_done(self, web_app_id: str, phone: str, done: bool) -> bool | None:
-        pk, rk = enc(web_app_id), enc(phone)
+        pk, rk = enc(web_app_id), conversation_key(phone)
+        self._forget_summary(pk, rk)
         with guard("set_done"):
             for _ in range(RETRIES):
                 current = self.entity(CONVERSATIONS, pk, rk)
@@ -460,7 +557,8 @@ class TableStore:
 
     def _take_unrouted(self, phone: str) -> dict[str, Any] | None:
         """The arbiter: an etag-conditional delete of the unrouted summary; exactly one concurrent claimer succeeds."""
-        pk, rk = enc(UNROUTED), enc(phone)
+        pk, rk = enc(UNROUTED), conversation_key(phone)
+        self._forget_summary(pk, rk)
         for _ in range(RETRIES):
             current = self.entity(CONVERSATIONS, pk, rk)
             if current is None:
@@ -498,6 +596,7 @@ class TableStore:
     def _merge_claimed(self, unrouted: dict[str, Any], web_app_id: str) -> None:
         """Fold the unrouted summary into the desk's: the newer last message wins and unread counts add up."""
         pk, rk = enc(web_app_id), str(unrouted["RowKey"])
+        self._forget_summary(pk, rk)
         table = self.table(CONVERSATIONS)
         for _ in range(RETRIES):
             current = self.entity(CONVERSATIONS, pk, rk)
@@ -563,12 +662,26 @@ class TableStore:
         return [_event(r) for r in rows[: max(0, limit)]]
 
     def mark_published(self, *events: Event) -> None:
+        """One transaction per audience partition and hundred events; an event purged meanwhile is left out."""
+        marks: dict[str, dict[str, dict[str, Any]]] = {}
         for event in events:
-            with guard("mark_published"), suppress(ResourceNotFoundError):
-                self.table(EVENTS).update_entity(
-                    {"PartitionKey": enc(event.audience), "RowKey": _row_key(event.key), "published": True},
-                    mode=UpdateMode.MERGE,
-                )
+            pk, rk = enc(event.audience), _row_key(event.key)
+            marks.setdefault(pk, {})[rk] = {"PartitionKey": pk, "RowKey": rk, "published": True}
+        with guard("mark_published"):
+            for rows in marks.values():
+                todo = list(rows.values())
+                while todo:
+                    chunk, todo = todo[:100], todo[100:]
+                    while chunk:
+                        try:
+                            self.table(EVENTS).submit_transaction(
+                                [("update", r, {"mode": UpdateMode.MERGE}) for r in chunk]
+                            )
+                            break
+                        except TableTransactionError as exc:
+                            if not status_of(exc, 404):
+                                raise
+                            del chunk[exc.index]  # gone: nothing to mark
 
     # -- key/value
 
@@ -686,6 +799,9 @@ class TableStore:
             for event in self.query(EVENTS, old_events, {**cutoff, "receipts": _RECEIPT}):
                 self.table(EVENTS).delete_entity(event["PartitionKey"], event["RowKey"])
             self._delete_unchanged(CONVERSATIONS, "last_at lt @before", cutoff)
+            with self._copies_lock:
+                self._summaries.clear()
+                self._sent.clear()
             self._delete_unchanged(KV, "expires_at lt @before", cutoff)
             for hit in self.query(HITS, "RowKey lt @before", cutoff, select=["PartitionKey", "RowKey"]):
                 self.table(HITS).delete_entity(hit["PartitionKey"], hit["RowKey"])
