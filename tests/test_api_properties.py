@@ -287,12 +287,18 @@ def schemathesis_run(run: Run) -> tuple[list[str], Counter[str]]:
     return failures, scenarios
 
 
+# uvicorn's answer to a request it cannot parse (a generated `Content-Length: %m`, say): no route is reached.
+UNPARSABLE = b"Invalid HTTP request received."
+
+
 def scenario_failures(event: events.ScenarioFinished) -> list[str]:
     found = []
     for case_id, checks in event.recorder.checks.items():
         for check in checks:
             if check.failure_info is not None:
                 interaction = event.recorder.interactions.get(case_id)
+                if interaction and interaction.response and interaction.response.content == UNPARSABLE:
+                    continue  # refused by the HTTP server before any function ran, as Azure's front end would
                 status = interaction.response.status_code if interaction and interaction.response else None
                 failure = check.failure_info.failure
                 body = interaction.response.content[:200] if interaction and interaction.response else b""
