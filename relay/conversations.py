@@ -68,9 +68,7 @@ class Conversations:
     def of_desk(self, web_app_id: str, status: str | None = None) -> list[dict[str, Any]]:
         self.check_status(status)
         found = [
-            c
-            for c in self._store.conversations(web_app_id)
-            if status in (None, "all") or c.done == (status == "done")
+            c for c in self._store.conversations(web_app_id) if status in (None, "all") or c.done == (status == "done")
         ]
         phones = [c.phone for c in found]
         names = self._contacts.names(phones)
