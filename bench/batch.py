@@ -55,8 +55,6 @@ def run_batch(workdir: Path, broker: Broker, *, reminders: int, rate: float) -> 
         SEND_RATE_PER_SECOND=f"{rate:g}",
         SCHEDULE_MIN_LEAD_SECONDS="0",
         SCHEDULE_POLL_SECONDS="1",
-        NEW_RECIPIENT_LIMIT_PER_HOUR="100000",
-        NEW_RECIPIENT_LIMIT_PER_HOUR_ALL_DESKS="100000",
         CLINIC_NAME="Lakeside Clinic",
     )
     try:

@@ -246,6 +246,8 @@ def start_devhost(
         TWILIO_FROM_NUMBER=FROM_NUMBER,
         SEND_LIMIT_PER_MINUTE="100000",
         SEND_LIMIT_PER_DAY="10000000",
+        NEW_RECIPIENT_LIMIT_PER_HOUR="1000000",  # the send path texts a new number each time
+        NEW_RECIPIENT_LIMIT_PER_HOUR_ALL_DESKS="1000000",
         POLL_SCHEDULE="*/30 * * * * *",  # the poll timer's schedule setting, as local.settings.example.json has it
         **extra,
     )
