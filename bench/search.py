@@ -132,12 +132,14 @@ def seed_sqlite(path: Path, conversations: int, messages: int) -> float:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("BEGIN")
     conn.executemany(
-        "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO messages (sid, direction, phone, our_side, web_app_id, body, created_at, payload)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         [(m.sid, m.direction, m.phone, m.our_side, m.web_app_id, m.body, m.created_at.timestamp(), "{}") for m in rows],
     )
     last = {m.phone: m for m in rows}
     conn.executemany(
-        "INSERT INTO conversations VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
+        "INSERT INTO conversations (web_app_id, phone, our_side, last_sid, last_body, last_direction, last_at, unread)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
         [(DESK, m.phone, OUR, m.sid, m.body, m.direction, m.created_at.timestamp()) for m in last.values()],
     )
     conn.executemany(
