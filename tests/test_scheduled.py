@@ -133,6 +133,35 @@ def run_both(a: Runtime, b: Runtime, runs: int = 3) -> dict[str, int]:
     return counts
 
 
+@pytest.mark.parametrize("pair", [("sqlite", {"SEND_RATE_PER_SECOND": "50"})], indirect=True)
+def test_at_a_fast_pace_one_run_sends_more_than_a_list_and_fills_every_slot(
+    pair: tuple[Runtime, Runtime], sandbox_url: str
+) -> None:
+    """At 50 a second a slot is 20 ms, less than one delivery takes: deliveries overlap, each in its own slot."""
+    a, b = pair
+    phones = numbers(250)  # more than one list (200) of due items
+    for i, phone in enumerate(phones):
+        schedule(a, phone, f"Fast {i}")
+    for rt in (a, b):
+        clock(rt).advance(timedelta(seconds=6))
+    seen = len(httpx.get(f"{sandbox_url}/calls", timeout=10).json())
+    started = time.monotonic()
+    counts = run_both(a, b, runs=1)
+    took = time.monotonic() - started
+    calls = httpx.get(f"{sandbox_url}/calls", timeout=10).json()[seen:]
+    at = sorted(datetime.fromisoformat(c["at"]) for c in calls if c["method"] == "POST")
+    floor = (len(phones) - 1) / 50
+    busiest = max(sum(1 for t in at if start <= t < start + timedelta(seconds=1)) for start in at)
+    print(
+        f"fast pace: 250 sends at 50/s by 2 instances ({counts}) took {took:.1f} s, {took / floor:.2f}x the "
+        f"pacing floor of {floor:.1f} s; at most {busiest} in any second"
+    )
+    assert counts["a"] + counts["b"] == 250 and len(at) == 250  # one run each, nothing left for the next
+    assert took <= 1.3 * floor
+    assert busiest <= 56  # a send's own jitter (HTTP to the sandbox) can put a few more in a window
+    assert a.scheduler.of_desk("reception") == []
+
+
 @pytest.mark.parametrize("pair", [("sqlite", {"SEND_RATE_PER_SECOND": "3"})], indirect=True)
 def test_two_instances_keep_one_pace_together(pair: tuple[Runtime, Runtime], sandbox_url: str) -> None:
     a, b = pair
