@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -21,7 +23,7 @@ from relay.store.base import UNROUTED, Event, EventPage, MessageRecord, StatusRe
 from relay.store.sqlite import SqliteStore
 from relay.store.tablekit import enc
 from relay.store.tables import CONVERSATIONS, EVENTS, HISTORY, TableStore, conversation_key
-from tests.support.azurite import connection_string
+from tests.support.azurite import REPO_ROOT, connection_string
 from tests.support.ports import free_port
 
 pytestmark = pytest.mark.timeout(60)
@@ -714,3 +716,15 @@ def test_the_summary_keeps_the_display_body_and_the_picture_count(store: Store) 
     assert store.claim(PHONE, DESK, Event(DESK, "claimed", {"phone": PHONE}, at(3))) is not None
     [conversation] = store.conversations(DESK)
     assert (conversation.last_sid, conversation.last_display, conversation.last_media) == ("SMa2", "", 2)
+
+
+def test_a_sqlite_deployment_starts_without_loading_the_azure_storage_sdks() -> None:
+    """Each cold start pays for what `import function_app` loads; Table and Blob clients load only when used."""
+    sdks = ("azure.data.tables", "azure.storage.blob", "relay.store.tables")
+    probe = f"import sys, function_app; print([m for m in {sdks!r} if m in sys.modules])"
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp"}  # no developer's settings: the embedded defaults, SQLite
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

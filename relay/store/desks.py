@@ -10,7 +10,6 @@ import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 from azure.core.exceptions import ResourceExistsError
-from azure.data.tables import UpdateMode
 
 from relay.desks import Desk
 from relay.store.tablekit import guard
@@ -97,7 +96,7 @@ class TableDesks:
 
     def update(self, desk: Desk) -> None:
         with guard("update desk"):
-            self._db.table(TABLE).update_entity(_row(desk), mode=UpdateMode.MERGE)
+            self._db.table(TABLE).update_entity(_row(desk))  # merges: the columns given change, the rest stay
 
 
 def _row(desk: Desk) -> dict[str, Any]:

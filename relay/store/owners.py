@@ -12,10 +12,9 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from azure.core.exceptions import HttpResponseError, ResourceExistsError
-from azure.data.tables import UpdateMode
+from azure.core.exceptions import ResourceExistsError
 
-from relay.store.tablekit import IF_UNCHANGED, enc, etag, from_stamp, guard, stamp, status_of
+from relay.store.tablekit import enc, etag, from_stamp, guard, replace_unchanged, stamp
 
 if TYPE_CHECKING:
     from relay.store.sqlite import SqliteStore
@@ -115,19 +114,13 @@ class TableOwners:
         }
         table = self._db.table(TABLE)
         with guard("put owner"):
+            if expected is not None:
+                version = replace_unchanged(table, row, expected.version)
+                return None if version is None else replace(new, version=version)
             try:
-                if expected is None:
-                    meta = table.create_entity(row)
-                else:
-                    meta = table.update_entity(
-                        row, mode=UpdateMode.REPLACE, etag=expected.version, match_condition=IF_UNCHANGED
-                    )
+                meta = table.create_entity(row)
             except ResourceExistsError:
                 return None
-            except HttpResponseError as exc:
-                if status_of(exc, 404, 412):
-                    return None
-                raise
         return replace(new, version=str(meta["etag"]))
 
 

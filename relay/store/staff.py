@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from azure.core.exceptions import ResourceNotFoundError
-from azure.data.tables import UpdateMode
 
 from relay.store.tablekit import enc, from_stamp, guard, stamp
 
@@ -161,12 +160,12 @@ class TableSessions:
         if expires_at is not None:
             row["expires_at"] = stamp(expires_at)
         with guard("touch session"), suppress(ResourceNotFoundError):
-            self._db.table(TABLE).update_entity(row, mode=UpdateMode.MERGE)
+            self._db.table(TABLE).update_entity(row)  # merges: the columns given change, the rest stay
 
     def revoke(self, desk: str, session_id: str) -> None:
         row = {"PartitionKey": enc(desk), "RowKey": enc(session_id), "revoked": True}
         with guard("revoke session"), suppress(ResourceNotFoundError):
-            self._db.table(TABLE).update_entity(row, mode=UpdateMode.MERGE)
+            self._db.table(TABLE).update_entity(row)  # merges: the columns given change, the rest stay
 
     def of_desk(self, desk: str, now: datetime) -> list[StaffSession]:
         with guard("sessions of desk"):

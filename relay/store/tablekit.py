@@ -8,13 +8,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, HttpResponseError
-from azure.data.tables import TableClient, UpdateMode
 
 from relay.store.base import StoreError
+
+if TYPE_CHECKING:  # azure.data.tables loads with the Table store (relay.store.tables), not on SQLite's cold start
+    from azure.data.tables import TableClient
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 IF_UNCHANGED = MatchConditions.IfNotModified
@@ -55,8 +57,17 @@ def etag(entity: dict[str, Any]) -> str:
     return str(metadata["etag"])
 
 
+def put_whole(table: TableClient, row: dict[str, Any]) -> None:
+    """Insert or replace the row, so a column left out is gone rather than kept from before."""
+    from azure.data.tables import UpdateMode  # loaded by then: the client came from it
+
+    table.upsert_entity(row, mode=UpdateMode.REPLACE)
+
+
 def replace_unchanged(table: TableClient, row: dict[str, Any], version: str) -> str | None:
     """Compare-and-set on the etag: the new etag, or None when the row changed (412) or went (404)."""
+    from azure.data.tables import UpdateMode
+
     try:
         meta = table.update_entity(row, mode=UpdateMode.REPLACE, etag=version, match_condition=IF_UNCHANGED)
     except HttpResponseError as exc:

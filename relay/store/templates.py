@@ -11,9 +11,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from azure.core.exceptions import ResourceNotFoundError
-from azure.data.tables import UpdateMode
 
-from relay.store.tablekit import enc, from_stamp, guard, stamp
+from relay.store.tablekit import enc, from_stamp, guard, put_whole, stamp
 
 if TYPE_CHECKING:
     from relay.store.sqlite import SqliteStore
@@ -110,7 +109,7 @@ class TableTemplates:
                 "body": template.body,
                 "updated_at": stamp(template.updated_at),
             }
-            self._db.table(TABLE).upsert_entity(row, mode=UpdateMode.REPLACE)
+            put_whole(self._db.table(TABLE), row)
         return new
 
     def delete(self, desk: str, template_id: str) -> bool:
