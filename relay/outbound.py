@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -130,6 +131,10 @@ class Outbound:
         self._outbox = outbox
         self._clock = clock
         self._ownership = ownership
+        # A limit is a count, then a hit recorded: two store calls. Sends in this process (scheduled deliveries
+        # run side by side) take both under this lock, so they never pass a cap together. Instances can still
+        # each take the last place at the same instant; the cap is a guard, not a bill.
+        self._limits = threading.Lock()
 
     def check(self, request: SendRequest, now: datetime) -> tuple[str, str, list[str], list[Upload]]:
         """The request's own rules (the number, its country, opt-out, the fields): now, or again at send time."""
@@ -175,8 +180,9 @@ class Outbound:
                 return earlier
         callback = f"{request.base_url}/api/sms_status" if request.base_url else None
         try:
-            self._check_rate(request.web_app_id, now, batch=request.batch is not None)
-            self._check_new_recipient(request.web_app_id, to, now)
+            with self._limits:
+                self._check_rate(request.web_app_id, now, batch=request.batch is not None)
+                self._check_new_recipient(request.web_app_id, to, now)
             signed = self._uploads.signed_urls(request.web_app_id, uploads)  # minted now, stored nowhere
             sent = self._gateway.send(to, body, media + signed, callback)
         except Exception:
