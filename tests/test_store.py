@@ -720,7 +720,7 @@ def test_the_summary_keeps_the_display_body_and_the_picture_count(store: Store) 
 
 def test_a_sqlite_deployment_starts_without_loading_the_azure_storage_sdks() -> None:
     """Each cold start pays for what `import function_app` loads; Table and Blob clients load only when used."""
-    sdks = ("azure.data.tables", "azure.storage.blob", "relay.store.tables")
+    sdks = ("azure.core", "azure.data.tables", "azure.storage.blob", "relay.store.tables")
     probe = f"import sys, function_app; print([m for m in {sdks!r} if m in sys.modules])"
     env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp"}  # no developer's settings: the embedded defaults, SQLite
     done = subprocess.run(

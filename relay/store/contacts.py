@@ -11,9 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from azure.core.exceptions import ResourceNotFoundError
-
-from relay.store.tablekit import enc, from_stamp, guard, put_whole, stamp
+from relay.store.tablekit import delete_if_there, enc, from_stamp, guard, put_whole, stamp
 
 if TYPE_CHECKING:
     from relay.store.sqlite import SqliteStore
@@ -129,13 +127,7 @@ class TableContacts:
 
     def delete(self, phone: str) -> bool:
         with guard("delete contact"):
-            if self._db.entity(TABLE, PARTITION, enc(phone)) is None:
-                return False
-            try:
-                self._db.table(TABLE).delete_entity(PARTITION, enc(phone))
-            except ResourceNotFoundError:
-                return False
-        return True
+            return delete_if_there(self._db.table(TABLE), PARTITION, enc(phone))
 
 
 def _contact(r: dict[str, Any]) -> Contact:

@@ -9,10 +9,8 @@ import sqlite3
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
-from azure.core.exceptions import ResourceExistsError
-
 from relay.desks import Desk
-from relay.store.tablekit import guard
+from relay.store.tablekit import create, guard
 
 if TYPE_CHECKING:
     from relay.store.sqlite import SqliteStore
@@ -77,11 +75,7 @@ class TableDesks:
 
     def add(self, desk: Desk) -> bool:
         with guard("add desk"):
-            try:
-                self._db.table(TABLE).create_entity({**_row(desk), "created": f"{time.time_ns():020d}"})
-            except ResourceExistsError:
-                return False
-        return True
+            return create(self._db.table(TABLE), {**_row(desk), "created": f"{time.time_ns():020d}"}) is not None
 
     def get(self, desk_id: str) -> Desk | None:
         with guard("get desk"):

@@ -12,9 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from azure.core.exceptions import ResourceExistsError
-
-from relay.store.tablekit import enc, etag, from_stamp, guard, replace_unchanged, stamp
+from relay.store.tablekit import create, enc, etag, from_stamp, guard, replace_unchanged, stamp
 
 if TYPE_CHECKING:
     from relay.store.sqlite import SqliteStore
@@ -117,11 +115,8 @@ class TableOwners:
             if expected is not None:
                 version = replace_unchanged(table, row, expected.version)
                 return None if version is None else replace(new, version=version)
-            try:
-                meta = table.create_entity(row)
-            except ResourceExistsError:
-                return None
-        return replace(new, version=str(meta["etag"]))
+            version = create(table, row)
+        return None if version is None else replace(new, version=version)
 
 
 def _owner(r: dict[str, Any]) -> Owner:

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from contextlib import suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from azure.core.exceptions import ResourceExistsError
-
-from relay.store.tablekit import enc, etag, from_stamp, guard, replace_unchanged, stamp
+from relay.store.tablekit import create, enc, etag, from_stamp, guard, replace_unchanged, stamp
 
 if TYPE_CHECKING:
     from relay.store.sqlite import SqliteStore
@@ -146,13 +143,9 @@ class TableReminders:
         table = self._db.table(TABLE)
         with guard("add reminder"):
             index = {"PartitionKey": INDEX_PREFIX + enc(reminder.id), "RowKey": "p", "phone": reminder.phone}
-            with suppress(ResourceExistsError):  # the index first: an orphan index row points at nothing
-                table.create_entity(index)
-            try:
-                meta = table.create_entity(_row(reminder))
-            except ResourceExistsError:
-                return None
-        return replace(reminder, version=str(meta["etag"]))
+            create(table, index)  # the index first: an orphan index row points at nothing
+            version = create(table, _row(reminder))
+        return None if version is None else replace(reminder, version=version)
 
     def get(self, reminder_id: str) -> Reminder | None:
         with guard("get reminder"):

@@ -14,9 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from azure.core.exceptions import ResourceExistsError
-
-from relay.store.tablekit import etag, from_stamp, guard, replace_unchanged, stamp
+from relay.store.tablekit import create, etag, from_stamp, guard, replace_unchanged, stamp
 
 if TYPE_CHECKING:
     from relay.store.sqlite import SqliteStore
@@ -118,11 +116,8 @@ class TableScheduled:
 
     def add(self, item: Scheduled) -> Scheduled | None:
         with guard("add scheduled"):
-            try:
-                meta = self._db.table(TABLE).create_entity(_row(item))
-            except ResourceExistsError:
-                return None
-        return replace(item, version=str(meta["etag"]))
+            version = create(self._db.table(TABLE), _row(item))
+        return None if version is None else replace(item, version=version)
 
     def get(self, item_id: str) -> Scheduled | None:
         with guard("get scheduled"):

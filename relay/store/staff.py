@@ -6,14 +6,11 @@ Partitioned by desk (the token's `sub`), so checking a request's session is one 
 from __future__ import annotations
 
 import sqlite3
-from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from azure.core.exceptions import ResourceNotFoundError
-
-from relay.store.tablekit import enc, from_stamp, guard, stamp
+from relay.store.tablekit import enc, from_stamp, guard, merge_if_there, stamp
 
 if TYPE_CHECKING:
     from relay.store.sqlite import SqliteStore
@@ -159,13 +156,13 @@ class TableSessions:
         row: dict[str, Any] = {"PartitionKey": enc(desk), "RowKey": enc(session_id), "seen_at": stamp(seen_at)}
         if expires_at is not None:
             row["expires_at"] = stamp(expires_at)
-        with guard("touch session"), suppress(ResourceNotFoundError):
-            self._db.table(TABLE).update_entity(row)  # merges: the columns given change, the rest stay
+        with guard("touch session"):
+            merge_if_there(self._db.table(TABLE), row)
 
     def revoke(self, desk: str, session_id: str) -> None:
         row = {"PartitionKey": enc(desk), "RowKey": enc(session_id), "revoked": True}
-        with guard("revoke session"), suppress(ResourceNotFoundError):
-            self._db.table(TABLE).update_entity(row)  # merges: the columns given change, the rest stay
+        with guard("revoke session"):
+            merge_if_there(self._db.table(TABLE), row)
 
     def of_desk(self, desk: str, now: datetime) -> list[StaffSession]:
         with guard("sessions of desk"):
@@ -184,8 +181,7 @@ class TableSessions:
     def purge(self, before: datetime) -> None:
         with guard("purge sessions"):
             for r in self._db.query(TABLE, "expires_at lt @before", {"before": stamp(before)}):
-                with suppress(ResourceNotFoundError):
-                    self._db.table(TABLE).delete_entity(r["PartitionKey"], r["RowKey"])
+                self._db.table(TABLE).delete_entity(r["PartitionKey"], r["RowKey"])  # a row gone meanwhile is fine
 
 
 def _sqlite_session(r: sqlite3.Row) -> StaffSession:

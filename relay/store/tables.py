@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from itertools import islice
 from typing import Any
 
+from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
 
@@ -40,7 +41,6 @@ from relay.store.base import (
     shown_in_list,
 )
 from relay.store.tablekit import (
-    IF_UNCHANGED,
     MAX_STAMP,
     RETRIES,
     STAMP_WIDTH,
@@ -53,6 +53,7 @@ from relay.store.tablekit import (
     status_of,
 )
 
+IF_UNCHANGED = MatchConditions.IfNotModified
 MESSAGES = "messages"  # one entity per sid: the dedupe arbiter, carrying its pending event's recipe
 HISTORY = "phonehistory"  # the same messages again, partitioned by phone, newest first
 STATUSES = "statuses"  # partitioned by sid, one row per status

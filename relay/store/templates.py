@@ -10,9 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from azure.core.exceptions import ResourceNotFoundError
-
-from relay.store.tablekit import enc, from_stamp, guard, put_whole, stamp
+from relay.store.tablekit import delete_if_there, enc, from_stamp, guard, put_whole, stamp
 
 if TYPE_CHECKING:
     from relay.store.sqlite import SqliteStore
@@ -114,13 +112,7 @@ class TableTemplates:
 
     def delete(self, desk: str, template_id: str) -> bool:
         with guard("delete template"):
-            if self._db.entity(TABLE, enc(desk), enc(template_id)) is None:
-                return False
-            try:
-                self._db.table(TABLE).delete_entity(enc(desk), enc(template_id))
-            except ResourceNotFoundError:
-                return False
-        return True
+            return delete_if_there(self._db.table(TABLE), enc(desk), enc(template_id))
 
 
 def _template(r: dict[str, Any]) -> Template:
