@@ -144,7 +144,7 @@ def goals(run: Run) -> list[tuple[str, str, str]]:
         r = run.cold.import_ms / run.cold.floor_ms
         rows.append(
             (
-                "`import function_app` ≤ 1.5× importing the libraries it loads, alone",
+                "`import function_app` as published ≤ 1.5× importing the libraries it loads, alone",
                 f"{r:.2f}× ({run.cold.import_ms:.0f} vs {run.cold.floor_ms:.0f} ms)",
                 mark(r <= 1.5),
             )
@@ -337,8 +337,10 @@ def _cold(run: Run) -> list[str]:
     if c is None:
         return []
     rows = [
-        ["`import function_app` (inside the process)", f"{c.import_ms:.0f}"],
-        ["`python -c 'import function_app'` (whole process)", f"{c.process_ms:.0f}"],
+        ["the libraries it loads, imported alone", f"{c.floor_ms:.0f}"],
+        ["`import function_app` as published, bytecode shipped (inside the process)", f"{c.import_ms:.0f}"],
+        ["`import function_app` from source alone, compiled as it loads", f"{c.source_ms:.0f}"],
+        ["`python -c 'import function_app'` as published (whole process)", f"{c.process_ms:.0f}"],
         ["devhost spawn → first 200 on `/api/health`", f"{c.devhost_ms:.0f}"],
     ]
     return ["", f"## 5. Cold start (median of {c.runs})", "", table(["", "ms"], rows)]
@@ -583,7 +585,9 @@ METHOD = """
   after that load than when fresh: fan-out alone on a fresh amqtt measured a p50 of 1.5 ms.
 - 5 Cold start: fresh processes, {a.cold_runs} runs, medians; devhost against the running Mosquitto. The
   reference is importing the libraries function_app loads (azure.functions, twilio, paho, PyJWT, phonenumbers)
-  alone, in fresh interpreters alternating with ours.
+  alone, in fresh interpreters alternating with ours. Ours is imported from a copy of what a publish ships
+  (function_app.py, functions/, relay/), compiled to bytecode as docs/deploy.md's publish step does; pip did
+  the same for the libraries when it installed them. The same copy without bytecode is measured alongside.
 - 6 RabbitMQ cluster: the suite's 3-node cluster (`tests/support/rabbitmq.py`, the configuration in
   docs/brokers.md) on loopback, nodes started with `+sbwt none`. Latency: {a.cluster_messages:,} messages at
   {a.cluster_rate:g}/s from the relay's publisher on node 1 to two persistent sessions of one desk, on nodes 1
