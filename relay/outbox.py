@@ -53,9 +53,10 @@ class Outbox:
         return True
 
     def _acked(self, event: Event) -> None:
-        """Runs on paho's network thread: hand over, never touch the store there."""
+        """Runs on paho's network thread: hand over, never write to the store there (mark_soon only notes it)."""
         with self._unmarked_lock:
             self._unmarked.add(event.key)
+        self._store.mark_soon(event)
         self._acks.put(event)
 
     def _record_acks(self) -> None:

@@ -397,6 +397,29 @@ def test_mark_published_marks_many_desks_at_once_and_skips_a_purged_event(store:
     assert store.pending_events(at(1000), 100) == []
 
 
+
+def test_on_table_storage_an_acknowledged_event_is_marked_by_the_next_append_to_its_desk(azurite: str) -> None:
+    """The mark rides in the next transaction of the desk's partition, before the outbox's window ends and with no
+    round trip of its own; another desk's append leaves it waiting; a mark never brings a purged event back."""
+    store = TableStore(azurite, table_prefix=f"t{uuid.uuid4().hex[:16]}", timeout_seconds=5.0)
+    try:
+        first = save(store, message("SMm0", at(10)))
+        old = save(store, message("SMm1", at(0), phone="+15550002222"))
+        store.mark_published(old)
+        assert store.purge(at(5)) == 1
+        store.mark_soon(first)
+        store.mark_soon(old)
+        other = save(store, message("SMm2", at(20), desk=OTHER_DESK, phone="+15550003333"))
+        assert [e.key for e in store.pending_events(at(1000), 10)] == [first.key, other.key]
+        third = save(store, message("SMm3", at(30)))
+        assert [e.key for e in store.pending_events(at(1000), 10)] == [other.key, third.key]
+        assert [e.key for e in store.events_after([DESK], None, 10).events] == [first.key, third.key]
+        store.mark_published(first, old, other)  # the outbox's window ends: what no append carried is written
+        assert [e.key for e in store.pending_events(at(1000), 10)] == [third.key]
+    finally:
+        store.close()
+
+
 # -- key/value and hits
 
 

@@ -479,6 +479,9 @@ class SqliteStore:
         )
         return [_event(r) for r in rows]
 
+    def mark_soon(self, event: Event) -> None:
+        """A mark is a local write, made at once by mark_published."""
+
     def mark_published(self, *events: Event) -> None:
         def job(db: sqlite3.Connection) -> None:
             db.executemany("UPDATE events SET published = 1 WHERE seq = ?", [(int(e.key),) for e in events])

@@ -54,6 +54,8 @@ from relay.store.tablekit import (
 )
 
 IF_UNCHANGED = MatchConditions.IfNotModified
+TRANSACTION_LIMIT = 100  # operations in one entity-group transaction
+CARRIED_KEPT = 10_000
 MESSAGES = "messages"  # one entity per sid: the dedupe arbiter, carrying its pending event's recipe
 HISTORY = "phonehistory"  # the same messages again, partitioned by phone, newest first
 STATUSES = "statuses"  # partitioned by sid, one row per status
@@ -106,7 +108,9 @@ class _Keys:
 
 
 class TableStore:
-    mark_window = 1.0  # a second's published marks in one transaction per desk; the outbox timer waits 15 s
+    # Most marks ride in the next append to their desk (mark_soon); what is left after 5 s is written in one
+    # transaction per desk, well inside the 15 s an outbox timer waits before it publishes an event again.
+    mark_window = 5.0
 
     def __init__(self, connection_string: str, *, table_prefix: str = "relay", timeout_seconds: float = 5.0) -> None:
         if not _PREFIX.fullmatch(table_prefix):
@@ -115,6 +119,13 @@ class TableStore:
         self._keys = _Keys()
         self._heads: dict[str, int] = {}  # per audience, the last sequence number this process took
         self._appenders: dict[str, threading.Lock] = {}
+        # Published marks the outbox will ask for, per audience partition: the next append there carries them in
+        # its own transaction, so under steady traffic a mark costs no round trip of its own.
+        self._to_mark: dict[str, dict[str, dict[str, Any]]] = {}
+        # Written by an append, so mark_published skips them. Bounded: a mark that raced its append and was written
+        # twice is never asked for again, and one forgotten here is only written once more.
+        self._carried: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._marks_lock = threading.Lock()
         self._timeout = timeout_seconds
         self._lock = threading.Lock()
         self._tables: dict[str, TableClient] = {}
@@ -196,7 +207,8 @@ class TableStore:
         seen n can never be passed by an event below it. With `message`, the same transaction updates that
         audience's conversation summary and (for the desk it was stored for) writes its words to the search index,
         so neither can be done twice or left undone. A conflict means the number was taken (try the next), the
-        receipt exists (a retry: everything is already stored) or the summary changed (read it again)."""
+        receipt exists (a retry: everything is already stored) or the summary changed (read it again). The
+        published marks waiting for the partition (mark_soon) ride along in the same transaction."""
         pk = enc(event.audience)
         with self._lock:
             turn = self._appenders.setdefault(pk, threading.Lock())
@@ -209,8 +221,24 @@ class TableStore:
             turn.release()
 
     def _append_in_turn(self, pk: str, event: Event, message: MessageRecord | None) -> Event:
-        event_id, table = event.key, self.table(EVENTS)
         words = self._words_of(message, event.audience)
+        marks = self._take_marks(pk, TRANSACTION_LIMIT - 4 - len(words))
+        try:
+            stored = self._append_with(pk, event, message, words, marks)
+        except BaseException:
+            self._return_marks(pk, marks)
+            raise
+        with self._marks_lock:
+            for _, row, _ in marks:
+                self._carried[(pk, str(row["RowKey"]))] = None
+            while len(self._carried) > CARRIED_KEPT:
+                self._carried.popitem(last=False)
+        return stored
+
+    def _append_with(
+        self, pk: str, event: Event, message: MessageRecord | None, words: list[Any], marks: list[Any]
+    ) -> Event:
+        event_id, table = event.key, self.table(EVENTS)
         seq = self._heads.get(pk)
         if seq is None:
             seq = self._head(pk)
@@ -233,7 +261,7 @@ class TableStore:
             ops: list[Any] = [("create", receipt), ("create", row), ("upsert", head)]
             ops += [summary] if summary else []
             try:
-                results = table.submit_transaction([*ops, *words])
+                results = table.submit_transaction([*ops, *words, *marks])
                 self._heads[pk] = seq
                 if summary:
                     self._remember(summary[1], str(results[3]["etag"]))
@@ -242,6 +270,11 @@ class TableStore:
                 if not status_of(exc, 404, 409, 412):
                     raise
                 failed = exc.index  # the service names the failed operation; 0 is also its "unknown"
+            if failed >= len(ops) + len(words) and failed - len(ops) - len(words) < len(marks):
+                gone = marks.pop(failed - len(ops) - len(words))  # its event was purged: mark_published skips it
+                self._return_marks(pk, [gone])
+                seq -= 1
+                continue
             if summary:
                 self._forget_summary(summary[1]["PartitionKey"], summary[1]["RowKey"])
             fresh = True
@@ -662,17 +695,45 @@ class TableStore:
         rows.sort(key=lambda r: (str(r["created_at"]), str(r["RowKey"])))
         return [_event(r) for r in rows[: max(0, limit)]]
 
+    def mark_soon(self, event: Event) -> None:
+        pk, rk = enc(event.audience), _row_key(event.key)
+        with self._marks_lock:
+            self._to_mark.setdefault(pk, {})[rk] = {"PartitionKey": pk, "RowKey": rk, "published": True}
+
+    def _take_marks(self, pk: str, room: int) -> list[Any]:
+        with self._marks_lock:
+            waiting = self._to_mark.get(pk, {})
+            taken = [waiting.pop(rk) for rk in list(waiting)[: max(0, room)]]
+            if not waiting:
+                self._to_mark.pop(pk, None)
+        return [("update", row, {"mode": UpdateMode.MERGE}) for row in taken]
+
+    def _return_marks(self, pk: str, marks: list[Any]) -> None:
+        with self._marks_lock:
+            for _, row, _ in marks:
+                self._to_mark.setdefault(pk, {})[str(row["RowKey"])] = row
+
     def mark_published(self, *events: Event) -> None:
-        """One transaction per audience partition and hundred events; an event purged meanwhile is left out."""
+        """One transaction per audience partition and hundred events; an event purged meanwhile is left out, and
+        so is one whose mark an append carried since (mark_soon)."""
         marks: dict[str, dict[str, dict[str, Any]]] = {}
-        for event in events:
-            pk, rk = enc(event.audience), _row_key(event.key)
-            marks.setdefault(pk, {})[rk] = {"PartitionKey": pk, "RowKey": rk, "published": True}
+        with self._marks_lock:
+            for event in events:
+                pk, rk = enc(event.audience), _row_key(event.key)
+                waiting = self._to_mark.get(pk)
+                if waiting is not None:
+                    waiting.pop(rk, None)
+                    if not waiting:
+                        del self._to_mark[pk]
+                if (pk, rk) in self._carried:
+                    del self._carried[(pk, rk)]
+                    continue
+                marks.setdefault(pk, {})[rk] = {"PartitionKey": pk, "RowKey": rk, "published": True}
         with guard("mark_published"):
             for rows in marks.values():
                 todo = list(rows.values())
                 while todo:
-                    chunk, todo = todo[:100], todo[100:]
+                    chunk, todo = todo[:TRANSACTION_LIMIT], todo[TRANSACTION_LIMIT:]
                     while chunk:
                         try:
                             self.table(EVENTS).submit_transaction(

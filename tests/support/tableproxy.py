@@ -93,7 +93,11 @@ class CountingProxy:
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Azurite's answers back to the client. When Azurite closes an idle kept-alive connection, the client's side
+    closes too, as it would without a proxy: a client that reused it would otherwise wait for an answer that
+    never comes (the SDK's read timeout, then a 503 from the relay)."""
     with contextlib.suppress(ConnectionError, asyncio.CancelledError):
         while chunk := await reader.read(65536):
             writer.write(chunk)
             await writer.drain()
+    writer.close()
