@@ -6,8 +6,9 @@ Azure SDK sends every body with a Content-Length), records the method and table,
 
 Requests are made one at a time with a pause after each: a round trip is booked to the request it follows, from
 the request's start to the next one's, so what the relay writes after answering (the outbox's published marks,
-carried by the next append or gathered for 5 s) counts too; the sandbox's status callbacks are held back, and the timers' idle rate is
-measured before the run and reported beside them. A batch transaction is named by the table it writes.
+carried by the next append or gathered for 5 s) counts too; the sandbox's status callbacks are held back, and
+the timers' idle rate is measured before the run and reported beside them. A batch transaction is named by
+the table it writes.
 """
 
 from __future__ import annotations
