@@ -397,7 +397,6 @@ def test_mark_published_marks_many_desks_at_once_and_skips_a_purged_event(store:
     assert store.pending_events(at(1000), 100) == []
 
 
-
 def test_on_table_storage_an_acknowledged_event_is_marked_by_the_next_append_to_its_desk(azurite: str) -> None:
     """The mark rides in the next transaction of the desk's partition, before the outbox's window ends and with no
     round trip of its own; another desk's append leaves it waiting; a mark never brings a purged event back."""
