@@ -133,15 +133,14 @@ def run_both(a: Runtime, b: Runtime, runs: int = 3) -> dict[str, int]:
     return counts
 
 
-@pytest.mark.parametrize("pair", [("sqlite", {"SEND_RATE_PER_SECOND": "50"})], indirect=True)
-def test_at_a_fast_pace_one_run_sends_more_than_a_list_and_fills_every_slot(
-    pair: tuple[Runtime, Runtime], sandbox_url: str
-) -> None:
-    """At 50 a second a slot is 20 ms, less than one delivery takes: deliveries overlap, each in its own slot."""
+def paced_run(
+    pair: tuple[Runtime, Runtime], sandbox_url: str, phones: list[str]
+) -> tuple[dict[str, int], float, list[datetime]]:
+    """Schedule a text to each phone, then one run on each instance: who sent how many, how long it took, and
+    when the sandbox took each send."""
     a, b = pair
-    phones = numbers(250)  # more than one list (200) of due items
     for i, phone in enumerate(phones):
-        schedule(a, phone, f"Fast {i}")
+        schedule(a, phone, f"Paced {i}")
     for rt in (a, b):
         clock(rt).advance(timedelta(seconds=6))
     seen = len(httpx.get(f"{sandbox_url}/calls", timeout=10).json())
@@ -149,7 +148,17 @@ def test_at_a_fast_pace_one_run_sends_more_than_a_list_and_fills_every_slot(
     counts = run_both(a, b, runs=1)
     took = time.monotonic() - started
     calls = httpx.get(f"{sandbox_url}/calls", timeout=10).json()[seen:]
-    at = sorted(datetime.fromisoformat(c["at"]) for c in calls if c["method"] == "POST")
+    return counts, took, sorted(datetime.fromisoformat(c["at"]) for c in calls if c["method"] == "POST")
+
+
+@pytest.mark.parametrize("pair", [("sqlite", {"SEND_RATE_PER_SECOND": "50"})], indirect=True)
+def test_at_a_fast_pace_one_run_sends_more_than_a_list_and_fills_every_slot(
+    pair: tuple[Runtime, Runtime], sandbox_url: str
+) -> None:
+    """At 50 a second a slot is 20 ms, less than one delivery takes: deliveries overlap, each in its own slot."""
+    a = pair[0]
+    phones = numbers(250)  # more than one list (200) of due items
+    counts, took, at = paced_run(pair, sandbox_url, phones)
     floor = (len(phones) - 1) / 50
     busiest = max(sum(1 for t in at if start <= t < start + timedelta(seconds=1)) for start in at)
     span = (at[-1] - at[0]).total_seconds()
@@ -168,18 +177,8 @@ def test_at_a_fast_pace_one_run_sends_more_than_a_list_and_fills_every_slot(
 
 @pytest.mark.parametrize("pair", [("sqlite", {"SEND_RATE_PER_SECOND": "3"})], indirect=True)
 def test_two_instances_keep_one_pace_together(pair: tuple[Runtime, Runtime], sandbox_url: str) -> None:
-    a, b = pair
     phones = numbers(30)
-    for i, phone in enumerate(phones):
-        schedule(a, phone, f"Paced {i}")
-    for rt in (a, b):
-        clock(rt).advance(timedelta(seconds=6))
-    seen = len(httpx.get(f"{sandbox_url}/calls", timeout=10).json())
-    started = time.monotonic()
-    counts = run_both(a, b, runs=1)
-    took = time.monotonic() - started
-    calls = httpx.get(f"{sandbox_url}/calls", timeout=10).json()[seen:]
-    at = sorted(datetime.fromisoformat(c["at"]) for c in calls if c["method"] == "POST")
+    counts, took, at = paced_run(pair, sandbox_url, phones)
     assert counts["a"] + counts["b"] == 30 and len(at) == 30
     gaps = [(later - earlier).total_seconds() for earlier, later in itertools.pairwise(at)]
     busiest = max(sum(1 for t in at if start <= t < start + timedelta(seconds=1)) for start in at)
