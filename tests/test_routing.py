@@ -262,8 +262,8 @@ def test_a_routed_reply_costs_four_table_round_trips(
 ) -> None:
     """Each round trip is a billed Table transaction, all serial on the webhook's path (docs/scale.md): the
     owner's row, the MessageSid arbiter, the phone's history row, and one transaction in the desk's partition
-    (event, receipt, head, conversation summary, search words). The published mark follows within a second, in
-    one transaction with its neighbours'."""
+    (event, receipt, head, conversation summary, search words). The published mark follows within the store's
+    mark window, in one transaction with its neighbours' (or inside the desk's next append)."""
     port = re.search(r"TableEndpoint=http://127\.0\.0\.1:(\d+)/", azurite)
     assert port is not None
     proxy = CountingProxy(int(port.group(1)))
@@ -274,11 +274,12 @@ def test_a_routed_reply_costs_four_table_round_trips(
         a, phone = desk(rt), fresh_phone()
         text(rt, a, phone)
         phone_says(rt, phone, "warm: the desk's first reply from this phone")
-        time.sleep(1.5)  # the marks of both are written
+        # Within the desk list's 2 s cache, as on a busy desk; a reply after a longer quiet reads it: 5 (docs/scale.md).
+        time.sleep(1.5)
         start = time.clock_gettime(time.CLOCK_MONOTONIC)
         params = phone_says(rt, phone, "Running 5 minutes late, sorry!")
         answered = time.clock_gettime(time.CLOCK_MONOTONIC)
-        time.sleep(1.5)
+        time.sleep(store.mark_window + 1.0)  # what no append carried is marked by then
         during, after = (
             proxy.counted(start, answered),
             proxy.counted(answered, time.clock_gettime(time.CLOCK_MONOTONIC)),
