@@ -271,8 +271,7 @@ class TableStore:
                     raise
                 failed = exc.index  # the service names the failed operation; 0 is also its "unknown"
             if failed >= len(ops) + len(words) and failed - len(ops) - len(words) < len(marks):
-                gone = marks.pop(failed - len(ops) - len(words))  # its event was purged: mark_published skips it
-                self._return_marks(pk, [gone])
+                del marks[failed - len(ops) - len(words)]  # its event was purged: mark_published skips it
                 seq -= 1
                 continue
             if summary:
@@ -696,9 +695,9 @@ class TableStore:
         return [_event(r) for r in rows[: max(0, limit)]]
 
     def mark_soon(self, event: Event) -> None:
-        pk, rk = enc(event.audience), _row_key(event.key)
+        pk, rk, row = _mark(event)
         with self._marks_lock:
-            self._to_mark.setdefault(pk, {})[rk] = {"PartitionKey": pk, "RowKey": rk, "published": True}
+            self._to_mark.setdefault(pk, {})[rk] = row
 
     def _take_marks(self, pk: str, room: int) -> list[Any]:
         with self._marks_lock:
@@ -706,7 +705,7 @@ class TableStore:
             taken = [waiting.pop(rk) for rk in list(waiting)[: max(0, room)]]
             if not waiting:
                 self._to_mark.pop(pk, None)
-        return [("update", row, {"mode": UpdateMode.MERGE}) for row in taken]
+        return [_merge(row) for row in taken]
 
     def _return_marks(self, pk: str, marks: list[Any]) -> None:
         with self._marks_lock:
@@ -719,7 +718,7 @@ class TableStore:
         marks: dict[str, dict[str, dict[str, Any]]] = {}
         with self._marks_lock:
             for event in events:
-                pk, rk = enc(event.audience), _row_key(event.key)
+                pk, rk, row = _mark(event)
                 waiting = self._to_mark.get(pk)
                 if waiting is not None:
                     waiting.pop(rk, None)
@@ -728,7 +727,7 @@ class TableStore:
                 if (pk, rk) in self._carried:
                     del self._carried[(pk, rk)]
                     continue
-                marks.setdefault(pk, {})[rk] = {"PartitionKey": pk, "RowKey": rk, "published": True}
+                marks.setdefault(pk, {})[rk] = row
         with guard("mark_published"):
             for rows in marks.values():
                 todo = list(rows.values())
@@ -736,9 +735,7 @@ class TableStore:
                     chunk, todo = todo[:TRANSACTION_LIMIT], todo[TRANSACTION_LIMIT:]
                     while chunk:
                         try:
-                            self.table(EVENTS).submit_transaction(
-                                [("update", r, {"mode": UpdateMode.MERGE}) for r in chunk]
-                            )
+                            self.table(EVENTS).submit_transaction([_merge(r) for r in chunk])
                             break
                         except TableTransactionError as exc:
                             if not status_of(exc, 404):
@@ -961,6 +958,16 @@ def _seq_of(row: dict[str, Any]) -> int:
 def _event_key(seq: int, event_id: str) -> str:
     """Unique across audiences (the outbox tracks events by key), and it names the event's row."""
     return _seq_key(seq) + event_id
+
+
+def _mark(event: Event) -> tuple[str, str, dict[str, Any]]:
+    """The partition, row and merge row that mark an event published."""
+    pk, rk = enc(event.audience), _row_key(event.key)
+    return pk, rk, {"PartitionKey": pk, "RowKey": rk, "published": True}
+
+
+def _merge(row: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    return ("update", row, {"mode": UpdateMode.MERGE})
 
 
 def _row_key(key: str) -> str:
