@@ -16,6 +16,7 @@ from relay.store import Event, Store, StoreError
 from relay.topics import Topics
 
 log = logging.getLogger("relay.outbox")
+ANY_CLOCK = timedelta(minutes=5)  # past any instance's clock skew (the health check reports more), and this one's
 
 
 def encode(event: Event) -> bytes:
@@ -34,6 +35,7 @@ class Outbox:
         self._drain_lock = threading.Lock()
         self._acks: queue.SimpleQueue[Event | None] = queue.SimpleQueue()  # None: stop
         self._unmarked: set[str] = set()
+        self._deferred: set[str] = set()  # this process's publishes that failed: its own to retry at once
         self._unmarked_lock = threading.Lock()
         self._recorder = threading.Thread(target=self._record_acks, name="outbox-acks", daemon=True)
         self._recorder.start()
@@ -49,7 +51,11 @@ class Outbox:
             )
         except PublishFailed as exc:
             log.warning("publish deferred to the outbox: event=%s reason=%s", event.key, exc.message)
+            with self._unmarked_lock:
+                self._deferred.add(event.key)
             return False
+        with self._unmarked_lock:
+            self._deferred.discard(event.key)
         return True
 
     def _acked(self, event: Event) -> None:
@@ -96,15 +102,32 @@ class Outbox:
                 return True
         return self._publisher.is_inflight(key)
 
-    def drain(self, min_age: timedelta = timedelta(0), limit: int = 500) -> int:
+    def drain(self, min_age: timedelta, limit: int = 500) -> int:
         """Publish pending events older than `min_age`, oldest first; stops at the first failure."""
+        return self._drain(min_age, limit, mine_at_once=False)
+
+    def resume(self, min_age: timedelta, limit: int = 500) -> int:
+        """Once the broker answers again: what this process deferred at once, others' events past `min_age`.
+
+        A younger event of another instance may be in its publisher's hands right now, or acknowledged and not yet
+        marked; publishing it here as well would deliver it twice (a second worker's first connect did)."""
+        return self._drain(min_age, limit, mine_at_once=True)
+
+    def _drain(self, min_age: timedelta, limit: int, *, mine_at_once: bool) -> int:
         if not self._drain_lock.acquire(blocking=False):
             return 0
         try:
             sent = 0
             while True:
-                batch = self._store.pending_events(self._clock.now() - min_age, limit)
-                todo = [e for e in batch if not self._settled(e.key)]
+                now = self._clock.now()
+                if mine_at_once:
+                    with self._unmarked_lock:
+                        mine = set(self._deferred)
+                    batch = self._store.pending_events(now + ANY_CLOCK, limit)
+                    due = [e for e in batch if e.key in mine or e.created_at <= now - min_age]
+                else:
+                    batch = due = self._store.pending_events(now - min_age, limit)
+                todo = [e for e in due if not self._settled(e.key)]
                 for event in todo:
                     if not self.publish(event):
                         return sent

@@ -206,7 +206,7 @@ def _blobs(settings: Settings) -> MediaBlobs | None:
 
 
 def _drain(outbox: Outbox) -> None:
-    outbox.drain()
+    outbox.resume(min_age=OUTBOX_TIMER_MIN_AGE)
 
 
 _lock = threading.Lock()
