@@ -62,7 +62,7 @@ class JwtAccess:
 
     def _signout(self, payload: dict[str, object]) -> None:
         try:
-            self._publisher.publish(self._topics.of("_control", "signout"), json.dumps(payload).encode())
+            self._publisher.publish(self._topics.control("signout"), json.dumps(payload).encode())
         except RelayError as exc:
             log.warning("sign-out not sent to the broker: %s", exc.message)
 

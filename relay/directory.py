@@ -1,7 +1,8 @@
 """The desks a relay serves: seeded from RELAY_DESKS, changed by an operator, read on every routed message.
 
-Reads come from a short in-process cache, because desks change a few times a year and are read on every
-webhook; a change made on another instance is seen within CACHE_SECONDS.
+Reads come from an in-process cache, because desks change a few times a year and are read on every webhook.
+While the change feed is live (relay/desk_changes.py) the cache is kept until a change is announced, at most
+TRUST_SECONDS; otherwise a change made on another instance is seen within CACHE_SECONDS.
 """
 
 from __future__ import annotations
@@ -12,39 +13,50 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TypeVar
 
+from relay.desk_changes import DeskChanges
 from relay.desks import Desk, DeskRuleError, DeskSpec, check_alias, check_desk_id, clean_name, desk_id, generate_alias
 from relay.errors import BadRequest, Conflict, NotFound
 from relay.store import Store
 
 CACHE_SECONDS = 2.0
+TRUST_SECONDS = 60.0  # bounds a change whose announcement was lost
 T = TypeVar("T")
 ALIASES = "desk-alias"
 
 
 class DeskDirectory:
-    def __init__(self, store: Store, specs: tuple[DeskSpec, ...]) -> None:
+    def __init__(self, store: Store, specs: tuple[DeskSpec, ...], changes: DeskChanges | None = None) -> None:
         self._store = store
         self._specs = specs
+        self._changes = changes
         self._lock = threading.Lock()
-        self._cached: tuple[float, list[Desk]] | None = None
+        self._cached: tuple[float, tuple[int, int] | None, list[Desk]] | None = None  # read at, feed epoch, desks
 
     def seed(self, now: datetime) -> None:
         """Create configured desks the store does not have yet; what an operator changed since stays changed."""
         known = {d.id for d in self._store.desks.all()}
-        for spec in self._specs:
-            if spec.id not in known:
-                self._create(spec.name, spec.alias, now)
-        self._forget()
+        missing = [spec for spec in self._specs if spec.id not in known]
+        for spec in missing:
+            self._create(spec.name, spec.alias, now)
+        with self._lock:
+            self._cached = None  # before the broker connects: an instance that knew these desks seeded them itself
 
     def all(self) -> list[Desk]:
         """Archived ones too, in creation order."""
+        epoch = self._changes.epoch() if self._changes else None  # before the read: a change during it counts
         with self._lock:
             cached = self._cached
-            if cached is not None and time.monotonic() - cached[0] < CACHE_SECONDS:
-                return cached[1]
+        if cached is not None:
+            age = time.monotonic() - cached[0]
+            if epoch is not None and cached[1] is not None:  # read and asked on a live feed: until it moves on
+                fresh = cached[1] == epoch and age < TRUST_SECONDS
+            else:
+                fresh = age < CACHE_SECONDS
+            if fresh:
+                return cached[2]
         desks = self._store.desks.all()
         with self._lock:
-            self._cached = (time.monotonic(), desks)
+            self._cached = (time.monotonic(), epoch, desks)
         return desks
 
     def live(self) -> list[Desk]:
@@ -88,7 +100,7 @@ class DeskDirectory:
         wanted = _rule(lambda: check_alias(alias)) if alias not in (None, "") else None
         _rule(lambda: check_desk_id(desk_id(clean)))
         desk = self._create(clean, wanted, now)
-        self._forget()
+        self._changed()
         return desk
 
     def rename(self, desk: str, name: object, alias: object, now: datetime) -> Desk:
@@ -104,7 +116,7 @@ class DeskDirectory:
             self._store.kv_delete(ALIASES, current.alias)
         changed = Desk(current.id, clean or current.name, wanted or current.alias)
         self._store.desks.update(changed)
-        self._forget()
+        self._changed()
         return changed
 
     def archive(self, desk: str) -> Desk:
@@ -112,7 +124,7 @@ class DeskDirectory:
         archived = Desk(current.id, current.name, current.alias, archived=True)
         self._store.desks.update(archived)
         self._store.kv_delete(ALIASES, current.alias)
-        self._forget()
+        self._changed()
         return archived
 
     def _create(self, name: str, alias: str | None, now: datetime) -> Desk:
@@ -138,9 +150,11 @@ class DeskDirectory:
             if held.get("desk") != owner:
                 raise Conflict(f"The alias #{code} belongs to another desk.", code="alias_taken")
 
-    def _forget(self) -> None:
+    def _changed(self) -> None:
         with self._lock:
             self._cached = None
+        if self._changes:
+            self._changes.announce()
 
 
 def _rule(check: Callable[[], T]) -> T:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -33,6 +32,21 @@ MAX_MEDIA = 10
 IDEMPOTENCY_TTL = timedelta(hours=24)
 NEW_RECIPIENT_WINDOW = timedelta(hours=1)
 ALL_DESKS = "*"
+
+
+@dataclass(frozen=True)
+class Limit:
+    """At most `most` hits of (namespace, key) within `window`."""
+
+    namespace: str
+    key: str
+    window: timedelta
+    most: int
+    refusal: str  # what was done too often, for the 429's message
+
+    @property
+    def span(self) -> str:
+        return {timedelta(minutes=1): "minute", timedelta(hours=1): "hour"}.get(self.window, "day")
 
 
 @dataclass(frozen=True)
@@ -131,10 +145,6 @@ class Outbound:
         self._outbox = outbox
         self._clock = clock
         self._ownership = ownership
-        # A limit is a count, then a hit recorded: two store calls. Sends in this process (scheduled deliveries
-        # run side by side) take both under this lock, so they never pass a cap together. Instances can still
-        # each take the last place at the same instant; the cap is a guard, not a bill.
-        self._limits = threading.Lock()
 
     def check(self, request: SendRequest, now: datetime) -> tuple[str, str, list[str], list[Upload]]:
         """The request's own rules (the number, its country, opt-out, the fields): now, or again at send time."""
@@ -180,9 +190,7 @@ class Outbound:
                 return earlier
         callback = f"{request.base_url}/api/sms_status" if request.base_url else None
         try:
-            with self._limits:
-                self._check_rate(request.web_app_id, now, batch=request.batch is not None)
-                self._check_new_recipient(request.web_app_id, to, now)
+            self._take_places(request.web_app_id, to, now, batch=request.batch is not None)
             signed = self._uploads.signed_urls(request.web_app_id, uploads)  # minted now, stored nowhere
             sent = self._gateway.send(to, body, media + signed, callback)
         except Exception:
@@ -227,36 +235,55 @@ class Outbound:
             raise Conflict("A request with this Idempotency-Key is still in progress.", code="request_in_progress")
         return SendResult(earlier["sid"], earlier["status"], earlier["to"], earlier.get("from"))
 
-    def _check_rate(self, web_app_id: str, now: datetime, *, batch: bool = False) -> None:
-        """A batch is already paced (SEND_RATE_PER_SECOND) and was asked for once, so only the daily cap holds it."""
-        windows = (
-            (timedelta(minutes=1), self._settings.send_limit_per_minute, "minute"),
-            (timedelta(days=1), self._settings.send_limit_per_day, "day"),
+    def _take_places(self, web_app_id: str, to: str, now: datetime, *, batch: bool) -> None:
+        """A place under each limit, or 429 and none. A batch is already paced (SEND_RATE_PER_SECOND) and was
+        asked for once, so only the daily cap holds it; SMS pumping texts many numbers once each, so numbers never
+        texted before have their own caps, per desk and in all."""
+        per_minute, per_day = self._settings.send_limit_per_minute, self._settings.send_limit_per_day
+        sends = (
+            Limit("send", web_app_id, timedelta(minutes=1), per_minute, f"This desk has sent {per_minute} messages"),
+            Limit("send", web_app_id, timedelta(days=1), per_day, f"This desk has sent {per_day} messages"),
         )
-        for window, limit, label in windows[1:] if batch else windows:
-            count, oldest = self._store.count_hits("send", web_app_id, now - window)
-            if count >= limit:
-                retry = int(((oldest or now) + window - now).total_seconds()) + 1
-                raise TooManyRequests(f"This desk has sent {limit} messages in the last {label}.", retry_after=retry)
-        self._store.record_hit("send", web_app_id, now)
+        limits = list(sends[1:] if batch else sends)
+        if self._store.kv_get("recipient", to, now) is None:
+            desk, everyone = (
+                self._settings.new_recipient_limit_per_hour,
+                self._settings.new_recipient_limit_per_hour_all_desks,
+            )
+            limits += [
+                Limit(
+                    "new-recipient", web_app_id, NEW_RECIPIENT_WINDOW, desk, f"This desk has texted {desk} new numbers"
+                ),
+                Limit(
+                    "new-recipient",
+                    ALL_DESKS,
+                    NEW_RECIPIENT_WINDOW,
+                    everyone,
+                    f"The desks have texted {everyone} new numbers",
+                ),
+            ]
+        taken: dict[tuple[str, str], str] = {}
+        try:
+            for limit in limits:
+                self._take(limit, now, taken)
+        except TooManyRequests:
+            for (namespace, key), hit in taken.items():
+                self._store.drop_hit(namespace, key, hit)
+            raise
+        if len(limits) > len(sends):
+            self._store.kv_put("recipient", to, {}, now + timedelta(days=self._settings.retention_days))
 
-    def _check_new_recipient(self, web_app_id: str, to: str, now: datetime) -> None:
-        """SMS pumping texts many numbers once each: cap the numbers never texted before, per desk and in all."""
-        if self._store.kv_get("recipient", to, now) is not None:
-            return
-        for key, limit, who in (
-            (web_app_id, self._settings.new_recipient_limit_per_hour, "This desk has"),
-            (ALL_DESKS, self._settings.new_recipient_limit_per_hour_all_desks, "The desks have"),
-        ):
-            count, oldest = self._store.count_hits("new-recipient", key, now - NEW_RECIPIENT_WINDOW)
-            if count >= limit:
-                retry = int(((oldest or now) + NEW_RECIPIENT_WINDOW - now).total_seconds()) + 1
-                raise TooManyRequests(
-                    f"{who} texted {limit} new numbers in the last hour.", retry_after=retry, code="new_recipient_limit"
-                )
-        self._store.record_hit("new-recipient", web_app_id, now)
-        self._store.record_hit("new-recipient", ALL_DESKS, now)
-        self._store.kv_put("recipient", to, {}, now + timedelta(days=self._settings.retention_days))
+    def _take(self, limit: Limit, now: datetime, taken: dict[tuple[str, str], str]) -> None:
+        """The hit is written first and then counted with everyone's, so sends side by side, in this process or on
+        other instances, never pass a cap together; when they race, both may be refused, and one retries."""
+        place = (limit.namespace, limit.key)
+        if place not in taken:
+            taken[place] = self._store.record_hit(limit.namespace, limit.key, now)
+        count, oldest = self._store.count_hits(limit.namespace, limit.key, now - limit.window)
+        if count > limit.most:  # this send's own hit is one of them
+            retry = int(((oldest or now) + limit.window - now).total_seconds()) + 1
+            code = "new_recipient_limit" if limit.namespace == "new-recipient" else None
+            raise TooManyRequests(f"{limit.refusal} in the last {limit.span}.", retry_after=retry, code=code)
 
     def _after_send(
         self,

@@ -69,6 +69,7 @@ class Publisher:
         self._username = username
         self._on_connected = on_connected
         self._connected = threading.Event()
+        self._connections = 0
         self._inflight: dict[int, tuple[str, Callable[[], None]]] = {}
         self._inflight_keys: set[str] = set()
         self._acked_early: set[int] = set()
@@ -113,6 +114,11 @@ class Publisher:
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    @property
+    def connections(self) -> int:
+        """How many times this client has connected: what arrived on an earlier connection may have missed some."""
+        return self._connections
 
     def listen(self, topic: str, handler: Callable[[str, bytes], None]) -> None:
         """Subscribe (now and after every reconnect) on the same connection, e.g. for broker control replies."""
@@ -207,6 +213,7 @@ class Publisher:
             return
         for topic in self._handlers:
             client.subscribe(topic, qos=1)
+        self._connections += 1
         self._connected.set()
         self.breaker.answered()
         log.info("MQTT connected to %s://%s:%s", self._address.scheme, self._address.host, self._address.port)

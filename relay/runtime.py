@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ from relay.contacts import Contacts
 from relay.conversations import Conversations
 from relay.deadlines import WebhookDeadline
 from relay.delivery import Delivery
+from relay.desk_changes import DeskChanges
 from relay.directory import DeskDirectory
 from relay.health import HealthCheck
 from relay.inbound import Inbound
@@ -71,6 +73,7 @@ class Runtime:
     access: BrokerAccess
     poller: Poller
     directory: DeskDirectory
+    desk_changes: DeskChanges
     ownership: Ownership
     admin: Admin
     reminders: Reminders
@@ -109,21 +112,22 @@ def build(settings: Settings, clock: Clock | None = None, store: Store | None = 
         # The broker checks expiry against wall time, whatever clock the relay was given.
         return settings.mqtt_password or issuer.service_token(SystemClock().now(), timedelta(days=1))
 
-    holder: dict[str, Outbox] = {}
+    after_connect: list[Callable[[], object]] = []  # filled once what it calls exists, which needs the publisher
     publisher = Publisher(
         settings.mqtt_url,
         client_id=f"{SERVICE_USER}-{secrets.token_hex(6)}",
         username=settings.mqtt_username or SERVICE_USER,
         password=broker_password,
         timeout_seconds=settings.mqtt_publish_timeout_seconds,
-        on_connected=lambda: _drain(holder["outbox"]),
+        on_connected=lambda: _each(after_connect),
     )
     outbox = Outbox(store, publisher, topics, clock, ack_window=store.mark_window)
-    holder["outbox"] = outbox
+    desk_changes = DeskChanges(publisher, topics.control("desks"))
+    after_connect += [desk_changes.probe, lambda: outbox.resume(min_age=OUTBOX_TIMER_MIN_AGE)]
     gateway = TwilioGateway(settings)
     validator = WebhookValidator(settings)
     access = _broker_access(settings, publisher, topics, store, clock)
-    directory = DeskDirectory(store, settings.relay_desks)
+    directory = DeskDirectory(store, settings.relay_desks, desk_changes)
     directory.seed(clock.now())
     sessions = Sessions(settings, store, issuer, clock, access, directory)
     ownership = Ownership(store, directory, outbox, clock)
@@ -164,6 +168,7 @@ def build(settings: Settings, clock: Clock | None = None, store: Store | None = 
         poller=Poller(settings, store, inbound, gateway, clock),
         access=access,
         directory=directory,
+        desk_changes=desk_changes,
         ownership=ownership,
         admin=Admin(settings, store, directory, sessions, ownership, clock),
         reminders=reminders,
@@ -205,8 +210,10 @@ def _blobs(settings: Settings) -> MediaBlobs | None:
     return MediaBlobs(settings.media_storage)
 
 
-def _drain(outbox: Outbox) -> None:
-    outbox.resume(min_age=OUTBOX_TIMER_MIN_AGE)
+def _each(calls: list[Callable[[], object]]) -> None:
+    """On the publisher's one drain thread, after each connect and each time the broker acknowledges again."""
+    for call in calls:
+        call()
 
 
 _lock = threading.Lock()

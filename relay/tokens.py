@@ -98,14 +98,16 @@ class TokenIssuer:
         return scopes + [f"{self._audience}.{right}:{queues}" for right in ("configure", "write", "read")]
 
     def service_token(self, now: datetime, ttl: timedelta) -> str:
-        """The relay's own broker credential for the embedded broker: publish anywhere under the prefix."""
+        """The relay's own broker credential for the embedded broker: publish anywhere under the prefix, and hear
+        other instances' desk changes."""
+        changes = [self._topics.control("desks")]
         claims = {
             "sub": SERVICE_USER,
             "iat": int(now.timestamp()),
             "exp": int((now + ttl).timestamp()),
-            "subs": [],
+            "subs": changes,
             "pub": [self._topics.everything()],
-            "acl": _emqx_acl(subscribe=[], publish=[self._topics.everything()]),
+            "acl": _emqx_acl(subscribe=changes, publish=[self._topics.everything()]),
         }
         return jwt.encode(claims, self._key, algorithm=self._algorithm)
 

@@ -20,5 +20,9 @@ class Topics:
         """What a desk may subscribe to: its own topics and the unrouted ones."""
         return [f"{self.prefix}/{web_app_id}/#", f"{self.prefix}/{UNROUTED}/#"]
 
+    def control(self, name: str) -> str:
+        """Between relay instances and the broker: desks can neither subscribe to these nor publish on them."""
+        return f"{self.prefix}/_control/{name}"
+
     def everything(self) -> str:
         return f"{self.prefix}/#"

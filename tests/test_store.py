@@ -475,6 +475,18 @@ def test_hits_are_counted_in_windows(store: Store) -> None:
     assert store.count_hits("sms", "1.2.3.4", at(0)) == (0, None)
 
 
+def test_a_dropped_hit_no_longer_counts(store: Store) -> None:
+    kept = store.record_hit("send", "reception", at(1))
+    dropped = store.record_hit("send", "reception", at(2))
+    other = store.record_hit("send", "billing", at(2))
+    store.drop_hit("send", "reception", dropped)
+    store.drop_hit("send", "reception", dropped)  # gone already is fine
+    store.drop_hit("send", "reception", other)  # another key's hit is not this key's to drop
+    assert len({kept, dropped, other}) == 3
+    assert store.count_hits("send", "reception", at(0)) == (1, at(1))
+    assert store.count_hits("send", "billing", at(0)) == (1, at(2))
+
+
 def test_concurrent_hits_are_all_counted(store: Store) -> None:
     race(10, lambda _: store.record_hit("ns", "k", at(1)))
     assert store.count_hits("ns", "k", at(0)) == (10, at(1))

@@ -190,8 +190,12 @@ class Store(Protocol):
     def kv_expired(self, namespace: str, now: datetime, limit: int) -> list[tuple[str, dict[str, Any]]]:
         """Entries of a namespace whose expiry has passed, for sweeps that must undo something elsewhere."""
 
-    def record_hit(self, namespace: str, key: str, at: datetime) -> None:
-        """Append one attempt; counters are rows, so concurrent instances never lose an increment."""
+    def record_hit(self, namespace: str, key: str, at: datetime) -> str:
+        """Append one attempt; counters are rows, so concurrent instances never lose an increment. Returns the
+        hit's id, for `drop_hit`."""
+
+    def drop_hit(self, namespace: str, key: str, hit: str) -> None:
+        """Take back a hit that was refused, so it holds no place under a limit; gone already is fine."""
 
     def count_hits(self, namespace: str, key: str, since: datetime) -> tuple[int, datetime | None]:
         """How many hits since `since`, and the oldest of them."""

@@ -546,9 +546,16 @@ class SqliteStore:
         )
         return [(r["key"], json.loads(r["value"])) for r in rows]
 
-    def record_hit(self, namespace: str, key: str, at: datetime) -> None:
+    def record_hit(self, namespace: str, key: str, at: datetime) -> str:
+        def job(db: sqlite3.Connection) -> str:
+            cursor = db.execute("INSERT INTO hits (namespace, key, at) VALUES (?, ?, ?)", (namespace, key, _ts(at)))
+            return str(cursor.lastrowid)
+
+        return self.write(job)
+
+    def drop_hit(self, namespace: str, key: str, hit: str) -> None:
         def job(db: sqlite3.Connection) -> None:
-            db.execute("INSERT INTO hits (namespace, key, at) VALUES (?, ?, ?)", (namespace, key, _ts(at)))
+            db.execute("DELETE FROM hits WHERE seq = ? AND namespace = ? AND key = ?", (int(hit), namespace, key))
 
         return self.write(job)
 

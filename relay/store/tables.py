@@ -813,16 +813,21 @@ class TableStore:
 
     # -- hits
 
-    def record_hit(self, namespace: str, key: str, at: datetime) -> None:
+    def record_hit(self, namespace: str, key: str, at: datetime) -> str:
         pk = f"{enc(namespace)}|{enc(key)}"
         with guard("record_hit"):
             for _ in range(RETRIES):
+                row_key = f"{stamp(at)}{secrets.token_hex(8)}"
                 try:
-                    self.table(HITS).create_entity({"PartitionKey": pk, "RowKey": f"{stamp(at)}{secrets.token_hex(8)}"})
-                    return
+                    self.table(HITS).create_entity({"PartitionKey": pk, "RowKey": row_key})
+                    return row_key
                 except ResourceExistsError:
                     continue
         raise StoreError("Table Storage record_hit kept colliding")
+
+    def drop_hit(self, namespace: str, key: str, hit: str) -> None:
+        with guard("drop_hit"):
+            self.table(HITS).delete_entity(f"{enc(namespace)}|{enc(key)}", hit)
 
     def count_hits(self, namespace: str, key: str, since: datetime) -> tuple[int, datetime | None]:
         with guard("count_hits"):
