@@ -417,7 +417,7 @@ def _tables(run: Run) -> list[str]:
     out.append(f"At rest before the run the timers made {t.idle_per_second:.2f} round trips a second.")
     out.append(
         f"Before the HTTP answer, a routed reply made {t.per_answer('inbound'):.2f} round trips; the rest follow it"
-        " (published marks no later append carried, gathered for 5 s) or are its share of a cache refill"
+        " (published marks no later append carried, gathered for 5 or 10 s) or are its share of a cache refill"
         " (the desk list)."
     )
     for action in ACTIONS:

@@ -8,6 +8,7 @@ import queue
 import threading
 import time
 from datetime import timedelta
+from typing import NamedTuple
 
 from relay.clock import Clock
 from relay.errors import PublishFailed
@@ -16,7 +17,14 @@ from relay.store import Event, Store, StoreError
 from relay.topics import Topics
 
 log = logging.getLogger("relay.outbox")
+HOLD_SECONDS = 1.0
 ANY_CLOCK = timedelta(minutes=5)  # past any instance's clock skew (the health check reports more), and this one's
+
+
+class Acked(NamedTuple):
+    event: Event
+    at: float  # time.monotonic() of the PUBACK
+    held: bool  # waited a window already
 
 
 def encode(event: Event) -> bytes:
@@ -33,7 +41,7 @@ class Outbox:
         self._topics = topics
         self._clock = clock
         self._drain_lock = threading.Lock()
-        self._acks: queue.SimpleQueue[Event | None] = queue.SimpleQueue()  # None: stop
+        self._acks: queue.SimpleQueue[Acked | None] = queue.SimpleQueue()  # None: stop
         self._unmarked: set[str] = set()
         self._deferred: set[str] = set()  # this process's publishes that failed: its own to retry at once
         self._unmarked_lock = threading.Lock()
@@ -63,32 +71,51 @@ class Outbox:
         with self._unmarked_lock:
             self._unmarked.add(event.key)
         self._store.mark_soon(event)
-        self._acks.put(event)
+        self._acks.put(Acked(event, time.monotonic(), False))
 
     def _record_acks(self) -> None:
-        """Marks acknowledged events published, many per write, so PUBACKs never queue on the store's lock."""
+        """Marks acknowledged events published, many per write, so PUBACKs never queue on the store's lock.
+
+        Where the store carries marks in the next append to their desk (Table Storage), a mark acknowledged in the
+        last HOLD_SECONDS of a window waits one window more instead of costing a write of its own: on a busy desk
+        the next message carries it. Each mark waits at most two windows, well inside the outbox timer's age."""
+        held: list[Acked] = []
         stopping = False
         while not stopping:
-            batch: list[Event] = []
-            item = self._acks.get()
+            batch = held
+            if not batch:
+                first = self._acks.get()
+                if first is None:
+                    return
+                batch = [first]
             deadline = time.monotonic() + self._ack_window
-            while item is not None:
-                batch.append(item)
-                if len(batch) >= 500:
-                    break
+            while len(batch) < 500:
                 try:
                     item = self._acks.get(timeout=max(0.0, deadline - time.monotonic()))
                 except queue.Empty:
                     break
-            stopping = item is None
-            if not batch:
-                continue
-            try:
-                self._store.mark_published(*batch)
-            except StoreError:
-                log.exception("could not mark %d events published; they may be published again", len(batch))
-            with self._unmarked_lock:
-                self._unmarked.difference_update(e.key for e in batch)
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            young = time.monotonic() - HOLD_SECONDS
+            hold = self._ack_window > 0 and not stopping
+            held, due = [], []
+            for a in batch:
+                if hold and not a.held and a.at > young:
+                    held.append(Acked(a.event, a.at, True))
+                else:
+                    due.append(a.event)
+            if due:
+                self._mark(due)
+
+    def _mark(self, events: list[Event]) -> None:
+        try:
+            self._store.mark_published(*events)
+        except StoreError:
+            log.exception("could not mark %d events published; they may be published again", len(events))
+        with self._unmarked_lock:
+            self._unmarked.difference_update(e.key for e in events)
 
     def close(self, timeout: float = 5.0) -> None:
         """Record the acknowledgements already received, then stop; the store must outlive this call."""

@@ -166,7 +166,7 @@ class Store(Protocol):
     def pending_events(self, created_before: datetime, limit: int) -> list[Event]: ...
 
     def mark_soon(self, event: Event) -> None:
-        """The outbox will mark this event published within mark_window; a backend may write the mark sooner,
+        """The outbox will mark this event published within two mark windows; a backend may write the mark sooner,
         inside a write it makes anyway. In memory only: it runs on the MQTT client's network thread."""
 
     def mark_published(self, *events: Event) -> None:

@@ -108,8 +108,8 @@ class _Keys:
 
 
 class TableStore:
-    # Most marks ride in the next append to their desk (mark_soon); what is left after 5 s is written in one
-    # transaction per desk, well inside the 15 s an outbox timer waits before it publishes an event again.
+    # Most marks ride in the next append to their desk (mark_soon); what is left after one or two windows is written
+    # in one transaction per desk, well inside the 15 s an outbox timer waits before it publishes an event again.
     mark_window = 5.0
 
     def __init__(self, connection_string: str, *, table_prefix: str = "relay", timeout_seconds: float = 5.0) -> None:
