@@ -30,6 +30,7 @@ from tests.support.tableproxy import CountingProxy
 
 ACTIONS = ("send", "inbound", "status")
 PAUSE_SECONDS = 0.35  # after each request: the sandbox's callbacks for a send come within ~0.15 s
+IDLE_SECONDS = 16.0  # the outbox timer scans every 15 s, the scheduler at its poll interval
 SETTLE_SECONDS = 11.0  # after the last request: the outbox marks what no append carried within two 5 s windows
 
 
@@ -100,7 +101,7 @@ def _measure(result: TablesResult, proxy: CountingProxy, dev: Devhost, broker: B
     try:
         time.sleep(1.0)
         idle_start = clock()
-        time.sleep(3.0)
+        time.sleep(IDLE_SECONDS)
         result.idle_per_second = len(proxy.between(idle_start, clock())) / (clock() - idle_start)
         for i in range(n):
             to = inbound_params("SM" + "0" * 32, i)["From"]
