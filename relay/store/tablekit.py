@@ -11,7 +11,7 @@ import random
 import re
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -76,15 +76,12 @@ def put_whole(table: TableClient, row: dict[str, Any]) -> None:
     table.upsert_entity(row, mode=UpdateMode.REPLACE)
 
 
-def merge_if_there(table: TableClient, row: dict[str, Any]) -> bool:
-    """Change the columns given, keep the rest; False when the row is gone (nothing is created)."""
+def merge_if_there(table: TableClient, row: dict[str, Any]) -> None:
+    """Change the columns given, keep the rest; a row that is gone stays gone (nothing is created)."""
     from azure.core.exceptions import ResourceNotFoundError
 
-    try:
+    with suppress(ResourceNotFoundError):
         table.update_entity(row)  # the SDK's default mode merges
-    except ResourceNotFoundError:
-        return False
-    return True
 
 
 def delete_if_there(table: TableClient, partition: str, row: str) -> bool:
