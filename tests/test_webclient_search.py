@@ -114,3 +114,15 @@ def test_an_unrouted_result_is_claimed_from_the_results(maria: Desk) -> None:
     box.fill("")
     expect(page.locator("#search-section")).to_be_hidden()
     expect(maria.conv(STRANGER)).to_be_visible()
+
+
+def test_results_stay_true_as_messages_arrive(maria: Desk, devhost: DevhostProcess) -> None:
+    page = maria.page
+    box = page.get_by_role("searchbox", name="Search conversations")
+    box.fill("pharmacy")
+    expect(page.locator("#search-status")).to_have_text("Nothing matches “pharmacy”.")
+    patient_replies(devhost, ANA, "Which pharmacy did you send it to?")
+    expect(results(maria)).to_have_count(1)  # nobody typed again
+    expect(results(maria).first.locator(".search-match mark")).to_have_text(["pharmacy"])
+    expect(box).to_have_value("pharmacy")
+    box.fill("")

@@ -59,6 +59,7 @@ const events = new LiveEvents({
   onReminder: () => {
     if (reminders.visible) reminders.loadBoardSoon();
   },
+  onSearchable: () => search.refreshSoon(),
   onAuthError: () => session.recover(),
 });
 const session = new Session({

@@ -19,9 +19,10 @@ const STATE_TEXT = {
 export class LiveEvents {
   /** onAuthError() runs when the broker refuses our credentials. */
   /** book: the address book (contact events); onScheduled(item), onBatch(progress), onTemplate(change) and
-   * onReminder(reminder): their live events. */
-  constructor({ api, store, lists, pane, book, onScheduled, onBatch, onTemplate, onReminder, onAuthError }) {
+   * onReminder(reminder): their live events; onSearchable(): a message or a name that search may find changed. */
+  constructor({ api, store, lists, pane, book, onScheduled, onBatch, onTemplate, onReminder, onSearchable, onAuthError }) {
     this.api = api;
+    this.onSearchable = onSearchable ?? (() => {});
     this.onReminder = onReminder ?? (() => {});
     this.book = book;
     this.onScheduled = onScheduled;
@@ -137,6 +138,7 @@ export class LiveEvents {
         if (!msg.sid || !msg.from) return;
         if (audience === "unrouted" || p.webAppId === "unrouted") this.onUnroutedInbound(msg);
         else if (audience === mine || p.webAppId === mine) this.onInbound(msg, live);
+        this.onSearchable();
         break;
       }
       case "outbound": {
@@ -162,6 +164,7 @@ export class LiveEvents {
         const isNew = !store.bySid.has(msg.sid);
         store.addMessage(msg.to, msg);
         if (isNew || !conv) store.touchConversation(msg.to, store.bySid.get(msg.sid), false);
+        this.onSearchable();
         break;
       }
       case "status":
@@ -176,6 +179,7 @@ export class LiveEvents {
         break;
       case "contact":
         this.book.onEvent(p);
+        this.onSearchable();
         break;
       case "scheduled":
         this.onScheduled(p);

@@ -6,6 +6,7 @@ import { formatPhone } from "./phone.js";
 import { $, el, relativeTime } from "./render.js";
 
 const DEBOUNCE_MS = 200;
+const REFRESH_MS = 700; // results asked again at most this often while messages and names change
 
 /** `text` with the [start, end) ranges (UTF-16 offsets, as JavaScript indexes strings) in <mark>. */
 export function highlighted(text, marks) {
@@ -29,6 +30,7 @@ export class ConversationSearch {
     this.onOpen = onOpen;
     this.onClaim = onClaim;
     this.timer = null;
+    this.refreshTimer = null;
     this.asked = 0; // the latest request; older answers are dropped
     this.query = "";
     const input = $("search-input");
@@ -62,6 +64,15 @@ export class ConversationSearch {
     this.timer = setTimeout(() => this.run(), DEBOUNCE_MS);
   }
 
+  /** A message or a name changed while results are shown: ask again, without "Searching…", so they stay true. */
+  refreshSoon() {
+    if (!this.query || this.refreshTimer) return;
+    this.refreshTimer = setTimeout(() => {
+      this.refreshTimer = null;
+      if (this.query) this.run({ quiet: true });
+    }, REFRESH_MS);
+  }
+
   clear() {
     $("search-input").value = "";
     this.run();
@@ -70,12 +81,14 @@ export class ConversationSearch {
   /** Forget the query (signing out, switching desk). */
   reset() {
     clearTimeout(this.timer);
+    clearTimeout(this.refreshTimer);
+    this.refreshTimer = null;
     $("search-input").value = "";
     this.asked += 1;
     this.show("");
   }
 
-  async run() {
+  async run({ quiet = false } = {}) {
     clearTimeout(this.timer);
     const query = $("search-input").value.trim();
     const asked = ++this.asked;
@@ -83,7 +96,7 @@ export class ConversationSearch {
       this.show("");
       return;
     }
-    this.show(query, null, "Searching…");
+    if (!quiet) this.show(query, null, "Searching…");
     try {
       const found = await this.api.request("GET", `/conversations?q=${encodeURIComponent(query)}`);
       if (asked === this.asked) this.show(query, found?.conversations ?? []);
