@@ -59,7 +59,7 @@ class DeskChanges:
         if not isinstance(message, dict):
             return
         with self._lock:
-            if message.get("changed"):
-                self._changes += 1
-            elif message.get("from") == self._me and isinstance(message.get("probe"), int):
+            if message.get("from") == self._me and isinstance(message.get("probe"), int):
                 self._echoed = message["probe"]
+            else:  # a change, or another instance connecting: it may have seeded configured desks before it could say
+                self._changes += 1

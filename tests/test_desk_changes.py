@@ -64,6 +64,22 @@ def test_a_desk_renamed_on_one_instance_shows_at_once_on_another(instances: Inst
     assert took is not None and took < 1.0
 
 
+def test_a_desk_that_a_starting_instance_seeds_shows_at_once_on_one_already_running(
+    tmp_path: Path, broker: BrokerProcess, signing_key: str, sandbox_url: str, instances: Instances
+) -> None:
+    """The new instance creates its configured desk before it is connected; its probe tells the others."""
+    first, _ = instances()
+    assert live(first) and first.directory.get("lab") is None
+    desks = "Reception=R,Billing=B,Lab=L"
+    starting = make_runtime(
+        SqliteStore(str(tmp_path / "relay.sqlite3")), broker.mqtt_port, signing_key, sandbox_url, RELAY_DESKS=desks
+    )
+    try:
+        assert until(lambda: first.directory.get("lab") is not None, 1.0) is not None
+    finally:
+        starting.close()
+
+
 def test_a_change_made_while_an_instance_was_disconnected_is_not_hidden_by_its_cache(
     instances: Instances, broker: BrokerProcess
 ) -> None:
