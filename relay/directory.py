@@ -35,11 +35,10 @@ class DeskDirectory:
     def seed(self, now: datetime) -> None:
         """Create configured desks the store does not have yet; what an operator changed since stays changed."""
         known = {d.id for d in self._store.desks.all()}
-        missing = [spec for spec in self._specs if spec.id not in known]
-        for spec in missing:
-            self._create(spec.name, spec.alias, now)
-        with self._lock:
-            self._cached = None  # before the broker connects: an instance that knew these desks seeded them itself
+        for spec in self._specs:
+            if spec.id not in known:
+                self._create(spec.name, spec.alias, now)
+        self._forget()  # not announced: the broker is not connected yet, and this instance's probe tells the others
 
     def all(self) -> list[Desk]:
         """Archived ones too, in creation order."""
@@ -150,9 +149,12 @@ class DeskDirectory:
             if held.get("desk") != owner:
                 raise Conflict(f"The alias #{code} belongs to another desk.", code="alias_taken")
 
-    def _changed(self) -> None:
+    def _forget(self) -> None:
         with self._lock:
             self._cached = None
+
+    def _changed(self) -> None:
+        self._forget()
         if self._changes:
             self._changes.announce()
 

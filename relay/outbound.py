@@ -36,17 +36,14 @@ ALL_DESKS = "*"
 
 @dataclass(frozen=True)
 class Limit:
-    """At most `most` hits of (namespace, key) within `window`."""
+    """At most `most` hits of (namespace, key) within `window`; past it, a 429 with `refusal` and `code`."""
 
     namespace: str
     key: str
     window: timedelta
     most: int
-    refusal: str  # what was done too often, for the 429's message
-
-    @property
-    def span(self) -> str:
-        return {timedelta(minutes=1): "minute", timedelta(hours=1): "hour"}.get(self.window, "day")
+    refusal: str
+    code: str | None = None
 
 
 @dataclass(frozen=True)
@@ -240,26 +237,37 @@ class Outbound:
         asked for once, so only the daily cap holds it; SMS pumping texts many numbers once each, so numbers never
         texted before have their own caps, per desk and in all."""
         per_minute, per_day = self._settings.send_limit_per_minute, self._settings.send_limit_per_day
-        sends = (
-            Limit("send", web_app_id, timedelta(minutes=1), per_minute, f"This desk has sent {per_minute} messages"),
-            Limit("send", web_app_id, timedelta(days=1), per_day, f"This desk has sent {per_day} messages"),
+        minute = Limit(
+            "send",
+            web_app_id,
+            timedelta(minutes=1),
+            per_minute,
+            f"This desk has sent {per_minute} messages in the last minute.",
         )
-        limits = list(sends[1:] if batch else sends)
-        if self._store.kv_get("recipient", to, now) is None:
-            desk, everyone = (
-                self._settings.new_recipient_limit_per_hour,
-                self._settings.new_recipient_limit_per_hour_all_desks,
-            )
+        day = Limit(
+            "send", web_app_id, timedelta(days=1), per_day, f"This desk has sent {per_day} messages in the last day."
+        )
+        limits = [day] if batch else [minute, day]
+        new_number = self._store.kv_get("recipient", to, now) is None
+        if new_number:
+            desk = self._settings.new_recipient_limit_per_hour
+            everyone = self._settings.new_recipient_limit_per_hour_all_desks
             limits += [
                 Limit(
-                    "new-recipient", web_app_id, NEW_RECIPIENT_WINDOW, desk, f"This desk has texted {desk} new numbers"
+                    "new-recipient",
+                    web_app_id,
+                    NEW_RECIPIENT_WINDOW,
+                    desk,
+                    f"This desk has texted {desk} new numbers in the last hour.",
+                    "new_recipient_limit",
                 ),
                 Limit(
                     "new-recipient",
                     ALL_DESKS,
                     NEW_RECIPIENT_WINDOW,
                     everyone,
-                    f"The desks have texted {everyone} new numbers",
+                    f"The desks have texted {everyone} new numbers in the last hour.",
+                    "new_recipient_limit",
                 ),
             ]
         taken: dict[tuple[str, str], str] = {}
@@ -270,7 +278,7 @@ class Outbound:
             for (namespace, key), hit in taken.items():
                 self._store.drop_hit(namespace, key, hit)
             raise
-        if len(limits) > len(sends):
+        if new_number:
             self._store.kv_put("recipient", to, {}, now + timedelta(days=self._settings.retention_days))
 
     def _take(self, limit: Limit, now: datetime, taken: dict[tuple[str, str], str]) -> None:
@@ -282,8 +290,7 @@ class Outbound:
         count, oldest = self._store.count_hits(limit.namespace, limit.key, now - limit.window)
         if count > limit.most:  # this send's own hit is one of them
             retry = int(((oldest or now) + limit.window - now).total_seconds()) + 1
-            code = "new_recipient_limit" if limit.namespace == "new-recipient" else None
-            raise TooManyRequests(f"{limit.refusal} in the last {limit.span}.", retry_after=retry, code=code)
+            raise TooManyRequests(limit.refusal, retry_after=retry, code=limit.code)
 
     def _after_send(
         self,

@@ -814,12 +814,11 @@ class TableStore:
     # -- hits
 
     def record_hit(self, namespace: str, key: str, at: datetime) -> str:
-        pk = f"{enc(namespace)}|{enc(key)}"
         with guard("record_hit"):
             for _ in range(RETRIES):
                 row_key = f"{stamp(at)}{secrets.token_hex(8)}"
                 try:
-                    self.table(HITS).create_entity({"PartitionKey": pk, "RowKey": row_key})
+                    self.table(HITS).create_entity({"PartitionKey": _hits_of(namespace, key), "RowKey": row_key})
                     return row_key
                 except ResourceExistsError:
                     continue
@@ -827,14 +826,14 @@ class TableStore:
 
     def drop_hit(self, namespace: str, key: str, hit: str) -> None:
         with guard("drop_hit"):
-            self.table(HITS).delete_entity(f"{enc(namespace)}|{enc(key)}", hit)
+            self.table(HITS).delete_entity(_hits_of(namespace, key), hit)
 
     def count_hits(self, namespace: str, key: str, since: datetime) -> tuple[int, datetime | None]:
         with guard("count_hits"):
             rows = self.query(
                 "hits",
                 "PartitionKey eq @pk and RowKey ge @since",
-                {"pk": f"{enc(namespace)}|{enc(key)}", "since": stamp(since)},
+                {"pk": _hits_of(namespace, key), "since": stamp(since)},
                 select=["RowKey"],
             )
         if not rows:
@@ -963,6 +962,11 @@ def _seq_of(row: dict[str, Any]) -> int:
 def _event_key(seq: int, event_id: str) -> str:
     """Unique across audiences (the outbox tracks events by key), and it names the event's row."""
     return _seq_key(seq) + event_id
+
+
+def _hits_of(namespace: str, key: str) -> str:
+    """The partition that holds one counter's hits."""
+    return f"{enc(namespace)}|{enc(key)}"
 
 
 def _mark(event: Event) -> tuple[str, str, dict[str, Any]]:
