@@ -18,7 +18,7 @@ from bench.coldstart import ColdStart
 from bench.fanout import FanoutResult
 from bench.latency import LatencyResult
 from bench.stats import Summary
-from bench.tables import ACTIONS, IDLE_SECONDS, TablesResult
+from bench.tables import ACTIONS, IDLE_SECONDS, SETTLE_SECONDS, TablesResult
 from bench.throughput import ThroughputResult
 
 VARIANTS = {
@@ -170,8 +170,10 @@ def goals(run: Run) -> list[tuple[str, str, str]]:
         bad = b.wrong_states + abs(b.texts_sent - b.reminders)
         rows.append(("a batch: no state lost or wrong, no text twice", f"{bad}", mark(bad == 0)))
     if run.tables:
-        per = run.tables.per_action("inbound")
-        rows.append(("Table round trips per routed reply ≤ 4", f"{per:.2f}", mark(per <= 4)))
+        t = run.tables
+        per = t.per_action("inbound")
+        booked = f"{per:.2f} ({t.booked('inbound'):.2f} with the timers' queries that ran meanwhile booked to it)"
+        rows.append(("Table round trips a routed reply makes ≤ 4", booked, mark(per <= 4)))
     return rows
 
 
@@ -194,7 +196,12 @@ def render(run: Run, args: Any) -> str:
         out += ["", "## Failures", ""] + [f"- {e}" for e in run.errors]
     out += ["", "## Goals: where we stand", ""]
     out.append(table(["goal", "measured", ""], [list(r) for r in goals(run)]))
-    out += ["", "## Method", "", METHOD.format(a=args, interval_ms=1000 / args.rate, cpus=os.cpu_count()).strip()]
+    out += [
+        "",
+        "## Method",
+        "",
+        METHOD.format(a=args, interval_ms=1000 / args.rate, cpus=os.cpu_count(), settle=SETTLE_SECONDS).strip(),
+    ]
     out += _latency(run) + _throughput(run) + _send(run) + _fanout(run) + _cold(run) + _cluster(run)
     out += _tables(run) + _batch(run) + _profile(run)
     return "\n".join(out) + "\n"
@@ -404,24 +411,30 @@ def _tables(run: Run) -> list[str]:
     out = ["", "## 7. Table Storage (Azurite), round trips counted", ""]
     rows = []
     for action in ACTIONS:
-        calls = t.trips.get(action, Counter())
-        per = sum(calls.values()) / (t.messages * (2 if action == "status" else 1))
+        each = t.messages * (2 if action == "status" else 1)
+        per = sum(t.trips.get(action, Counter()).values()) / each
+        timers = t.timers_during.get(action, 0) / each
         lat = t.latency[action]
-        rows.append([ACTION_NAMES[action], f"{per:.2f}", ms(lat.p50), ms(lat.p99)])
-    out.append(table(["request", "Table round trips each", "p50", "p99"], rows))
+        rows.append([ACTION_NAMES[action], f"{per:.2f}", f"{per + timers:.2f}", ms(lat.p50), ms(lat.p99)])
+    heads = ["request", "Table round trips each", "with the timers' queries booked to it", "p50", "p99"]
+    out.append(table(heads, rows))
     if t.routed_arrival:
         a = t.routed_arrival
         out.append(
             f"\nA routed reply reached the desk's subscriber (3 staff connected) in p50 {ms(a.p50)} / p99 {ms(a.p99)}."
         )
+    during = t.timers / t.run_seconds if t.run_seconds else 0.0
     out.append(
-        f"At rest before the run the timers made {t.idle_per_second:.2f} round trips a second"
-        f" (over {IDLE_SECONDS:g} s, a whole outbox-timer period); they run on during the requests, in the counts."
+        f"The timers (the outbox's scan for unpublished events, the scheduler's due query, the reminders' sweep) make"
+        f" round trips whatever the traffic: {t.idle_per_second:.2f} a second at rest before the run (over"
+        f" {IDLE_SECONDS:g} s, a whole outbox-timer period; {t.idle_unexplained} of them matched no timer's filter),"
+        f" and {during:.2f} a second during it ({t.timers} in {t.run_seconds:.0f} s). They are told apart by their"
+        " filters and shown in the third column as the old count had them, booked to whichever request they followed."
     )
     out.append(
         f"Before the HTTP answer, a routed reply made {t.per_answer('inbound'):.2f} round trips; the rest follow it"
         " (published marks no later append carried, gathered for 5 or 10 s) or are its share of a cache refill"
-        " (the desk list)."
+        " (the desk list, kept up to 300 s while the change feed is live)."
     )
     for action in ACTIONS:
         calls = t.trips.get(action, Counter())
@@ -601,9 +614,10 @@ METHOD = """
 - 7 Table Storage: devhost on Azurite's Table service through a counting proxy (`bench/tables.py`), one desk
   with 3 staff subscribed; {a.tables_messages:,} sends to new numbers, then a reply from each (routed to the
   desk), then each text's `sent` and `delivered` callbacks, one request at a time with a 0.35 s pause. Round
-  trips are booked to the request they follow (from its start to the next request's, and 2 s after the last),
-  so the published marks the outbox writes after the answer count; the sandbox's own callbacks are held back for
-  the run. The first requests also create the tables, which is counted.
+  trips are booked to the request they follow (from its start to the next request's, and {settle:g} s
+  after the last), so the published marks the outbox writes after the answer count; the sandbox's own callbacks
+  are held back for the run. The timers' queries, told apart by their filters, are counted as a rate and booked
+  to no request. The first requests also create the tables, which is counted.
 - 8 Reminder batch: devhost with three desks and `SEND_RATE_PER_SECOND={a.batch_rate:g}`; one import of
   {a.batch_reminders:,} rows for tomorrow across the desks, sent at once; 20 staff subscribed over TCP (7, 7 and
   6 a desk); one patient in ten answers C (through the sandbox's phone) as soon as the text is on the phone. The

@@ -7,8 +7,9 @@ Azure SDK sends every body with a Content-Length), records the method and table,
 Requests are made one at a time with a pause after each: a round trip is booked to the request it follows, from
 the request's start to the next one's, so what the relay writes after answering (the outbox's published marks,
 carried by the next append or gathered for up to two 5 s windows) counts too; the sandbox's status callbacks are
-held back, and the timers' idle rate is measured before the run and reported beside them. A batch transaction is
-named by the table it writes.
+held back. The timers' queries run whatever the traffic: they are told apart by their filters, counted as a rate
+(at rest before the run, and during it) and not booked to the request they happened to follow. A batch
+transaction is named by the table it writes.
 """
 
 from __future__ import annotations
@@ -26,12 +27,19 @@ from bench.mqttc import SubscriberProcess, clock, desk_login
 from bench.procs import ACCOUNT_SID, Broker, Devhost, start_devhost
 from bench.stats import Summary
 from tests.support.azurite import azurite_process, connection_string
-from tests.support.tableproxy import CountingProxy
+from tests.support.tableproxy import CountingProxy, Trip
 
 ACTIONS = ("send", "inbound", "status")
 PAUSE_SECONDS = 0.35  # after each request: the sandbox's callbacks for a send come within ~0.15 s
 IDLE_SECONDS = 16.0  # the outbox timer scans every 15 s, the scheduler at its poll interval
 SETTLE_SECONDS = 11.0  # after the last request: the outbox marks what no append carried within two 5 s windows
+# The timers' own queries (relay/store): the outbox's scan for unpublished events, the scheduler's due query and
+# the reminders' once-a-minute sweep. No request makes them.
+TIMER_FILTERS = ("published eq false", "send_at le", "state eq 'sent' and sent_at lt")
+
+
+def by_timer(trip: Trip) -> bool:
+    return trip.method == "GET" and any(f in trip.query for f in TIMER_FILTERS)
 
 
 @dataclass
@@ -39,13 +47,22 @@ class TablesResult:
     messages: int
     trips: dict[str, Counter[str]] = field(default_factory=dict)  # action -> "METHOD table" -> count
     before_answer: dict[str, int] = field(default_factory=dict)  # action -> round trips before the HTTP answer
+    timers_during: dict[str, int] = field(default_factory=dict)  # action -> timers' round trips while it ran
     latency: dict[str, Summary] = field(default_factory=dict)  # action -> request time, ms
     idle_per_second: float = 0.0
+    idle_unexplained: int = 0  # round trips at rest that no timer filter matched: each would be a request's
+    timers: int = 0  # the timers' round trips from the first request to the end
+    run_seconds: float = 0.0
     routed_arrival: Summary | None = None  # webhook to the desk's subscriber, ms
     notes: list[str] = field(default_factory=list)
 
     def per_action(self, action: str) -> float:
+        """What each request costs, the timers' queries apart."""
         return sum(self.trips.get(action, Counter()).values()) / self.messages
+
+    def booked(self, action: str) -> float:
+        """As it was counted before the timers were told apart: each booked to the request it followed."""
+        return self.per_action(action) + self.timers_during.get(action, 0) / self.messages
 
     def per_answer(self, action: str) -> float:
         return self.before_answer.get(action, 0) / self.messages
@@ -102,7 +119,9 @@ def _measure(result: TablesResult, proxy: CountingProxy, dev: Devhost, broker: B
         time.sleep(1.0)
         idle_start = clock()
         time.sleep(IDLE_SECONDS)
-        result.idle_per_second = len(proxy.between(idle_start, clock())) / (clock() - idle_start)
+        idle = proxy.between(idle_start, clock())
+        result.idle_per_second = len(idle) / (clock() - idle_start)
+        result.idle_unexplained = sum(1 for t in idle if not by_timer(t))
         for i in range(n):
             to = inbound_params("SM" + "0" * 32, i)["From"]
             body = {"to": to, "body": "See you at 3pm."}
@@ -139,13 +158,20 @@ def _measure(result: TablesResult, proxy: CountingProxy, dev: Devhost, broker: B
         http.close()
     time.sleep(SETTLE_SECONDS)
     starts = sorted((start, action) for action in ACTIONS for start, _ in windows[action])
+    end = clock()
     for i, (start, action) in enumerate(starts):
-        until = starts[i + 1][0] if i + 1 < len(starts) else clock()
+        until = starts[i + 1][0] if i + 1 < len(starts) else end
+        trips = [t for t in proxy.between(start, until) if t.at < until]
         counted = result.trips.setdefault(action, Counter())
-        counted.update(f"{t.method} {t.table}" for t in proxy.between(start, until) if t.at < until)
+        counted.update(f"{t.method} {t.table}" for t in trips if not by_timer(t))
+        result.timers_during[action] = result.timers_during.get(action, 0) + sum(1 for t in trips if by_timer(t))
+    result.timers = sum(result.timers_during.values())
+    result.run_seconds = end - starts[0][0]
     for action in ACTIONS:
         result.trips.setdefault(action, Counter())
-        result.before_answer[action] = sum(len(proxy.between(start, end)) for start, end in windows[action])
+        result.before_answer[action] = sum(
+            1 for begun, answered in windows[action] for t in proxy.between(begun, answered) if not by_timer(t)
+        )
         result.latency[action] = Summary.of(timings[action])
     result.routed_arrival = Summary.of(arrivals, n - len(arrivals))
 

@@ -19,7 +19,7 @@ from relay.errors import BadRequest, Conflict, NotFound
 from relay.store import Store
 
 CACHE_SECONDS = 2.0
-TRUST_SECONDS = 60.0  # bounds a change whose announcement was lost
+TRUST_SECONDS = 300.0  # bounds an announcement lost with an instance that stopped before its next connect
 T = TypeVar("T")
 ALIASES = "desk-alias"
 

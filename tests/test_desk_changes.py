@@ -90,7 +90,7 @@ def test_a_change_made_while_an_instance_was_disconnected_is_not_hidden_by_its_c
     second.directory.rename("reception", "Front desk", None, second.clock.now())  # its announcement cannot go out
     broker.start()
     assert first.publisher.wait_connected(10)
-    assert until(lambda: name_on(first, "reception") == "Front desk", 3.5) is not None  # not the 60 s of trust
+    assert until(lambda: name_on(first, "reception") == "Front desk", 3.5) is not None  # not the 300 s of trust
 
 
 def test_a_broker_that_refuses_the_feed_leaves_the_short_cache(

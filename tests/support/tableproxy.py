@@ -14,6 +14,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
+from urllib.parse import parse_qs, urlsplit
 
 _TABLE = re.compile(r"^/[^/]+/([A-Za-z0-9$]+)")
 _BATCHED = re.compile(rb"(?m)^(?:POST|PUT|PATCH|MERGE|DELETE) https?://[^/\s]+/[^/\s]+/([A-Za-z0-9]+)")
@@ -28,6 +29,7 @@ class Trip:
     at: float
     method: str
     table: str
+    query: str = ""  # a query's $filter, so a reader can tell whose it was
 
 
 class CountingProxy:
@@ -76,12 +78,14 @@ class CountingProxy:
                 method, path = head.split(b" ", 2)[:2]
                 length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
                 body = await reader.readexactly(int(length.group(1))) if length else b""
-                found = _TABLE.match(path.decode("latin-1"))
+                url = urlsplit(path.decode("latin-1"))
+                found = _TABLE.match(url.path)
                 table = found.group(1) if found else "?"
+                query = parse_qs(url.query).get("$filter", [""])[0]
                 inner = _BATCHED.search(body) if table == "$batch" else None
                 table = f"$batch {inner.group(1).decode()}" if inner else table
                 with self._lock:
-                    self.trips.append(Trip(clock(), method.decode(), table.split("(")[0]))
+                    self.trips.append(Trip(clock(), method.decode(), table.split("(")[0], query))
                 up_writer.write(head + body)
                 await up_writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
