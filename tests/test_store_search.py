@@ -5,6 +5,7 @@ purge, duplicates included."""
 from __future__ import annotations
 
 import sqlite3
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -104,7 +105,8 @@ def test_sqlite_indexes_messages_stored_before_search_existed(tmp_path: Path) ->
     old.close()
     with sqlite3.connect(path) as conn:  # the database as an older release left it
         conn.executescript(
-            "DROP TRIGGER messages_search_add; DROP TRIGGER messages_search_drop; DROP TRIGGER message_search_add;"
+            "DROP TRIGGER IF EXISTS messages_search_add; DROP TRIGGER messages_search_drop;"
+            "DROP TRIGGER message_search_add;"
             "DROP TABLE message_fts; DROP TABLE message_search;"
         )
     upgraded = SqliteStore(path)
@@ -114,3 +116,24 @@ def test_sqlite_indexes_messages_stored_before_search_existed(tmp_path: Path) ->
         assert sorted(sids(upgraded, "upgrade", [ANA, BEN])) == ["SM1", "SM2"]
     finally:
         upgraded.close()
+
+
+def test_sqlite_finds_at_once_what_another_process_stored_and_indexes_it_without_a_search(tmp_path: Path) -> None:
+    """Indexing runs beside the writers, INDEX_SECONDS behind: a search must not wait for it, on any process."""
+    path = str(tmp_path / "relay.db")
+    writer, reader = SqliteStore(path), SqliteStore(path)  # two workers on one file
+    try:
+        save(writer, "SM1", ANA, "parking at the north entrance", 1)
+        assert sids(reader, "parking", [ANA]) == ["SM1"]  # before the writer's indexer has run
+        save(writer, "SM2", BEN, "parking again", 2)
+        with sqlite3.connect(path) as conn:
+            indexed = 0
+            for _ in range(50):  # the writer's indexer, with no search to ask for it
+                indexed = conn.execute("SELECT count(*) FROM message_search").fetchone()[0]
+                if indexed == 2:
+                    break
+                time.sleep(0.05)
+        assert indexed == 2
+    finally:
+        writer.close()
+        reader.close()

@@ -133,7 +133,8 @@ class SqliteStore:
         self.contacts: contacts.ContactStore = contacts.SqliteContacts(self)
         self.scheduled: scheduled.ScheduledStore = scheduled.SqliteScheduled(self)
         self.templates: templates.TemplateStore = templates.SqliteTemplates(self)
-        self.search: search.SearchStore = search.SqliteSearch(self)
+        self._index = search.SqliteSearch(self, background=path != ":memory:")
+        self.search: search.SearchStore = self._index
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -302,7 +303,10 @@ class SqliteStore:
                 self._summarize(db, audience, message)
             return [self._insert_event(db, e, payload if e.payload is message.payload else None) for e in events]
 
-        return self.write(job)
+        stored = self.write(job)
+        if stored is not None and message.direction != "event":
+            self._index.stored()
+        return stored
 
     @staticmethod
     def _summarize(db: sqlite3.Connection, audience: str, message: MessageRecord) -> None:
@@ -599,6 +603,7 @@ class SqliteStore:
 
     def close(self) -> None:
         """The last connection to close checkpoints what is left and removes the WAL file."""
+        self._index.close()
         self._closing.set()
         self._wal_full.set()
         if self._checkpointer.is_alive():
