@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from relay.store import Event, MessageRecord, Store
-from relay.store.search import fold, words
+from relay.store.search import WAITING, fold, words
 from relay.store.sqlite import SqliteStore
 
 pytestmark = pytest.mark.timeout(60)
@@ -101,6 +101,7 @@ def test_duplicates_lines_and_purge_keep_the_index_in_step(store: Store) -> None
 def test_sqlite_indexes_messages_stored_before_search_existed(tmp_path: Path) -> None:
     path = str(tmp_path / "relay.db")
     old = SqliteStore(path)
+    save(old, "SM9", CLEO, "stored first", 0)  # sids out of rowid order: the index must follow the rowids
     save(old, "SM1", ANA, "stored before the upgrade", 1)
     old.close()
     with sqlite3.connect(path) as conn:  # the database as an older release left it
@@ -111,6 +112,8 @@ def test_sqlite_indexes_messages_stored_before_search_existed(tmp_path: Path) ->
         )
     upgraded = SqliteStore(path)
     try:
+        with sqlite3.connect(path) as conn:  # indexed when it opened, with nothing left for each search to redo
+            assert conn.execute(WAITING).fetchone()[0] == 0
         assert sids(upgraded, "upgrade", [ANA]) == ["SM1"]
         save(upgraded, "SM2", BEN, "after the upgrade", 2)
         assert sorted(sids(upgraded, "upgrade", [ANA, BEN])) == ["SM1", "SM2"]

@@ -61,13 +61,18 @@ CREATE TRIGGER IF NOT EXISTS message_search_add AFTER INSERT ON message_search B
     INSERT INTO message_fts (rowid, body) SELECT new.rowid, body FROM messages WHERE sid = new.sid;
 END;
 DROP TRIGGER IF EXISTS messages_search_add;
+-- Messages are indexed in the order of their rowids, so the newest indexed one marks where the rest begin.
+CREATE VIEW IF NOT EXISTS messages_to_index AS
+    SELECT rowid AS message_rowid, sid FROM messages WHERE direction != 'event' AND rowid > coalesce((
+        SELECT m.rowid FROM message_search s JOIN messages m ON m.sid = s.sid ORDER BY s.rowid DESC LIMIT 1), 0);
 CREATE TRIGGER IF NOT EXISTS messages_search_drop AFTER DELETE ON messages BEGIN
     INSERT INTO message_fts (message_fts, rowid, body)
         SELECT 'delete', rowid, old.body FROM message_search WHERE sid = old.sid;
     DELETE FROM message_search WHERE sid = old.sid;
 END;
 INSERT INTO message_search (sid)
-    SELECT sid FROM messages WHERE direction != 'event' AND sid NOT IN (SELECT sid FROM message_search);
+    SELECT sid FROM messages WHERE direction != 'event' AND sid NOT IN (SELECT sid FROM message_search)
+    ORDER BY rowid;
 """
 
 
@@ -102,14 +107,8 @@ def words(text: str) -> list[str]:
     return list(dict.fromkeys(_WORD.findall(fold(text))))
 
 
-# Messages are indexed in the order of their rowids, so the newest indexed one marks where the rest begin.
-_WAITING = """SELECT EXISTS (SELECT 1 FROM messages WHERE direction != 'event' AND rowid > coalesce((
-    SELECT m.rowid FROM message_search s JOIN messages m ON m.sid = s.sid ORDER BY s.rowid DESC LIMIT 1), 0))
-    AS waiting"""
-_INDEX = """INSERT OR IGNORE INTO message_search (sid)
-    SELECT sid FROM messages WHERE direction != 'event' AND rowid > coalesce((
-        SELECT m.rowid FROM message_search s JOIN messages m ON m.sid = s.sid ORDER BY s.rowid DESC LIMIT 1), 0)
-    ORDER BY rowid"""
+WAITING = "SELECT EXISTS (SELECT 1 FROM messages_to_index) AS waiting"  # 1 while a stored message is not indexed
+_INDEX = "INSERT OR IGNORE INTO message_search (sid) SELECT sid FROM messages_to_index ORDER BY message_rowid"
 
 
 class SqliteSearch:
@@ -132,7 +131,7 @@ class SqliteSearch:
 
     def index_waiting(self) -> None:
         """Index every message not indexed yet, whichever process stored it; a read when there is none."""
-        if self._db.read(_WAITING)[0]["waiting"]:
+        if self._db.read(WAITING)[0]["waiting"]:
             self._db.write(lambda conn: conn.execute(_INDEX).rowcount)
 
     def close(self) -> None:
