@@ -34,7 +34,7 @@ log = logging.getLogger("relay.store")
 
 CHECKPOINT_SECONDS = 0.25
 WAL_LIMIT_BYTES = 2 * 1024 * 1024  # past this the checkpointer restarts the WAL; journal_size_limit keeps it there
-WAL_BEHIND_BYTES = 4 * WAL_LIMIT_BYTES  # past this writers wait for the restart, so it cannot be starved
+WAL_BEHIND_BYTES = WAL_LIMIT_BYTES + 512 * 1024  # past this writers wait for the restart, so it cannot be starved
 CHECKPOINT_BUSY_MS = 100  # the checkpointer's patience with readers: it retries next time rather than wait
 RESTART_WAIT_SECONDS = 1.0  # how long a write holds back for a restart it asked for
 MAX_BATCH = 256
@@ -241,7 +241,7 @@ class SqliteStore:
         10-minute soak). Past WAL_LIMIT_BYTES, then, a PASSIVE copy beside the writers and a RESTART for what
         came meanwhile, holding the write locks for about a millisecond. RESTART, not TRUNCATE: the file keeps
         its size, so commits overwrite frames rather than extend it (an extension waits on the filesystem's
-        journal while the checkpoint fsyncs). Writers wait for it only once the WAL is far past the limit (the
+        journal while the checkpoint fsyncs). Writers wait for it only once the WAL is half a MiB past the limit (the
         checkpointer kept from the lock): waiting at the limit made one write in about 120 take 5 ms. A failed
         checkpoint (a full disk) lets writes through again, so each fails on its own, fast."""
         conn: sqlite3.Connection | None = None
