@@ -411,11 +411,9 @@ def _tables(run: Run) -> list[str]:
     out = ["", "## 7. Table Storage (Azurite), round trips counted", ""]
     rows = []
     for action in ACTIONS:
-        each = t.messages * (2 if action == "status" else 1)
-        per = sum(t.trips.get(action, Counter()).values()) / each
-        timers = t.timers_during.get(action, 0) / each
         lat = t.latency[action]
-        rows.append([ACTION_NAMES[action], f"{per:.2f}", f"{per + timers:.2f}", ms(lat.p50), ms(lat.p99)])
+        per, booked = t.per_action(action), t.booked(action)
+        rows.append([ACTION_NAMES[action], f"{per:.2f}", f"{booked:.2f}", ms(lat.p50), ms(lat.p99)])
     heads = ["request", "Table round trips each", "with the timers' queries booked to it", "p50", "p99"]
     out.append(table(heads, rows))
     if t.routed_arrival:
@@ -438,8 +436,7 @@ def _tables(run: Run) -> list[str]:
     )
     for action in ACTIONS:
         calls = t.trips.get(action, Counter())
-        each = t.messages * (2 if action == "status" else 1)
-        detail = ", ".join(f"{name} {count / each:.2f}" for name, count in calls.most_common())
+        detail = ", ".join(f"{name} {count / t.requests(action):.2f}" for name, count in calls.most_common())
         out.append(f"- {action}: {detail}")
     out += [f"- {n}" for n in t.notes[:5]]
     return out

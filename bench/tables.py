@@ -51,18 +51,26 @@ class TablesResult:
     latency: dict[str, Summary] = field(default_factory=dict)  # action -> request time, ms
     idle_per_second: float = 0.0
     idle_unexplained: int = 0  # round trips at rest that no timer filter matched: each would be a request's
-    timers: int = 0  # the timers' round trips from the first request to the end
-    run_seconds: float = 0.0
+    run_seconds: float = 0.0  # from the first request to the end
     routed_arrival: Summary | None = None  # webhook to the desk's subscriber, ms
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def timers(self) -> int:
+        """The timers' round trips from the first request to the end."""
+        return sum(self.timers_during.values())
+
+    def requests(self, action: str) -> int:
+        """Two status callbacks per text, one of each other request per message."""
+        return self.messages * (2 if action == "status" else 1)
+
     def per_action(self, action: str) -> float:
         """What each request costs, the timers' queries apart."""
-        return sum(self.trips.get(action, Counter()).values()) / self.messages
+        return sum(self.trips.get(action, Counter()).values()) / self.requests(action)
 
     def booked(self, action: str) -> float:
         """As it was counted before the timers were told apart: each booked to the request it followed."""
-        return self.per_action(action) + self.timers_during.get(action, 0) / self.messages
+        return self.per_action(action) + self.timers_during.get(action, 0) / self.requests(action)
 
     def per_answer(self, action: str) -> float:
         return self.before_answer.get(action, 0) / self.messages
@@ -165,7 +173,6 @@ def _measure(result: TablesResult, proxy: CountingProxy, dev: Devhost, broker: B
         counted = result.trips.setdefault(action, Counter())
         counted.update(f"{t.method} {t.table}" for t in trips if not by_timer(t))
         result.timers_during[action] = result.timers_during.get(action, 0) + sum(1 for t in trips if by_timer(t))
-    result.timers = sum(result.timers_during.values())
     result.run_seconds = end - starts[0][0]
     for action in ACTIONS:
         result.trips.setdefault(action, Counter())
