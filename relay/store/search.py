@@ -70,9 +70,6 @@ CREATE TRIGGER IF NOT EXISTS messages_search_drop AFTER DELETE ON messages BEGIN
         SELECT 'delete', rowid, old.body FROM message_search WHERE sid = old.sid;
     DELETE FROM message_search WHERE sid = old.sid;
 END;
-INSERT INTO message_search (sid)
-    SELECT sid FROM messages WHERE direction != 'event' AND sid NOT IN (SELECT sid FROM message_search)
-    ORDER BY rowid;
 """
 
 

@@ -134,6 +134,7 @@ class SqliteStore:
         self.scheduled: scheduled.ScheduledStore = scheduled.SqliteScheduled(self)
         self.templates: templates.TemplateStore = templates.SqliteTemplates(self)
         self._index = search.SqliteSearch(self, background=path != ":memory:")
+        self._index.index_waiting()  # what an older release, or a process that stopped first, left unindexed
         self.search: search.SearchStore = self._index
 
     def _conn(self) -> sqlite3.Connection:
